@@ -1,0 +1,67 @@
+//! proxy-wasm adapter for the audit filter. Placeholder until the filter's
+//! policy lands: it loads (an empty) configuration and counts requests, so the
+//! end-to-end harness can prove the module is in Envoy's filter chain.
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel, MetricType};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AuditConfigSpec {}
+
+struct AuditConfig;
+
+impl TryFrom<AuditConfigSpec> for AuditConfig {
+    type Error = gw_core::config::ConfigError;
+    fn try_from(_: AuditConfigSpec) -> Result<Self, Self::Error> {
+        Ok(AuditConfig)
+    }
+}
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| Box::new(AuditRoot { requests_metric: None }));
+}}
+
+struct AuditRoot {
+    requests_metric: Option<u32>,
+}
+
+impl Context for AuditRoot {}
+
+impl RootContext for AuditRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        if gw_host::config::load_plugin_config::<AuditConfigSpec, AuditConfig>("audit").is_none() {
+            return false;
+        }
+        self.requests_metric =
+            proxy_wasm::hostcalls::define_metric(MetricType::Counter, "gw.audit.requests").ok();
+        true
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(AuditHttp {
+            requests_metric: self.requests_metric,
+        }))
+    }
+}
+
+struct AuditHttp {
+    requests_metric: Option<u32>,
+}
+
+impl Context for AuditHttp {}
+
+impl HttpContext for AuditHttp {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
+        if let Some(metric) = self.requests_metric {
+            let _ = proxy_wasm::hostcalls::increment_metric(metric, 1);
+        }
+        proxy_wasm::types::Action::Continue
+    }
+}

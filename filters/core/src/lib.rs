@@ -1,0 +1,24 @@
+//! Pure policy logic of the MCP/A2A gateway.
+//!
+//! Nothing here imports `proxy_wasm`: the filter crates adapt host calls to
+//! these types, and everything in this crate is tested with `cargo test` on
+//! the host. A newcomer looking for a rule should find it in the module
+//! named after it:
+//!
+//! - [`config`]: loading a filter's YAML/JSON configuration, errors with key paths
+//! - [`template`]: the recipe's `#[vars.x]` / `#[payload.a.b]` / `#[attributes.headers['h']]` expressions
+//! - [`json_path`]: the `$.a.b[0]['c']` subset used by captures and templates
+//! - [`jsonrpc`]: strict JSON-RPC body inspection (batches, duplicate keys)
+//! - [`operation`]: protocol method families (MCP and every A2A version)
+//! - [`request_facts`]: what the first body parser hands on to later filters
+//! - [`sse`]: incremental Server-Sent Events parser
+//! - [`filter_state`]: names of the filter-state keys the filters share
+
+pub mod config;
+pub mod filter_state;
+pub mod json_path;
+pub mod jsonrpc;
+pub mod operation;
+pub mod request_facts;
+pub mod sse;
+pub mod template;

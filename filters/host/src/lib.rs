@@ -1,0 +1,11 @@
+//! Thin, panic-free proxy-wasm helpers shared by the filter adapters.
+//!
+//! The SDK's trait helpers (`Context::get_property`, `HttpContext::
+//! get_http_request_body`, ...) `unwrap()` the host status, and a panic kills
+//! the Wasm VM of that worker. Every call here goes to `hostcalls` directly
+//! and turns an unexpected status into a value the filter must handle.
+
+pub mod body;
+pub mod config;
+pub mod reply;
+pub mod state;

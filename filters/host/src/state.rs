@@ -1,0 +1,65 @@
+//! Filter state shared between our filters (see `gw_core::filter_state`)
+//! and request headers, without panics.
+
+use gw_core::filter_state;
+use gw_core::request_facts::{RequestFacts, VerifiedIdentity};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MapType;
+
+/// Store `value` as filter state `wasm.<key>`.
+pub fn set(key: &str, value: &str) -> bool {
+    match hostcalls::set_property(vec![key], Some(value.as_bytes())) {
+        Ok(()) => true,
+        Err(status) => {
+            log::warn!("cannot set filter state {key}: {status:?}");
+            false
+        }
+    }
+}
+
+/// Read filter state `wasm.<key>` set by one of our filters.
+pub fn get(key: &str) -> Option<Vec<u8>> {
+    let name = format!("wasm.{key}");
+    hostcalls::get_property(vec!["filter_state", &name])
+        .ok()
+        .flatten()
+        .filter(|v| !v.is_empty())
+}
+
+pub fn verified_identity() -> Option<VerifiedIdentity> {
+    get(filter_state::VERIFIED_IDENTITY).and_then(|b| VerifiedIdentity::from_json(&b))
+}
+
+pub fn request_facts() -> Option<RequestFacts> {
+    get(filter_state::REQUEST_FACTS).and_then(|b| RequestFacts::from_json(&b))
+}
+
+pub fn set_decision(decision: &str) {
+    set(filter_state::DECISION, decision);
+}
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) {
+    if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+        log::warn!("cannot set request header {name}: {status:?}");
+    }
+}
+
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// Read a host property such as `request.path` as a string.
+pub fn property_string(path: Vec<&str>) -> Option<String> {
+    hostcalls::get_property(path)
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+}
