@@ -13,12 +13,24 @@
 //! - [`request_facts`]: what the first body parser hands on to later filters
 //! - [`sse`]: incremental Server-Sent Events parser
 //! - [`filter_state`]: names of the filter-state keys the filters share
+//! - [`tool_acl`]: per-agent tool/resource/prompt rules (globs, first match, deny beats allow)
+//! - [`tool_acl_config`]: the tool-acl filter's configuration (the recipe's `accessRules` block)
+//! - [`denial`]: the denied response, HTTP (recipe) or JSON-RPC error
+//! - [`request_guard`]: refusing requests the ACL cannot judge (encodings, content types, paths, Mcp-* headers)
+//! - [`tools_list`]: per-agent `tools/list` filtering and the unfiltered-list cache entries
+//! - [`sse_rewrite`]: rewriting SSE events as they pass
 
 pub mod config;
+pub mod denial;
 pub mod filter_state;
 pub mod json_path;
 pub mod jsonrpc;
 pub mod operation;
 pub mod request_facts;
+pub mod request_guard;
 pub mod sse;
+pub mod sse_rewrite;
 pub mod template;
+pub mod tool_acl;
+pub mod tool_acl_config;
+pub mod tools_list;
