@@ -79,6 +79,11 @@ fmt:
 envoy-split:
     {{python}} scripts/stack.py split
 
+# Generate the self-signed demo certificate into .run/certs/ (kept while valid).
+[group('dev')]
+certs:
+    {{python}} -c 'import sys; sys.path.insert(0, "scripts"); import stack; print("\n".join(f"{k}: {v}" for k, v in stack.generate_certs(stack.ROOT / ".run" / "certs").items()))'
+
 # Print the config the demo/tests would run (ports, absolute paths patched).
 [group('dev')]
 render config="envoy/gateway.yaml":
