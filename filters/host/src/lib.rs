@@ -7,5 +7,8 @@
 
 pub mod body;
 pub mod config;
+pub mod headers;
 pub mod reply;
+pub mod response;
+pub mod shared_data;
 pub mod state;
