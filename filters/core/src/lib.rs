@@ -13,12 +13,30 @@
 //! - [`request_facts`]: what the first body parser hands on to later filters
 //! - [`sse`]: incremental Server-Sent Events parser
 //! - [`filter_state`]: names of the filter-state keys the filters share
+//! - [`identity_config`]: the identity filter's configuration (recipe's agent authentication block)
+//! - [`credentials`]: which credential a request carries, precedence rules
+//! - [`api_key`]: static agents (SHA-256 keys) and the API key validation contract
+//! - [`introspection`]: RFC 7662 token introspection requests and answers
+//! - [`callout`]: identity callouts and what their answers mean (fail closed)
+//! - [`identity_cache`]: bounded shared-data cache of credential checks, keyed by hash
+//! - [`protected_resource`]: RFC 9728 metadata and `WWW-Authenticate` targets
+//! - [`auth_denial`]: 401/403/503 answers of the identity filter
+//! - [`identity_policy`]: from request headers to an identity verdict
 
+pub mod api_key;
+pub mod auth_denial;
+pub mod callout;
 pub mod config;
+pub mod credentials;
 pub mod filter_state;
+pub mod identity_cache;
+pub mod identity_config;
+pub mod identity_policy;
+pub mod introspection;
 pub mod json_path;
 pub mod jsonrpc;
 pub mod operation;
+pub mod protected_resource;
 pub mod request_facts;
 pub mod sse;
 pub mod template;
