@@ -731,8 +731,10 @@ MCP + A2A gateway is up (stock Envoy {args.workers} workers, 4 Wasm filters: aud
 
 Try:
   curl --cacert {ca} {d['base_url']}/.well-known/agent-card.json
-  curl --cacert {ca} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \\
+  curl --cacert {ca} -H 'x-agent-api-key: gw-demo-admin-1' \\
+       -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \\
        -d '{init}' {d['mcp_url']}
+  (demo API keys: gw-demo-sentinel-1, gw-demo-alchemy-1, gw-demo-admin-1; see docs/identity.md)
 
 Ctrl-C to stop.""", flush=True)
     try:
