@@ -19,13 +19,31 @@
 //! - [`request_guard`]: refusing requests the ACL cannot judge (encodings, content types, paths, Mcp-* headers)
 //! - [`tools_list`]: per-agent `tools/list` filtering and the unfiltered-list cache entries
 //! - [`sse_rewrite`]: rewriting SSE events as they pass
+//! - [`identity_config`]: the identity filter's configuration (recipe's agent authentication block)
+//! - [`credentials`]: which credential a request carries, precedence rules
+//! - [`api_key`]: static agents (SHA-256 keys) and the API key validation contract
+//! - [`introspection`]: RFC 7662 token introspection requests and answers
+//! - [`callout`]: identity callouts and what their answers mean (fail closed)
+//! - [`identity_cache`]: bounded shared-data cache of credential checks, keyed by hash
+//! - [`protected_resource`]: RFC 9728 metadata and `WWW-Authenticate` targets
+//! - [`auth_denial`]: 401/403/503 answers of the identity filter
+//! - [`identity_policy`]: from request headers to an identity verdict
 
+pub mod api_key;
+pub mod auth_denial;
+pub mod callout;
 pub mod config;
+pub mod credentials;
 pub mod denial;
 pub mod filter_state;
+pub mod identity_cache;
+pub mod identity_config;
+pub mod identity_policy;
+pub mod introspection;
 pub mod json_path;
 pub mod jsonrpc;
 pub mod operation;
+pub mod protected_resource;
 pub mod request_facts;
 pub mod request_guard;
 pub mod sse;
