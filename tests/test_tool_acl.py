@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from conftest import ROOT, Gateway
+from conftest import DEMO_KEYS, ROOT, Gateway
 from stack import Stack, wasm_filters
 
 pytestmark = pytest.mark.timeout(120)
@@ -460,6 +460,36 @@ def test_non_utf8_headers_do_not_kill_the_filter(acl: AclGateway) -> None:
         r = c.post("/mcp", json=tools_call("read_config", key="region"))
         assert r.status_code == 200
     assert "panicked" not in acl.log()
+
+
+@pytest.mark.parametrize("agent,visible", [("sentinel-1", SENTINEL), ("alchemy-1", ALCHEMY)])
+def test_shipped_chain_with_the_real_identity_filter(gateway: Gateway, agent: str, visible: set[str]) -> None:
+    """The shipped gateway.yaml end to end: the identity filter verifies a demo
+    API key and publishes `gw_identity`; the ACL applies that agent's rule."""
+    from mcp import MCPError
+
+    before = gateway.upstream_stats()["tools"].get("execute_code", 0)
+
+    async def go() -> None:
+        async with gateway.mcp_client(headers={"x-agent-api-key": DEMO_KEYS[agent]}) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == visible
+            with pytest.raises(MCPError) as denied:
+                await client.call_tool("execute_code", {"code": "x"})
+            assert denied.value.error.message == f"Agent '{agent}' is not authorized to invoke tool 'execute_code'"
+
+    run(go())
+    assert gateway.upstream_stats()["tools"].get("execute_code", 0) == before
+    with gateway.http({"x-agent-api-key": DEMO_KEYS[agent]} | MCP_HEADERS) as c:
+        r = c.post("/mcp/tools/call", json=tools_call("execute_code", code="x"))
+        assert r.status_code == 403 and r.json()["error"] == "tool_access_denied"
+        if agent == "sentinel-1":
+            call = tools_call("read_config", key="region")
+        else:
+            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "read_template", "arguments": {"name": "t"}}}
+        r = c.post("/mcp", json=call)
+        assert r.status_code == 200 and rpc_body(r)["result"]["isError"] is False
+        assert rpc_body(r)["result"]["structuredContent"]["verified"]["agentId"] == agent
 
 
 def test_shipped_config_trusts_no_identity_header(gateway: Gateway) -> None:
