@@ -633,3 +633,28 @@ def test_counters_move_and_the_filter_stays_alive(acl: AclGateway) -> None:
         {"allowed": 1, "denied": 1, "bad_request": 1}
     assert "wasm.gw_tool_acl.vm_reload_failure: 0" in acl.admin("/stats?filter=^wasm.gw_tool_acl")
     assert "panicked" not in acl.log()
+
+
+def test_tool_lists_too_large_to_filter_are_withheld(start_stack: Callable[..., Stack]) -> None:
+    """Fail closed: a list over toolsList.maxResponseBytes is replaced by a
+    JSON-RPC error, never passed unfiltered (JSON and SSE answers)."""
+    cfg = shipped_acl_config() | {"toolsList": {"maxResponseBytes": 600, "cache": {"enabled": False}}}
+    gw = AclGateway(start_stack("tool_acl_small", config="envoy/gateway.yaml", patch=_inject_test_identity,
+                                filter_configs={"gw_tool_acl": cfg}, backends=("mcp",)), {})
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    with gw.http(ident("sentinel-1")) as c:
+        r = c.post("/mcp", json={"jsonrpc": "2.0", "id": "big", "method": "tools/list", "params": {"_meta": meta}},
+                   headers={"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+                            "mcp-method": "tools/list"})
+        assert r.json() == {"jsonrpc": "2.0", "id": "big", "error": {
+            "code": -32603, "message": "tools/list response too large for the gateway to filter"}}
+        r = c.post("/mcp", json={"jsonrpc": "2.0", "id": "big-sse", "method": "tools/list"}, headers=MCP_HEADERS)
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert "execute_code" not in r.text and "search_patterns" not in r.text
+        assert rpc_body(r)["error"]["code"] == -32603
+    # a big event on a stream that answers no tools/list passes untouched
+    with gw.http(ident("admin-1") | MCP_HEADERS) as c:
+        r = c.post("/mcp", json=tools_call("whoami", id_="w"))
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert len(r.content) > 600
+        assert rpc_body(r)["result"]["isError"] is False

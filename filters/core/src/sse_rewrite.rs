@@ -7,8 +7,9 @@
 //! stream into raw events (up to and including their blank line), hands each
 //! complete one to a callback that may replace it, and keeps only the
 //! unfinished tail of the last chunk. Memory is bounded by the largest event
-//! (`max_event_bytes`); a bigger event is withheld and reported as
-//! [`RawEvent::Oversized`] so the caller can fail closed.
+//! (`max_event_bytes`); a bigger event is either withheld and reported as
+//! [`RawEvent::Oversized`] so the caller can fail closed, or streamed through
+//! unexamined ([`Overflow::PassThrough`]) where no rewrite could be needed.
 
 use crate::sse::{SseEvent, SseParser};
 
@@ -21,6 +22,15 @@ pub enum RawEvent<'a> {
     Oversized,
 }
 
+/// What happens to an event larger than `max_event_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop it and report [`RawEvent::Oversized`].
+    Withhold,
+    /// Forward it unexamined as it arrives.
+    PassThrough,
+}
+
 #[derive(Debug)]
 pub struct SseRewriter {
     pending: Vec<u8>,
@@ -30,16 +40,26 @@ pub struct SseRewriter {
     prev_cr: bool,
     oversized: bool,
     max_event_bytes: usize,
+    overflow: Overflow,
+    /// Bytes to forward before the current chunk's processed output
+    /// (pending bytes flushed when an event overflowed in pass-through).
+    flushed: Vec<u8>,
 }
 
 impl SseRewriter {
     pub fn new(max_event_bytes: usize) -> Self {
+        Self::with_overflow(max_event_bytes, Overflow::Withhold)
+    }
+
+    pub fn with_overflow(max_event_bytes: usize, overflow: Overflow) -> Self {
         Self {
             pending: Vec::new(),
             line_len: 0,
             prev_cr: false,
             oversized: false,
             max_event_bytes,
+            overflow,
+            flushed: Vec::new(),
         }
     }
 
@@ -57,7 +77,7 @@ impl SseRewriter {
                 // Second half of a CRLF whose CR ended the line; if that CR
                 // also ended an event, the LF goes out right behind it.
                 self.prev_cr = false;
-                if self.pending.is_empty() && !self.oversized {
+                if self.pending.is_empty() && !self.oversized && self.flushed.is_empty() {
                     out.push(b);
                 } else {
                     self.push(b);
@@ -77,6 +97,7 @@ impl SseRewriter {
                 self.push(b);
             }
         }
+        out.append(&mut self.flushed);
         out
     }
 
@@ -89,11 +110,18 @@ impl SseRewriter {
 
     fn push(&mut self, b: u8) {
         if self.oversized {
+            if self.overflow == Overflow::PassThrough {
+                self.flushed.push(b);
+            }
             return;
         }
         if self.pending.len() >= self.max_event_bytes {
             self.oversized = true;
-            self.pending = Vec::new();
+            let pending = std::mem::take(&mut self.pending);
+            if self.overflow == Overflow::PassThrough {
+                self.flushed = pending;
+                self.flushed.push(b);
+            }
             return;
         }
         self.pending.push(b);
@@ -106,6 +134,10 @@ impl SseRewriter {
     ) {
         if self.oversized {
             self.oversized = false;
+            if self.overflow == Overflow::PassThrough {
+                out.append(&mut self.flushed);
+                return;
+            }
             if let Some(replacement) = on_event(RawEvent::Oversized) {
                 out.extend_from_slice(&replacement);
             }
@@ -239,6 +271,27 @@ mod tests {
             RawEvent::Oversized => None,
         });
         assert_eq!(out, b"data: ok\n\n");
+    }
+
+    #[test]
+    fn oversized_events_can_stream_through_unexamined() {
+        let stream =
+            b"data: {\"tools\":\"0123456789012345678901234567890\"}\r\n\r\ndata: {\"tools\":1}\n\n";
+        for split in 0..=stream.len() {
+            let mut r = SseRewriter::with_overflow(24, Overflow::PassThrough);
+            let (a, b) = stream.split_at(split);
+            let mut out = r.feed(a, upper_data);
+            out.extend(r.feed(b, upper_data));
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "data: {\"tools\":\"0123456789012345678901234567890\"}\r\n\r\ndata: {\"TOOLS\":1}\n\n",
+                "split {split}"
+            );
+        }
+        // memory stays bounded: the big event is forwarded as it arrives
+        let mut r = SseRewriter::with_overflow(16, Overflow::PassThrough);
+        let out = r.feed(b"data: 0123456789012345678901234", upper_data);
+        assert_eq!(out, b"data: 0123456789012345678901234");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use gw_core::jsonrpc;
 use gw_core::operation::Operation;
 use gw_core::request_facts::{MessageFacts, RequestFacts, VerifiedIdentity};
 use gw_core::request_guard::{self, Refusal, INVALID_PARAMS, INVALID_REQUEST};
-use gw_core::sse_rewrite::{self, RawEvent, SseRewriter};
+use gw_core::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
 use gw_core::tool_acl::{Agent, Decision, TargetKind};
 use gw_core::tool_acl_config::{BatchPolicy, ToolAclConfig};
 use gw_core::tools_list;
@@ -37,6 +37,8 @@ enum ResponseMode {
     Json,
     /// Rewrite SSE events as they pass.
     Sse(Box<SseRewriter>),
+    /// The answer was replaced by an error: drop whatever else arrives.
+    Discard,
 }
 
 pub(crate) struct ToolAclHttp {
@@ -236,8 +238,18 @@ impl HttpContext for ToolAclHttp {
             .and_then(|v| v.split(';').next().map(|m| m.trim().to_ascii_lowercase()))
             .unwrap_or_default();
         if media == "text/event-stream" {
-            self.response = ResponseMode::Sse(Box::new(SseRewriter::new(
+            // Streams answering a tools/list fail closed on an event too big
+            // to filter; other streams (tool results, the GET stream) pass
+            // such an event through unexamined rather than break a large
+            // tool result.
+            let overflow = if self.list_ids.is_empty() {
+                Overflow::PassThrough
+            } else {
+                Overflow::Withhold
+            };
+            self.response = ResponseMode::Sse(Box::new(SseRewriter::with_overflow(
                 config.tools_list.max_response_bytes,
+                overflow,
             )));
             response::set_header("content-length", None);
         } else if !self.list_ids.is_empty()
@@ -257,9 +269,17 @@ impl HttpContext for ToolAclHttp {
         };
         match &self.response {
             ResponseMode::Pass => Action::Continue,
+            ResponseMode::Discard => {
+                response::replace_body(body_size, b"");
+                Action::Continue
+            }
             ResponseMode::Json => {
                 if body_size > config.tools_list.max_response_bytes {
-                    self.response = ResponseMode::Pass;
+                    self.response = if end_of_stream {
+                        ResponseMode::Pass
+                    } else {
+                        ResponseMode::Discard
+                    };
                     let err =
                         self.list_error("tools/list response too large for the gateway to filter");
                     response::replace_body(body_size, err.as_bytes());
