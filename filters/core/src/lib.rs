@@ -13,12 +13,22 @@
 //! - [`request_facts`]: what the first body parser hands on to later filters
 //! - [`sse`]: incremental Server-Sent Events parser
 //! - [`filter_state`]: names of the filter-state keys the filters share
+//! - [`audit_config`]: the audit filter's recipe block (destination, captures, event format)
+//! - [`audit_event`]: one audit event per request/response pair, request captures
+//! - [`response_capture`]: response captures from JSON and SSE bodies, by JSON-RPC id
+//! - [`audit_batch`]: the audit sender's batching / retry / backoff state machine
+//! - [`otlp`]: audit events as OTLP/HTTP JSON logs
 
+pub mod audit_batch;
+pub mod audit_config;
+pub mod audit_event;
 pub mod config;
 pub mod filter_state;
 pub mod json_path;
 pub mod jsonrpc;
 pub mod operation;
+pub mod otlp;
 pub mod request_facts;
+pub mod response_capture;
 pub mod sse;
 pub mod template;
