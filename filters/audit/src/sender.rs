@@ -6,6 +6,13 @@
 //! and on every tick, and POSTs due batches with `dispatch_http_call`. The
 //! queue itself is unbounded in Envoy; draining it at once into a bounded
 //! buffer is what bounds memory (the drops are counted).
+//!
+//! Envoy 1.40 configures a singleton service twice (the base VM and its
+//! main-thread clone both get a root context, both tick). Exactly one must
+//! deliver, so the last sender to start claims leadership in shared data
+//! (`gw_audit.sender`); a sender that finds it lost the lead hands its
+//! waiting events back to the queue, finishes its batch in flight and goes
+//! quiet.
 
 use crate::metrics::SenderMetrics;
 use crate::{now_ms, QUEUE_NAME};
@@ -16,7 +23,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 use std::time::Duration;
 
+/// Shared-data key naming the sender that delivers.
+const LEADER_KEY: &str = "gw_audit.sender";
+
 pub struct Sender {
+    /// This sender's claim in [`LEADER_KEY`].
+    token: String,
+    /// Still the leader as of the last check.
+    leading: bool,
     destination: Destination,
     queue_id: u32,
     batches: BatchSender,
@@ -69,8 +83,18 @@ impl Sender {
             destination.flush_interval_ms,
             destination.max_buffered_events
         );
+        let nanos = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let token = format!("{nanos:x}-{queue_id:x}");
+        if let Err(status) = hostcalls::set_shared_data(LEADER_KEY, Some(token.as_bytes()), None) {
+            log::warn!("audit sender: cannot claim leadership: {status:?}");
+        }
         let seed = now_ms() ^ u64::from(queue_id).rotate_left(32);
         Some(Self {
+            token,
+            leading: true,
             batches: BatchSender::new(policy(&destination), seed),
             destination,
             queue_id,
@@ -92,15 +116,44 @@ impl Sender {
     }
 
     pub fn on_queue_ready(&mut self, queue_id: u32) {
-        if queue_id == self.queue_id {
+        if queue_id == self.queue_id && self.check_leader() {
             self.drain();
             self.send_due();
         }
     }
 
     pub fn on_tick(&mut self) {
-        self.drain();
-        self.send_due();
+        if self.check_leader() {
+            self.drain();
+            self.send_due();
+        }
+    }
+
+    /// Whether this sender still delivers; hands its waiting events over
+    /// (back to the queue, for the leader) when it does not.
+    fn check_leader(&mut self) -> bool {
+        let current = hostcalls::get_shared_data(LEADER_KEY)
+            .ok()
+            .and_then(|(value, _)| value);
+        let leading = match current {
+            Some(value) => value == self.token.as_bytes(),
+            None => true,
+        };
+        if self.leading && !leading {
+            log::info!("audit sender: another sender took over; handing events over");
+        }
+        self.leading = leading;
+        if !leading {
+            for event in self.batches.hand_over() {
+                if let Err(status) =
+                    hostcalls::enqueue_shared_queue(self.queue_id, Some(event.as_bytes()))
+                {
+                    log::warn!("audit sender: cannot hand an event over: {status:?}");
+                }
+            }
+            self.export();
+        }
+        leading
     }
 
     fn drain(&mut self) {

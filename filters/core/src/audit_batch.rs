@@ -144,6 +144,14 @@ impl BatchSender {
         true
     }
 
+    /// Give up the waiting events (not the one in flight) to another sender:
+    /// they are no longer counted as queued here.
+    pub fn hand_over(&mut self) -> Vec<String> {
+        let events: Vec<String> = self.waiting.drain(..).map(|(_, e)| e).collect();
+        self.stats.queued = self.stats.queued.saturating_sub(events.len() as u64);
+        events
+    }
+
     /// Whether a batch should leave now.
     pub fn due(&self, now_ms: u64) -> bool {
         if self.in_flight.is_some() || now_ms < self.retry_at_ms {
@@ -385,6 +393,19 @@ mod tests {
         assert_eq!(s.buffered(), 0);
         assert_eq!(s.stats().dropped, 3);
         assert_eq!(s.stats().batches_failed, 1);
+    }
+
+    #[test]
+    fn hand_over_keeps_the_batch_in_flight() {
+        let mut s = BatchSender::new(policy(), 1);
+        for i in 0..5 {
+            s.offer(0, format!("e{i}"));
+        }
+        let (t, _) = owned(s.poll(0)).unwrap();
+        assert_eq!(s.hand_over(), ["e3", "e4"]);
+        assert_eq!(s.stats().queued, 3);
+        s.complete(t, Outcome::Delivered, 0);
+        assert_eq!(s.buffered(), 0);
     }
 
     #[test]

@@ -63,6 +63,15 @@ impl Decision {
             Some(d) if d.starts_with("upstream_") || d.contains("upstream_reset") => {
                 Decision::UpstreamError
             }
+            // The client went away after the answer started (typically at
+            // the end of an SSE stream): the answer itself was the upstream's.
+            Some(d) if d.starts_with("downstream_") => {
+                if status >= 500 {
+                    Decision::UpstreamError
+                } else {
+                    Decision::Allowed
+                }
+            }
             Some("via_upstream") | None | Some("") => {
                 if status >= 500 {
                     Decision::UpstreamError
@@ -669,6 +678,10 @@ captureFields:
             UpstreamError
         );
         assert_eq!(d(None, Some(404), Some("route_not_found")), Rejected);
+        assert_eq!(
+            d(None, Some(200), Some("downstream_remote_disconnect")),
+            Allowed
+        );
         assert_eq!(d(None, None, None), ClientAborted);
         assert_eq!(d(Some("unauthenticated"), Some(401), None), Unauthenticated);
         assert_eq!(d(Some("tool_denied"), Some(200), None), ToolDenied);
