@@ -2,8 +2,10 @@
 """Latency of gateway traffic with the audit filter, while the collector is
 healthy, slow or stalled. Prints numbers; asserts nothing.
 
-Scenarios (each on its own fresh stack: envoy/gateway.yaml, MCP server,
-example audit collector, free ports):
+Scenarios (each on its own fresh stack: envoy/gateway.yaml, the example
+audit collector, free ports; the MCP upstream is a second stock Envoy that
+reads the whole request body (buffer filter) and answers a fixed tools/call
+result, so the numbers are the gateway's, not a Python server's):
 
   no-audit         gw.audit and its sender removed from the config (baseline)
   collector-ok     audit on, collector answers at once
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import ssl
 import statistics
 import sys
@@ -31,11 +34,47 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, Stack  # noqa: E402
+from stack import ROOT, Stack, envoy_binary, free_port  # noqa: E402
 
 BODY = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "read_config", "arguments": {"key": "region"}}}
 HEADERS = {"accept": "application/json, text/event-stream"}
+
+
+RESULT = '{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"eu-west-1"}],"isError":false}}'
+
+
+def upstream_config(port: int, admin: int) -> dict[str, Any]:
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {"listeners": [{
+            "name": "upstream",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "enable_reuse_port": False,
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "upstream",
+                    "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
+                        "match": {"prefix": "/"},
+                        "direct_response": {"status": 200, "body": {"inline_string": RESULT}},
+                        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"},
+                                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+                    }]}]},
+                    "http_filters": [
+                        # read the whole body before answering (see docs: a direct_response
+                        # without it answers early and the numbers measure TCP set-up)
+                        {"name": "envoy.filters.http.buffer", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                            "max_request_bytes": 1048576}},
+                        {"name": "envoy.filters.http.router", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+                    ],
+                },
+            }]}],
+        }]},
+    }
 
 
 def drop_audit(cfg: dict[str, Any]) -> None:
@@ -75,8 +114,10 @@ def audit_stats(s: Stack) -> str:
 
 
 def scenario(name: str, args: argparse.Namespace, run_root: Path) -> None:
+    up_port, up_admin = free_port(), free_port()
     kw: dict[str, Any] = {"config": "envoy/gateway.yaml", "workers": args.workers,
-                          "backends": ("mcp", "audit"), "run_dir": run_root / name}
+                          "backends": ("audit",), "extra_upstreams": {"mcp_upstream": up_port},
+                          "run_dir": run_root / name}
     if name == "no-audit":
         kw["patch"] = drop_audit
     else:
@@ -84,6 +125,12 @@ def scenario(name: str, args: argparse.Namespace, run_root: Path) -> None:
                                                    "  batchSize: 50\n  flushIntervalMs: 200\n  timeoutMs: 60000\n"
                                                    "  maxBufferedEvents: 2000\n"}
     s = Stack(**kw)
+    up_cfg = run_root / name / "upstream.yaml"
+    up_cfg.parent.mkdir(parents=True, exist_ok=True)
+    up_cfg.write_text(json.dumps(upstream_config(up_port, up_admin)))
+    s.add_process("bench_upstream", [envoy_binary(), "-c", str(up_cfg), "--concurrency", "1",
+                                     "--disable-hot-restart", "--log-level", "warn"],
+                  ready_url=f"http://127.0.0.1:{up_admin}/ready")
     s.start()
     try:
         collector = s.upstream_url("audit_collector")

@@ -420,7 +420,14 @@ def test_envoy_and_upstream_answers_are_classified(audit: tuple[Gateway, Collect
     with gw.http() as c:
         r_404 = c.get("/no/such/route")
         r_abort = mcp_post(c, tools_list(), **{"x-envoy-fault-abort-request": "502"})
+        r_escaped = c.get("/mcp%2Ftools")  # refused by the connection manager's path rules
+    assert r_escaped.status_code == 400
     ev = collector.wait_for([r_404.headers["x-request-id"], r_abort.headers["x-request-id"]])
+    # Refused before Envoy assigned a request id: still audited, under a local id.
+    early = wait_until(lambda: [e for e in collector.events() if e.get("detail") == "path_normalization_failed"],
+                       what="the event of the refused path")
+    assert len(early) == 1 and (early[0]["status"], early[0]["decision"]) == (400, "rejected"), early
+    assert "correlationId" not in early[0] and early[0]["eventId"]
     e = ev[r_404.headers["x-request-id"]]
     assert (e["status"], e["decision"], e["detail"]) == (404, "rejected", "route_not_found")
     e = ev[r_abort.headers["x-request-id"]]
@@ -544,6 +551,21 @@ def test_stalled_collector_never_slows_traffic_and_buffer_is_bounded(batching: t
     after = counters(gw.stack)
     assert after["events_dropped"] - before["events_dropped"] == 6
     assert after["events_sent"] - before["events_sent"] == 10
+
+
+@pytest.mark.timeout(60)
+def test_default_body_limit_never_makes_envoy_refuse(gateway: Gateway) -> None:
+    """The shipped config (default maxRequestBodyBytes) with a body just under
+    Envoy's 1 MiB buffer limit: audit stops buffering in time, no 413."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "classify_content", "arguments": {"text": "y" * 1_000_000}}}
+    with gw_http(gateway) as c:
+        r = mcp_post(c, body)
+    assert r.status_code == 200, r.text[:300]
+
+
+def gw_http(gateway: Gateway) -> httpx.Client:
+    return gateway.http(timeout=60)
 
 
 @pytest.mark.timeout(60)

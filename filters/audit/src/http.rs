@@ -36,6 +36,9 @@ pub struct FilterShared {
     vm_id: String,
     queue: Cell<Option<u32>>,
     warned_no_sender: Cell<bool>,
+    /// Tells this VM's local event ids (for requests without
+    /// `x-request-id`) from other workers'.
+    instance: String,
 }
 
 impl FilterShared {
@@ -49,6 +52,10 @@ impl FilterShared {
             vm_id,
             queue: Cell::new(None),
             warned_no_sender: Cell::new(false),
+            instance: hostcalls::get_current_time()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or_else(String::new, |d| format!("{:x}", d.subsec_nanos())),
         }
     }
 
@@ -319,7 +326,10 @@ impl HttpContext for AuditHttp {
                 .unwrap_or_default(),
         };
         let request = std::mem::take(&mut self.request);
-        let fallback_id = format!("{:x}-{:x}", request.start_unix_ms, self.context_id);
+        let fallback_id = format!(
+            "{:x}-{}-{:x}",
+            request.start_unix_ms, shared.instance, self.context_id
+        );
         let event = build_event(config, request, response, &fallback_id);
         shared.enqueue(&event.to_json());
     }

@@ -45,7 +45,7 @@ pub struct AuditConfigSpec {
     pub max_request_body_bytes: usize,
     /// A JSON response body is copied (never held) up to this size for
     /// response captures; one SSE event is parsed up to this size.
-    #[serde(default = "defaults::max_body_bytes")]
+    #[serde(default = "defaults::max_response_bytes")]
     pub max_response_body_bytes: usize,
     /// Longest captured string value; longer ones are cut (and marked `…`).
     #[serde(default = "defaults::max_capture_chars")]
@@ -53,7 +53,13 @@ pub struct AuditConfigSpec {
 }
 
 mod defaults {
+    /// Half of Envoy's default `per_connection_buffer_limit_bytes` (1 MiB):
+    /// buffering up to this plus one read never makes Envoy answer 413.
     pub fn max_body_bytes() -> usize {
+        512 << 10
+    }
+    /// Our own copy, not Envoy's buffer: only memory per request.
+    pub fn max_response_bytes() -> usize {
         1 << 20
     }
     pub fn max_capture_chars() -> usize {
