@@ -569,6 +569,20 @@ def gw_http(gateway: Gateway) -> httpx.Client:
 
 
 @pytest.mark.timeout(60)
+def test_without_a_sender_traffic_flows_and_drops_are_counted(start_stack: Callable[..., Stack]) -> None:
+    """The bootstrap service forgotten: the filter cannot find the queue. It
+    must neither block nor fail requests; it counts and logs the loss."""
+    s = start_stack("audit-nosender", config="envoy/gateway.yaml", backends=("mcp",),
+                    patch=lambda cfg: cfg.pop("bootstrap_extensions"))
+    with Gateway(s, {}).http() as c:
+        for i in range(3):
+            assert mcp_post(c, tools_list(i)).status_code == 200
+    after = counters(s)
+    assert after["events"] == 3 and after["events_dropped"] == 3, after
+    assert "events are dropped (is the audit WasmService in bootstrap_extensions?)" in s.log_path("envoy").read_text()
+
+
+@pytest.mark.timeout(60)
 def test_otlp_destination(start_stack: Callable[..., Stack]) -> None:
     s = start_stack("audit-otlp", config="envoy/gateway.yaml", backends=("mcp", "audit"),
                     filter_configs={"gw_audit_sender": sender(type="otlp", url="http://otel-collector:4318/v1/logs",
@@ -584,4 +598,9 @@ def test_otlp_destination(start_stack: Callable[..., Stack]) -> None:
     assert e["otlp"]["service"] == "gw-test" and e["otlp"]["scope"] == "gw.audit"
     assert e["otlp"]["severityText"] == "INFO" and e["otlp"]["body"] == "tools/call allowed 200"
     assert int(e["otlp"]["timeUnixNano"]) // 10**6 > 0
+    st = collector.stats()
+    # parsed with the official OpenTelemetry protos (unknown fields would be a 400)
+    assert st["otlp_schema"] == "opentelemetry-proto" and st["rejected"] == 0, st
+    bogus = httpx.post(collector.url + "/v1/logs", json={"resourceLogs": [{"bogus": 1}]}, timeout=5)
+    assert bogus.status_code == 400
     assert CANARY not in s.audit_events_path.read_text()

@@ -9,8 +9,11 @@ What it accepts (the contract of the gateway's audit sender):
   Each event is a JSON object; the gateway's carry an ``eventId`` unique per
   request. Answers ``200 {"accepted": n}``; ``400`` if the body is not such
   a batch (the sender then drops the batch instead of retrying it forever).
-* ``POST /v1/logs``: OpenTelemetry OTLP/HTTP logs, JSON encoding. Each log
-  record's attributes are turned back into an event (``agent.id`` ->
+* ``POST /v1/logs``: OpenTelemetry OTLP/HTTP logs, JSON encoding. When the
+  official protos are installed (``opentelemetry-proto``, as in the dev
+  environment) the body is parsed strictly into ``ExportLogsServiceRequest``
+  (unknown fields or wrong types -> 400), as a real collector would. Each
+  log record's attributes are turned back into an event (``agent.id`` ->
   ``{"agent": {"id": ...}}``), with the record's severity and time under
   ``"otlp"``. Answers ``200 {"partialSuccess": {}}`` like a collector.
 
@@ -46,6 +49,27 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+try:  # strict OTLP parsing with the official protos, when installed
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    OTLP_SCHEMA = "opentelemetry-proto"
+except ImportError:  # pragma: no cover - plain JSON fallback
+    json_format = None  # type: ignore[assignment]
+    ExportLogsServiceRequest = None  # type: ignore[assignment,misc]
+    OTLP_SCHEMA = "json"
+
+
+def otlp_check(raw: bytes) -> str | None:
+    """None if `raw` is a valid OTLP JSON ExportLogsServiceRequest, else why not."""
+    if json_format is None:
+        return None
+    try:
+        json_format.Parse(raw, ExportLogsServiceRequest())
+    except json_format.ParseError as e:
+        return f"not an OTLP ExportLogsServiceRequest: {e}"
+    return None
 
 
 class State:
@@ -103,6 +127,7 @@ class State:
                 "failures_injected": self.failures_injected,
                 "rejected": self.rejected,
                 "held": self.held,
+                "otlp_schema": OTLP_SCHEMA,
                 "blocked": not self.unblocked.is_set(),
             }
 
@@ -217,6 +242,9 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 if path == "/v1/logs":
                     if not isinstance(body, dict):
                         return self._reject("OTLP body must be an object")
+                    why = otlp_check(raw)
+                    if why:
+                        return self._reject(why)
                     state.accept(otlp_events(body), "otlp", path)
                     return self._send(200, {"partialSuccess": {}})
                 events = body.get("events") if isinstance(body, dict) else body
