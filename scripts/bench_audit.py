@@ -38,7 +38,8 @@ from stack import ROOT, Stack, envoy_binary, free_port  # noqa: E402
 
 BODY = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "read_config", "arguments": {"key": "region"}}}
-HEADERS = {"accept": "application/json, text/event-stream"}
+# the identity filter's demo key (docs/identity.md)
+HEADERS = {"accept": "application/json, text/event-stream", "x-agent-api-key": "gw-demo-admin-1"}
 
 
 RESULT = '{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"eu-west-1"}],"isError":false}}'

@@ -2,13 +2,14 @@
 singleton sender, the example collector as a real process, official MCP and
 A2A SDK clients.
 
-Later filters (identity, tool ACL, rate limit) are stood in for by stock
-Envoy filters inserted after gw.audit in the test stack only:
-`set_filter_state` writes the `wasm.gw_identity` / `wasm.gw_decision` entries
-the real filters set (from test headers), and `fault` answers with a local
-reply (header `x-envoy-fault-abort-request`). That checks, on Envoy 1.40,
-that audit sees a later filter's verdict and local reply, independently of
-when those filters land.
+The identity filter is the real one (demo API keys). The filters after it
+that answer requests themselves (tool ACL, rate limit) are stood in for by
+stock Envoy filters inserted before the router in the test stack only:
+`set_filter_state` writes the `wasm.gw_decision` entry those filters set
+(from a test header), `buffer` holds the request until its body is complete
+(as a body-reading filter does) and `fault` answers with a local reply
+(header `x-envoy-fault-abort-request`). That checks, on Envoy 1.40, that
+audit sees a later filter's verdict and local reply.
 """
 
 from __future__ import annotations
@@ -119,8 +120,7 @@ def add_stand_in_filters(cfg: dict[str, Any], access_log: Path | None = None) ->
             "name": "test.set_filter_state",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-                "on_request_headers": [state_from("gw_identity", "x-test-identity"),
-                                       state_from("gw_decision", "x-test-decision")],
+                "on_request_headers": [state_from("gw_decision", "x-test-decision")],
             },
         },
         {
@@ -168,7 +168,8 @@ def sender(**dest: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def audit(start_stack: Callable[..., Stack], run_root: Path) -> Iterator[tuple[Gateway, Collector, Path]]:
+def audit(start_stack: Callable[..., Stack], run_root: Path,
+          default_headers: dict[str, str]) -> Iterator[tuple[Gateway, Collector, Path]]:
     """The gateway's own audit config (the recipe block), fast batches."""
     access_log = run_root / "audit-access.log"
     filter_cfg = yaml.safe_load(gateway_audit_config())
@@ -183,11 +184,12 @@ def audit(start_stack: Callable[..., Stack], run_root: Path) -> Iterator[tuple[G
         },
         patch=lambda cfg: add_stand_in_filters(cfg, access_log),
     )
-    yield Gateway(s, {}), Collector(s), access_log
+    yield Gateway(s, default_headers), Collector(s), access_log
 
 
 @pytest.fixture(scope="module")
-def batching(start_stack: Callable[..., Stack]) -> Iterator[tuple[Gateway, Collector]]:
+def batching(start_stack: Callable[..., Stack],
+             default_headers: dict[str, str]) -> Iterator[tuple[Gateway, Collector]]:
     """Small batches and buffer, slow flush, long POST timeout: every rule observable."""
     s = start_stack(
         "audit-batching",
@@ -197,7 +199,7 @@ def batching(start_stack: Callable[..., Stack]) -> Iterator[tuple[Gateway, Colle
             batchSize=4, flushIntervalMs=1500, maxBufferedEvents=10, timeoutMs=30000,
             retry={"initialBackoffMs": 100, "maxBackoffMs": 300})},
     )
-    yield Gateway(s, {}), Collector(s)
+    yield Gateway(s, default_headers), Collector(s)
 
 
 def quiesce(stack: Stack, collector: Collector) -> dict[str, int]:
@@ -369,21 +371,29 @@ def test_recipe_paths_and_method_families(audit: tuple[Gateway, Collector, Path]
 
 @pytest.mark.timeout(60)
 def test_identity_comes_from_the_verified_identity_never_the_client(audit: tuple[Gateway, Collector, Path]) -> None:
+    """With the real identity filter: the X-Verified-Agent-* captures are the
+    identity it verified, whatever the client sent; a request it refuses is
+    audited as unauthenticated, without an agent."""
     gw, collector, _ = audit
     forged = {"x-verified-agent-id": "admin-forged", "x-verified-agent-name": "Forged",
               "x-verified-agent-owner": "mallory"}
-    verified = {"agentId": "sentinel-7", "agentName": "Sentinel Seven", "agentOwner": "secops",
-                "authMethod": "apiKey"}
     with gw.http() as c:
-        r1 = mcp_post(c, tools_list(), **forged)
-        r2 = mcp_post(c, tools_list(), **forged, **{"x-test-identity": json.dumps(verified)})
-    ev = collector.wait_for([r1.headers["x-request-id"], r2.headers["x-request-id"]])
-    e1, e2 = ev[r1.headers["x-request-id"]], ev[r2.headers["x-request-id"]]
+        ok = mcp_post(c, tools_list(), **forged, **{"x-agent-api-key": "gw-demo-sentinel-1"})
+        assert ok.status_code == 200
+    with gw.http() as c:
+        c.headers.pop("x-agent-api-key")
+        refused = mcp_post(c, tools_list(), **forged)
+        assert refused.status_code == 401
+    ev = collector.wait_for([ok.headers["x-request-id"], refused.headers["x-request-id"]])
+    e = ev[ok.headers["x-request-id"]]
+    assert (e["agentId"], e["agentName"], e["agentOwner"]) == ("sentinel-1", "Sentinel One", "security-team")
+    assert e["agent"] == {"id": "sentinel-1", "name": "Sentinel One", "owner": "security-team", "authMethod": "apiKey"}
+    e = ev[refused.headers["x-request-id"]]
+    assert (e["status"], e["decision"]) == (401, "unauthenticated")
     for key in ("agentId", "agentName", "agentOwner", "agent"):
-        assert key not in e1, e1
-    assert (e2["agentId"], e2["agentName"], e2["agentOwner"]) == ("sentinel-7", "Sentinel Seven", "secops")
-    assert e2["agent"] == {"id": "sentinel-7", "name": "Sentinel Seven", "owner": "secops", "authMethod": "apiKey"}
-    assert "forged" not in json.dumps(e2).lower() and "mallory" not in json.dumps(e2)
+        assert key not in e, e
+    for e in ev.values():
+        assert "forged" not in json.dumps(e).lower() and "mallory" not in json.dumps(e)
 
 
 @pytest.mark.timeout(60)
@@ -569,12 +579,13 @@ def gw_http(gateway: Gateway) -> httpx.Client:
 
 
 @pytest.mark.timeout(60)
-def test_without_a_sender_traffic_flows_and_drops_are_counted(start_stack: Callable[..., Stack]) -> None:
+def test_without_a_sender_traffic_flows_and_drops_are_counted(start_stack: Callable[..., Stack],
+                                                              default_headers: dict[str, str]) -> None:
     """The bootstrap service forgotten: the filter cannot find the queue. It
     must neither block nor fail requests; it counts and logs the loss."""
     s = start_stack("audit-nosender", config="envoy/gateway.yaml", backends=("mcp",),
                     patch=lambda cfg: cfg.pop("bootstrap_extensions"))
-    with Gateway(s, {}).http() as c:
+    with Gateway(s, default_headers).http() as c:
         for i in range(3):
             assert mcp_post(c, tools_list(i)).status_code == 200
     after = counters(s)
@@ -583,11 +594,11 @@ def test_without_a_sender_traffic_flows_and_drops_are_counted(start_stack: Calla
 
 
 @pytest.mark.timeout(60)
-def test_otlp_destination(start_stack: Callable[..., Stack]) -> None:
+def test_otlp_destination(start_stack: Callable[..., Stack], default_headers: dict[str, str]) -> None:
     s = start_stack("audit-otlp", config="envoy/gateway.yaml", backends=("mcp", "audit"),
                     filter_configs={"gw_audit_sender": sender(type="otlp", url="http://otel-collector:4318/v1/logs",
                                                               batchSize=2, flushIntervalMs=200, serviceName="gw-test")})
-    gw, collector = Gateway(s, {}), Collector(s)
+    gw, collector = Gateway(s, default_headers), Collector(s)
     with gw.http() as c:
         r = mcp_post(c, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
                          "params": {"name": "search_patterns", "arguments": {"query": CANARY}}}, path="/mcp/tools/call")

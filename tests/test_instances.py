@@ -15,7 +15,11 @@ from stack import PYTHON, Stack, free_port
 def _client(s: Stack) -> httpx.Client:
     import ssl
 
-    return httpx.Client(base_url=s.base_url, verify=ssl.create_default_context(cafile=str(s.ca_path)), timeout=30)
+    from conftest import DEMO_KEYS
+
+    # the identity filter requires a credential: the demo key of admin-1
+    return httpx.Client(base_url=s.base_url, verify=ssl.create_default_context(cafile=str(s.ca_path)), timeout=30,
+                        headers={"x-agent-api-key": DEMO_KEYS["admin-1"]})
 
 
 @pytest.mark.timeout(120)

@@ -18,16 +18,34 @@
 //! - [`response_capture`]: response captures from JSON and SSE bodies, by JSON-RPC id
 //! - [`audit_batch`]: the audit sender's batching / retry / backoff state machine
 //! - [`otlp`]: audit events as OTLP/HTTP JSON logs
+//! - [`identity_config`]: the identity filter's configuration (recipe's agent authentication block)
+//! - [`credentials`]: which credential a request carries, precedence rules
+//! - [`api_key`]: static agents (SHA-256 keys) and the API key validation contract
+//! - [`introspection`]: RFC 7662 token introspection requests and answers
+//! - [`callout`]: identity callouts and what their answers mean (fail closed)
+//! - [`identity_cache`]: bounded shared-data cache of credential checks, keyed by hash
+//! - [`protected_resource`]: RFC 9728 metadata and `WWW-Authenticate` targets
+//! - [`auth_denial`]: 401/403/503 answers of the identity filter
+//! - [`identity_policy`]: from request headers to an identity verdict
 
+pub mod api_key;
 pub mod audit_batch;
 pub mod audit_config;
 pub mod audit_event;
+pub mod auth_denial;
+pub mod callout;
 pub mod config;
+pub mod credentials;
 pub mod filter_state;
+pub mod identity_cache;
+pub mod identity_config;
+pub mod identity_policy;
+pub mod introspection;
 pub mod json_path;
 pub mod jsonrpc;
 pub mod operation;
 pub mod otlp;
+pub mod protected_resource;
 pub mod request_facts;
 pub mod response_capture;
 pub mod sse;
