@@ -511,8 +511,9 @@ def test_collector_down_then_back_delivers_every_buffered_event_once(batching: t
     proc.start()
     collector.stack._wait([proc])
     collector.wait_for(rids, timeout=30)
-    after = counters(gw.stack)
-    assert after["events_sent"] - before["events_sent"] == 8
+    # the collector stores a batch before it answers: wait for the sender to hear back
+    after = wait_until(lambda: (c := counters(gw.stack))["events_sent"] - before["events_sent"] == 8 and c,
+                       what="8 events acknowledged")
     assert after["events_retried"] > before["events_retried"]
     assert after["events_dropped"] == before["events_dropped"]
     assert collector.stats()["duplicates"] == 0
@@ -526,7 +527,8 @@ def test_collector_failing_with_5xx_is_retried(batching: tuple[Gateway, Collecto
     with gw.http() as c:
         rids = [mcp_post(c, tools_list(i)).headers["x-request-id"] for i in range(4)]
     collector.wait_for(rids)
-    after = counters(gw.stack)
+    after = wait_until(lambda: (c := counters(gw.stack))["events_sent"] - before["events_sent"] == 4 and c,
+                       what="4 events acknowledged")
     assert collector.stats()["failures_injected"] == 3
     assert after["batches_failed"] - before["batches_failed"] == 3
     assert after["events_retried"] - before["events_retried"] == 12
@@ -558,9 +560,9 @@ def test_stalled_collector_never_slows_traffic_and_buffer_is_bounded(batching: t
     got = wait_until(lambda: collector.stats()["events"] == 10 and collector.by_id(), what="10 events")
     assert set(got) == set(rids[:10]), "the first 10 (buffered) events, each once"
     assert collector.stats()["duplicates"] == 0
-    after = counters(gw.stack)
+    after = wait_until(lambda: (c := counters(gw.stack))["events_sent"] - before["events_sent"] == 10 and c,
+                       what="10 events acknowledged")
     assert after["events_dropped"] - before["events_dropped"] == 6
-    assert after["events_sent"] - before["events_sent"] == 10
 
 
 @pytest.mark.timeout(60)
