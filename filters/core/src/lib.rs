@@ -19,6 +19,11 @@
 //! - [`request_guard`]: refusing requests the ACL cannot judge (encodings, content types, paths, Mcp-* headers)
 //! - [`tools_list`]: per-agent `tools/list` filtering and the unfiltered-list cache entries
 //! - [`sse_rewrite`]: rewriting SSE events as they pass
+//! - [`audit_config`]: the audit filter's recipe block (destination, captures, event format)
+//! - [`audit_event`]: one audit event per request/response pair, request captures
+//! - [`response_capture`]: response captures from JSON and SSE bodies, by JSON-RPC id
+//! - [`audit_batch`]: the audit sender's batching / retry / backoff state machine
+//! - [`otlp`]: audit events as OTLP/HTTP JSON logs
 //! - [`identity_config`]: the identity filter's configuration (recipe's agent authentication block)
 //! - [`credentials`]: which credential a request carries, precedence rules
 //! - [`api_key`]: static agents (SHA-256 keys) and the API key validation contract
@@ -30,6 +35,9 @@
 //! - [`identity_policy`]: from request headers to an identity verdict
 
 pub mod api_key;
+pub mod audit_batch;
+pub mod audit_config;
+pub mod audit_event;
 pub mod auth_denial;
 pub mod callout;
 pub mod config;
@@ -43,9 +51,11 @@ pub mod introspection;
 pub mod json_path;
 pub mod jsonrpc;
 pub mod operation;
+pub mod otlp;
 pub mod protected_resource;
 pub mod request_facts;
 pub mod request_guard;
+pub mod response_capture;
 pub mod sse;
 pub mod sse_rewrite;
 pub mod template;
