@@ -217,6 +217,10 @@ def tools_list(i: int = 1) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": i, "method": "tools/list"}
 
 
+def tools_call(name: str, arguments: dict[str, Any], i: int = 1) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -429,7 +433,9 @@ def test_envoy_and_upstream_answers_are_classified(audit: tuple[Gateway, Collect
     gw, collector, _ = audit
     with gw.http() as c:
         r_404 = c.get("/no/such/route")
-        r_abort = mcp_post(c, tools_list(), **{"x-envoy-fault-abort-request": "502"})
+        # tools/call: a tools/list could be answered from the tool ACL's cache
+        # before the request ever reaches the fault filter.
+        r_abort = mcp_post(c, tools_call("search_patterns", {"query": "x"}), **{"x-envoy-fault-abort-request": "502"})
         r_escaped = c.get("/mcp%2Ftools")  # refused by the connection manager's path rules
     assert r_escaped.status_code == 400
     ev = collector.wait_for([r_404.headers["x-request-id"], r_abort.headers["x-request-id"]])
@@ -447,7 +453,8 @@ def test_envoy_and_upstream_answers_are_classified(audit: tuple[Gateway, Collect
 @pytest.mark.timeout(60)
 def test_bad_and_oversized_bodies_flow_and_are_recorded(audit: tuple[Gateway, Collector, Path]) -> None:
     """Audit never answers for a body: it records what it saw and lets the
-    request go on (here the MCP server answers)."""
+    request go on. The malformed body is then refused by the tool ACL (the
+    next filter that must judge it), and audit records that decision."""
     gw, collector, _ = audit
     big = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
            "params": {"name": "classify_content", "arguments": {"text": "x" * 100_000 + CANARY}}}
@@ -466,7 +473,7 @@ def test_bad_and_oversized_bodies_flow_and_are_recorded(audit: tuple[Gateway, Co
     assert sized.status_code == 200 and streamed.status_code == 200, (sized.text[:200], streamed.text[:200])
     ev = collector.wait_for([r.headers["x-request-id"] for r in (bad, sized, streamed)])
     e = ev[bad.headers["x-request-id"]]
-    assert e["requestBody"] == "invalid: invalid_json" and e["decision"] == "allowed" and "detail" not in e
+    assert e["requestBody"] == "invalid: invalid_json" and e["decision"] == "bad_request"
     assert e["status"] == bad.status_code
     for r in (sized, streamed):
         e = ev[r.headers["x-request-id"]]
