@@ -412,10 +412,12 @@ def test_oversized_bodies(acl: AclGateway, acl_ext: AclGateway) -> None:
 
 
 @pytest.mark.parametrize("raw_path,statuses", [
-    (b"/MCP/tools/call", {404}),                 # Envoy: case-sensitive routes
+    # With held headers the ACL judges the body before the router's 404 for
+    # a path no route matches; either way the call is refused.
+    (b"/MCP/tools/call", {403, 404}),            # Envoy: case-sensitive routes
     (b"//mcp//tools/call", {403}),               # merge_slashes, then the ACL
     (b"/mcp%2Ftools%2Fcall", {400}),             # Envoy: escaped slashes rejected
-    (b"/mcp/tools/call/", {404}),
+    (b"/mcp/tools/call/", {403, 404}),
     (b"/mcp/./tools/call", {403}),               # normalize_path
     (b"/mcp/x/../tools/call", {403}),
     (b"/mcp/%74ools/call", {403}),               # %74 = t
@@ -658,3 +660,28 @@ def test_tool_lists_too_large_to_filter_are_withheld(start_stack: Callable[..., 
         assert r.headers["content-type"].startswith("text/event-stream")
         assert len(r.content) > 600
         assert rpc_body(r)["result"]["isError"] is False
+
+
+# --------------------------------------------------------------------------- header hold
+
+
+def _upstream_requests(gateway: Gateway) -> int:
+    stats = gateway.admin("/stats?filter=^cluster\\.mcp_upstream\\.upstream_rq_total$")
+    return int(stats.split(":")[-1].strip() or 0)
+
+
+def test_denied_call_never_reaches_the_upstream_not_even_its_headers(gateway: Gateway) -> None:
+    """The shipped config holds request headers until the body is judged
+    (holdRequestHeaders + allow_on_headers_stop_iteration): Envoy opens no
+    upstream request for a denied call, where without the hold the server
+    would see the headers and then a reset."""
+    with gateway.http({"x-agent-api-key": DEMO_KEYS["sentinel-1"]} | MCP_HEADERS) as c:
+        before = _upstream_requests(gateway)
+        for i in range(3):
+            r = c.post("/mcp", json=tools_call("execute_code", id_=i, code="x"))
+            assert r.status_code == 200 and rpc_body(r)["error"]["code"] == -32001
+        assert _upstream_requests(gateway) == before
+        # An allowed call after the held ones still goes through, body and all.
+        r = c.post("/mcp", json=tools_call("read_config", key="region"))
+        assert r.status_code == 200 and rpc_body(r)["result"]["isError"] is False
+        assert _upstream_requests(gateway) == before + 1

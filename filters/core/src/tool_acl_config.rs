@@ -36,6 +36,14 @@ pub struct ToolAclSpec {
     pub batches: BatchPolicy,
     #[serde(default)]
     pub tools_list: ToolsListSpec,
+    /// Hold the request headers until the body has been judged, so that a
+    /// denied call never reaches the upstream, not even its headers (without
+    /// it the upstream sees the headers, then a reset). Needs
+    /// `allow_on_headers_stop_iteration: true` in the Wasm filter's Envoy
+    /// config; without that flag every inspected request would hang, hence
+    /// off by default.
+    #[serde(default)]
+    pub hold_request_headers: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +231,7 @@ pub struct ToolAclConfig {
     pub max_body_bytes: usize,
     pub batches: BatchPolicy,
     pub tools_list: ToolsListConfig,
+    pub hold_request_headers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -425,6 +434,7 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
                 cache,
                 max_response_bytes: t.max_response_bytes,
             },
+            hold_request_headers: spec.hold_request_headers,
         })
     }
 }

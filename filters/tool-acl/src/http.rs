@@ -190,7 +190,14 @@ impl HttpContext for ToolAclHttp {
             accept: header("accept"),
         };
         self.inspect_body = true;
-        Action::Continue
+        if config.hold_request_headers {
+            // StopIteration (with allow_on_headers_stop_iteration): the body
+            // callbacks still run, and the Continue that ends them releases
+            // headers and body together.
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
