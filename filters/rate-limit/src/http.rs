@@ -49,6 +49,9 @@ pub struct RateLimitHttp {
     context_id: u32,
     stage: Stage,
     path: String,
+    /// Envoy's x-request-id, read in the headers callback (Envoy 1.40 refuses
+    /// header-map access from body callbacks, and the SDK panics on that).
+    request_id: String,
     facts: Option<RequestFacts>,
     pending: Option<Pending>,
     /// RateLimit fields to add to the upstream's response.
@@ -71,6 +74,7 @@ impl RateLimitHttp {
             context_id,
             stage: Stage::Headers,
             path: String::new(),
+            request_id: String::new(),
             facts: None,
             pending: None,
             response_headers: Vec::new(),
@@ -137,10 +141,7 @@ impl RateLimitHttp {
             .pending
             .as_ref()
             .map(|p| p.nonce.clone())
-            .unwrap_or_else(|| {
-                let id = gw_host::state::request_header("x-request-id").unwrap_or_default();
-                format!("{id}.{}.{}", self.context_id, now_ms())
-            });
+            .unwrap_or_else(|| format!("{}.{}.{}", self.request_id, self.context_id, now_ms()));
         let windows: Vec<RedisWindow<'_>> = charges
             .iter()
             .filter_map(|c| {
@@ -349,6 +350,7 @@ impl HttpContext for RateLimitHttp {
         }
         self.metrics.inc(Counter::Requests);
         self.path = gw_host::state::request_header(":path").unwrap_or_default();
+        self.request_id = gw_host::state::request_header("x-request-id").unwrap_or_default();
         if end_of_stream {
             let calls = OperationCall::from_path(&self.path);
             return self.enforce(calls);
