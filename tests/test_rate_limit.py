@@ -423,3 +423,19 @@ def test_metrics_count_decisions(recipe: Gateway) -> None:
     assert after["wasmcustom.gw.rate_limit.limited"] - before["wasmcustom.gw.rate_limit.limited"] == 2
     assert after["wasmcustom.gw.rate_limit.store_errors"] == 0
     assert after["wasmcustom.gw.rate_limit.table_full"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_bad_config_is_refused_by_envoy_with_its_key_path(wasm_built: Any, run_root: Any) -> None:
+    import subprocess
+
+    import stack as stack_mod
+
+    bad = "limits:\n  - {path: /mcp/tools/cal, maxRequests: 60, windowSeconds: 60}\n"
+    cfg = stack_mod.render_config("envoy/gateway.yaml", certs=stack_mod.generate_certs(run_root / "rl-bad" / "certs"),
+                                  filter_configs={"gw_rate_limit": bad})
+    out = stack_mod.write_config(cfg, run_root / "rl-bad" / "envoy.yaml")
+    p = subprocess.run([stack_mod.envoy_binary(), "--mode", "validate", "-c", str(out), "--disable-hot-restart",
+                        "--log-level", "warn"], capture_output=True, text=True, timeout=100)
+    assert p.returncode != 0
+    assert "invalid configuration at `limits[0].path`" in p.stdout + p.stderr
