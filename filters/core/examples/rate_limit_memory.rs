@@ -30,7 +30,13 @@ fn main() {
     );
     println!(
         "{:>22} {:>14} {:>12} {:>16} {:>14} {:>12} {:>12}",
-        "admissions/agent", "payload bytes", "bytes/agent", "max slot bytes", "max keys/slot", "refused", "ns/decision"
+        "admissions/agent",
+        "payload bytes",
+        "bytes/agent",
+        "max slot bytes",
+        "max keys/slot",
+        "refused",
+        "ns/decision"
     );
     for per_agent in [1u32, 10, 70, 120] {
         let mut table: Vec<Vec<u8>> = vec![vec![1u8]; slots as usize];
