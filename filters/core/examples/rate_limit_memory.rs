@@ -50,7 +50,9 @@ fn main() {
             let now = t0 + u64::from(round) * 900;
             for a in 0..agents {
                 let id = KeyId::of("tools/call", &format!("agent-{a}"));
-                let slot = &mut table[id.slot(slots) as usize];
+                let Some(slot) = table.get_mut(id.slot(slots) as usize) else {
+                    continue;
+                };
                 let (decision, _) = window_table::admit(slot, &id, &policy, now, 1, keys_per_slot);
                 decisions += 1;
                 match decision {
