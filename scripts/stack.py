@@ -64,7 +64,8 @@ FILTERS = {
 }
 
 # Default demo ports (the recipe's), used when free.
-DEFAULT_PORTS = {"gateway": 8443, "admin": 9901, "mcp_upstream": 3000, "a2a_upstream": 4000}
+DEFAULT_PORTS = {"gateway": 8443, "admin": 9901, "mcp_upstream": 3000, "a2a_upstream": 4000,
+                 "identity_service": 8081, "oauth_server": 9000}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -390,6 +391,7 @@ class Proc:
         self.popen = subprocess.Popen(
             self.argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=ROOT, env=env, start_new_session=True,  # own process group
+            preexec_fn=_die_with_parent,
         )
         f.close()
 
@@ -412,6 +414,19 @@ class Proc:
             except ProcessLookupError:
                 pass
             p.wait(timeout=5)
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if this process dies without cleaning up
+    (e.g. pytest killed with SIGKILL), so no Envoy keeps holding a port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:
+        pass
 
 
 class StackError(RuntimeError):
@@ -441,6 +456,16 @@ class Stack:
     filter_configs:  {vm_id: yaml text | dict} replacing a filter's configuration
     extra_upstreams: {cluster name: port} for clusters served by processes you add
     backends:        which example backends to run (default: those whose cluster is in the config)
+
+    Adding a process of your own (e.g. a token-introspection or audit-sink
+    server that a new cluster in gateway.yaml points at):
+
+        port = free_port()
+        s = Stack(extra_upstreams={"identity_service": port},
+                  filter_configs={"gw_identity": "authMethods: [...]"})
+        s.add_process("identity_service", [PYTHON, "tests/fake_idp.py", str(port)],
+                      ready_url=f"http://127.0.0.1:{port}/healthz")
+        s.start()
     """
 
     config: str = "envoy/gateway.yaml"
@@ -681,6 +706,30 @@ def validate(configs: Iterable[str | Path], run_dir: Path | None = None) -> list
 # --------------------------------------------------------------------------- CLI
 
 
+def _demo_identity_services(stack: Stack) -> str:
+    """Run the example API key validation service and, when installed, the
+    OAuth server behind the identity filter's clusters. The demo does not need
+    them (static demo keys); they make service keys and bearer tokens work."""
+    clusters = {c["name"] for c in load_config(stack.config)["static_resources"]["clusters"]}
+    lines = []
+    if "identity_service" in clusters:
+        port = stack._pick("identity_service")
+        stack.extra_upstreams["identity_service"] = port
+        stack.add_process("identity_service", [PYTHON, "examples/identity_service/service.py", "--port", str(port)],
+                          ready_url=f"http://127.0.0.1:{port}/healthz")
+        lines.append(f"  identity service on :{port}: service keys such as svc-key-admin-7 work too")
+    node = shutil.which("node")
+    if "oauth_server" in clusters and node and (ROOT / "examples/oauth_server/node_modules/oidc-provider").is_dir():
+        port = stack._pick("oauth_server")
+        stack.extra_upstreams["oauth_server"] = port
+        stack.add_process("oauth_server", [node, "examples/oauth_server/server.js", "--port", str(port)],
+                          ready_url=f"http://127.0.0.1:{port}/healthz")
+        lines.append(f"  OAuth server on :{port}: TOKEN=$(curl -s -u admin-oauth:admin-secret -d grant_type=client_credentials \\\n"
+                     f"       -d 'scope=mcp:tools:invoke a2a:tasks:send' http://127.0.0.1:{port}/oauth/token | jq -r .access_token)\n"
+                     "  then send -H \"authorization: Bearer $TOKEN\" instead of the API key")
+    return "\n".join(lines)
+
+
 def _demo(args: argparse.Namespace) -> int:
     stack = Stack(config=args.config, workers=args.workers, prefer_defaults=True,
                   run_dir=ROOT / ".run" / "demo")
@@ -691,6 +740,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    identity_lines = _demo_identity_services(stack)
     stack.start()
     d = stack.describe()
     ca = os.path.relpath(d["ca"], os.getcwd())
@@ -707,8 +757,11 @@ MCP + A2A gateway is up (stock Envoy {args.workers} workers, 4 Wasm filters: aud
 
 Try:
   curl --cacert {ca} {d['base_url']}/.well-known/agent-card.json
-  curl --cacert {ca} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \\
+  curl --cacert {ca} -H 'x-agent-api-key: gw-demo-admin-1' \\
+       -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \\
        -d '{init}' {d['mcp_url']}
+  (demo API keys: gw-demo-sentinel-1, gw-demo-alchemy-1, gw-demo-admin-1; see docs/identity.md)
+{identity_lines}
 
 Ctrl-C to stop.""", flush=True)
     try:

@@ -176,10 +176,20 @@ class Gateway:
 # --------------------------------------------------------------------------- fixtures
 
 
+# Demo API keys of envoy/gateway.yaml's static agents (docs/identity.md). They
+# are not secrets: the config stores only their SHA-256.
+DEMO_KEYS = {
+    "sentinel-1": "gw-demo-sentinel-1",
+    "alchemy-1": "gw-demo-alchemy-1",
+    "admin-1": "gw-demo-admin-1",
+}
+
+
 @pytest.fixture(scope="session")
 def default_headers() -> dict[str, str]:
-    """Headers every client helper sends. Auth goes here once identity enforces it."""
-    return {}
+    """Headers every client helper sends: the demo key of `admin-1` (the
+    identity filter requires a credential on /mcp and /a2a)."""
+    return {"x-agent-api-key": DEMO_KEYS["admin-1"]}
 
 
 @pytest.fixture(scope="session")

@@ -439,3 +439,29 @@ def test_bad_config_is_refused_by_envoy_with_its_key_path(wasm_built: Any, run_r
                         "--log-level", "warn"], capture_output=True, text=True, timeout=100)
     assert p.returncode != 0
     assert "invalid configuration at `limits[0].path`" in p.stdout + p.stderr
+
+
+def test_real_identity_filter_keys_the_window(start_stack: Callable[..., Any]) -> None:
+    """With the identity filter of the shipped config (demo static keys): the
+    window is the verified agent's, whatever X-Verified-Agent-* the client sends."""
+    conf = ("limits:\n  - path: /mcp/tools/call\n"
+            "    keySelector: \"#[attributes.headers['x-verified-agent-id']]\"\n"
+            "    maxRequests: 3\n    windowSeconds: 60\n")
+    s = start_stack("rl-real-identity", config="envoy/gateway.yaml", workers=max(2, WORKERS), backends=("mcp",),
+                    filter_configs={"gw_rate_limit": conf})
+    gw = Gateway(s, {})
+    sentinel = {"x-agent-api-key": "gw-demo-sentinel-1", "x-verified-agent-id": "alchemy-1",
+                "x-verified-agent-name": "Alchemy One", "x-verified-agent-owner": "media-team"}
+    try:
+        with gw.http() as c:
+            codes = [c.post("/mcp", json=tool_call(i), headers={**MCP_HEADERS, **sentinel}).status_code
+                     for i in range(4)]
+            assert codes == [200, 200, 200, 429], codes
+            r = c.post("/mcp", json=tool_call(9), headers={**MCP_HEADERS, **sentinel})
+            assert r.json()["agentId"] == "sentinel-1"
+            r = c.post("/mcp", json=tool_call(10, "read_template"),
+                       headers={**MCP_HEADERS, "x-agent-api-key": "gw-demo-alchemy-1"})
+            assert r.status_code == 200, r.text
+            assert parse_ratelimit(r.headers["ratelimit"])["tools/call"]["r"] == 2
+    finally:
+        s.stop()

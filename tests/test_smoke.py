@@ -215,3 +215,43 @@ def test_a2a_raw_stream_is_sse_through_envoy(gateway: Gateway) -> None:
     finals = [x for x in results if x.get("kind") == "status-update" and x.get("final")]
     assert len(finals) == 1 and finals[0]["status"]["state"] == "completed"
     assert results[-1] is finals[0]
+
+
+# --------------------------------------------------------------------------- streaming is not buffered
+
+
+def _sse_arrival_times(c: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str]) -> list[float]:
+    import time
+
+    t0 = time.monotonic()
+    times = []
+    with c.stream("POST", path, json=body, headers=headers) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                times.append(time.monotonic() - t0)
+    return times
+
+
+def test_mcp_sse_events_are_streamed_not_buffered(gateway: Gateway) -> None:
+    """Progress events must reach the client while the tool still runs: the
+    first event long before the last (4 steps x 400 ms)."""
+    body = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "generate_video", "arguments": {"prompt": "p", "steps": 4, "delay_ms": 400},
+                       "_meta": {"progressToken": "tok"}}}
+    hdrs = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+    with gateway.http() as c:
+        times = _sse_arrival_times(c, "/mcp/tools/call", body, hdrs)
+    assert len(times) == 5, times  # 4 progress notifications + the result
+    assert times[-1] - times[0] > 1.0, times
+
+
+def test_a2a_sse_events_are_streamed_not_buffered(gateway: Gateway) -> None:
+    msg = {"kind": "message", "messageId": "m-3", "role": "user",
+           "parts": [{"kind": "text", "text": "steps=4 delay_ms=400"}]}
+    body = {"jsonrpc": "2.0", "id": "s2", "method": "message/stream", "params": {"message": msg}}
+    with gateway.http() as c:
+        times = _sse_arrival_times(c, "/a2a", body, {"accept": "text/event-stream"})
+    assert len(times) >= 6, times
+    assert times[-1] - times[0] > 1.0, times

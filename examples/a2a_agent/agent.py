@@ -18,7 +18,7 @@ Behaviour (deterministic):
 
 * send: one `Task` that ends `completed`, with an artifact echoing the text;
 * stream: `submitted` → `working` ×N (N = `--stream-steps`, or `steps=<n>` in
-  the message text) → `completed`;
+  the message text; `delay_ms=<n>` between steps) → `completed`;
 * text containing "fail" ends `failed`;
 * every status message and the task metadata carry `verified` = the
   `X-Verified-Agent-Id/Name/Owner` headers this agent received.
@@ -103,9 +103,13 @@ class EchoAgentExecutor(AgentExecutor):
         m = re.search(r"steps=(\d+)", text)
         if m:
             steps = max(0, min(int(m.group(1)), 1000))
+        delay = self.step_delay
+        m = re.search(r"delay_ms=(\d+)", text)
+        if m:
+            delay = min(int(m.group(1)), 60_000) / 1000
         for i in range(1, steps + 1):
             await updater.update_status(TaskState.TASK_STATE_WORKING, msg(f"step {i}/{steps}"), metadata=meta)
-            await asyncio.sleep(self.step_delay)
+            await asyncio.sleep(delay)
 
         if "fail" in text.lower():
             await updater.update_status(TaskState.TASK_STATE_FAILED, msg("failed on request"), metadata=meta)

@@ -20,12 +20,30 @@
 //! - [`rate_limit_headers`]: IETF `RateLimit-Policy` / `RateLimit` fields
 //! - [`rate_limit_response`]: the 429 / JSON-RPC error reply of a limited request
 //! - [`rate_limit_redis`]: multi-replica windows in Redis (Lua script via webdis)
+//! - [`identity_config`]: the identity filter's configuration (recipe's agent authentication block)
+//! - [`credentials`]: which credential a request carries, precedence rules
+//! - [`api_key`]: static agents (SHA-256 keys) and the API key validation contract
+//! - [`introspection`]: RFC 7662 token introspection requests and answers
+//! - [`callout`]: identity callouts and what their answers mean (fail closed)
+//! - [`identity_cache`]: bounded shared-data cache of credential checks, keyed by hash
+//! - [`protected_resource`]: RFC 9728 metadata and `WWW-Authenticate` targets
+//! - [`auth_denial`]: 401/403/503 answers of the identity filter
+//! - [`identity_policy`]: from request headers to an identity verdict
 
+pub mod api_key;
+pub mod auth_denial;
+pub mod callout;
 pub mod config;
+pub mod credentials;
 pub mod filter_state;
+pub mod identity_cache;
+pub mod identity_config;
+pub mod identity_policy;
+pub mod introspection;
 pub mod json_path;
 pub mod jsonrpc;
 pub mod operation;
+pub mod protected_resource;
 pub mod rate_limit_config;
 pub mod rate_limit_headers;
 pub mod rate_limit_plan;

@@ -7,5 +7,6 @@
 
 pub mod body;
 pub mod config;
+pub mod headers;
 pub mod reply;
 pub mod state;

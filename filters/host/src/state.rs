@@ -38,10 +38,10 @@ pub fn set_decision(decision: &str) {
     set(filter_state::DECISION, decision);
 }
 
+/// A request header (lossy UTF-8: see [`crate::headers`], the SDK's
+/// `get_map_value` panics on non-UTF-8 values).
 pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    crate::headers::get(MapType::HttpRequestHeaders, name)
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) {
@@ -51,9 +51,7 @@ pub fn set_request_header(name: &str, value: Option<&str>) {
 }
 
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
+    crate::headers::get(MapType::HttpResponseHeaders, name)
 }
 
 /// Read a host property such as `request.path` as a string.

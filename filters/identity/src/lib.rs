@@ -1,69 +1,16 @@
-//! proxy-wasm adapter for the identity filter. Placeholder until the filter's
-//! policy lands: it loads (an empty) configuration and counts requests, so the
-//! end-to-end harness can prove the module is in Envoy's filter chain.
+//! proxy-wasm adapter of the identity filter.
+//!
+//! The decisions live in `gw_core` (`identity_policy` and friends); this
+//! crate reads headers, calls the validation / introspection endpoint,
+//! keeps the cache in shared data and applies the verdict. See
+//! docs/identity.md.
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel, MetricType};
-use serde::Deserialize;
+mod http;
+mod root;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct IdentityConfigSpec {}
-
-struct IdentityConfig;
-
-impl TryFrom<IdentityConfigSpec> for IdentityConfig {
-    type Error = gw_core::config::ConfigError;
-    fn try_from(_: IdentityConfigSpec) -> Result<Self, Self::Error> {
-        Ok(IdentityConfig)
-    }
-}
+use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(IdentityRoot { requests_metric: None }));
+    proxy_wasm::set_root_context(|_| Box::new(root::IdentityRoot::default()));
 }}
-
-struct IdentityRoot {
-    requests_metric: Option<u32>,
-}
-
-impl Context for IdentityRoot {}
-
-impl RootContext for IdentityRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        if gw_host::config::load_plugin_config::<IdentityConfigSpec, IdentityConfig>("identity")
-            .is_none()
-        {
-            return false;
-        }
-        self.requests_metric =
-            proxy_wasm::hostcalls::define_metric(MetricType::Counter, "gw.identity.requests").ok();
-        true
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(IdentityHttp {
-            requests_metric: self.requests_metric,
-        }))
-    }
-}
-
-struct IdentityHttp {
-    requests_metric: Option<u32>,
-}
-
-impl Context for IdentityHttp {}
-
-impl HttpContext for IdentityHttp {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
-        if let Some(metric) = self.requests_metric {
-            let _ = proxy_wasm::hostcalls::increment_metric(metric, 1);
-        }
-        proxy_wasm::types::Action::Continue
-    }
-}

@@ -1,0 +1,309 @@
+//! Per-request context: one state machine per request, so that nothing
+//! (a body chunk, trailers) can release a request while its credential is
+//! being checked.
+
+use crate::root::Metrics;
+use gw_core::auth_denial::Denial;
+use gw_core::callout::{CalloutResponse, Outcome, MAX_RESPONSE_BYTES};
+use gw_core::credentials::CredentialKind;
+use gw_core::identity_cache;
+use gw_core::identity_config::IdentityConfig;
+use gw_core::identity_policy::{Begin, Pending, Verdict};
+use gw_core::protected_resource::RequestInfo;
+use gw_core::{api_key, filter_state, introspection};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, MapType};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// The request line as the policy needs it (owned: it outlives the headers
+/// callback while a callout is pending).
+struct Request {
+    method: String,
+    path: String,
+    scheme: String,
+    authority: String,
+}
+
+impl Request {
+    fn read() -> Self {
+        let get =
+            |name| gw_host::headers::get(MapType::HttpRequestHeaders, name).unwrap_or_default();
+        let path = get(":path");
+        let path = path
+            .split_once('?')
+            .map_or(path.as_str(), |(p, _)| p)
+            .to_string();
+        Self {
+            method: get(":method"),
+            path,
+            scheme: get(":scheme"),
+            authority: get(":authority"),
+        }
+    }
+
+    fn info(&self) -> RequestInfo<'_> {
+        RequestInfo {
+            method: &self.method,
+            path: &self.path,
+            scheme: &self.scheme,
+            authority: &self.authority,
+        }
+    }
+}
+
+enum State {
+    /// Headers not seen yet.
+    Start,
+    /// A callout is in flight; the request is paused until it answers.
+    Waiting {
+        token: u32,
+        pending: Pending,
+        request: Request,
+    },
+    /// Decided: allowed (continuing) or answered locally.
+    Done,
+}
+
+pub struct IdentityHttp {
+    config: Rc<IdentityConfig>,
+    metrics: Metrics,
+    state: State,
+}
+
+fn now() -> Duration {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default()
+}
+
+impl IdentityHttp {
+    pub fn new(config: Rc<IdentityConfig>, metrics: Metrics) -> Self {
+        Self {
+            config,
+            metrics,
+            state: State::Start,
+        }
+    }
+
+    fn slot(&self, hash: &str) -> Option<String> {
+        identity_cache::slot_key(
+            &self.config.fingerprint,
+            hash,
+            self.config.cache.max_entries,
+        )
+    }
+
+    fn cached(&self, hash: &str) -> Option<Outcome> {
+        let key = self.slot(hash)?;
+        let (bytes, _) = hostcalls::get_shared_data(&key).ok()?;
+        identity_cache::decode(&bytes?, hash, now().as_millis() as u64)
+    }
+
+    fn remember(&self, hash: &str, outcome: &Outcome) {
+        let Some(key) = self.slot(hash) else { return };
+        let Some(bytes) =
+            identity_cache::encode(hash, outcome, now().as_millis() as u64, &self.config.cache)
+        else {
+            return;
+        };
+        // Last writer wins: a slot holds one credential's result, and two
+        // workers checking the same credential store the same answer.
+        if let Err(status) = hostcalls::set_shared_data(&key, Some(&bytes), None) {
+            log::debug!("identity: cannot cache a result: {status:?}");
+        }
+    }
+
+    /// Apply a verdict. Returns true when the request may continue.
+    fn apply(&mut self, verdict: Verdict, request: &Request) -> bool {
+        self.state = State::Done;
+        match verdict {
+            Verdict::Allow(allowed) => {
+                for (name, value) in &allowed.headers {
+                    gw_host::state::set_request_header(name, Some(value));
+                }
+                gw_host::state::set(filter_state::VERIFIED_IDENTITY, &allowed.identity.to_json());
+                Metrics::bump(self.metrics.allowed);
+                true
+            }
+            Verdict::Deny(denial) => {
+                self.deny(&denial, request);
+                false
+            }
+        }
+    }
+
+    fn deny(&mut self, denial: &Denial, request: &Request) {
+        self.state = State::Done;
+        if denial.status == 503 {
+            log::warn!(
+                "identity: {} {}: {}",
+                request.method,
+                request.path,
+                denial.message
+            );
+            Metrics::bump(self.metrics.unavailable);
+        } else {
+            log::debug!(
+                "identity: {} {}: {} {}",
+                request.method,
+                request.path,
+                denial.status,
+                denial.error
+            );
+            Metrics::bump(self.metrics.denied);
+        }
+        gw_host::state::set_decision(denial.decision());
+        let reply = self.config.reply(denial, &request.info());
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        gw_host::reply::send(reply.status, &headers, reply.body.as_bytes());
+    }
+
+    fn check(&mut self, pending: Pending, request: Request) -> Action {
+        if let Some(outcome) = self.cached(&pending.hash) {
+            Metrics::bump(self.metrics.cache_hits);
+            let verdict =
+                self.config
+                    .finish(pending.kind, outcome, &request.info(), now().as_secs());
+            return if self.apply(verdict, &request) {
+                Action::Continue
+            } else {
+                Action::Pause
+            };
+        }
+        let callout = &pending.callout;
+        let headers: Vec<(&str, &str)> = callout
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        match hostcalls::dispatch_http_call(
+            &callout.cluster,
+            headers,
+            Some(&callout.body),
+            Vec::new(),
+            Duration::from_millis(callout.timeout_ms),
+        ) {
+            Ok(token) => {
+                Metrics::bump(self.metrics.callouts);
+                self.state = State::Waiting {
+                    token,
+                    pending,
+                    request,
+                };
+                Action::Pause
+            }
+            Err(status) => {
+                let denial = Denial::unavailable(format!(
+                    "cannot verify the credential: cannot call cluster `{}` ({status:?})",
+                    callout.cluster
+                ));
+                self.deny(&denial, &request);
+                Action::Pause
+            }
+        }
+    }
+}
+
+impl Context for IdentityHttp {
+    fn on_http_call_response(&mut self, token_id: u32, _: usize, body_size: usize, _: usize) {
+        let (pending, request) = match std::mem::replace(&mut self.state, State::Done) {
+            State::Waiting {
+                token,
+                pending,
+                request,
+            } if token == token_id => (pending, request),
+            other => {
+                self.state = other;
+                return;
+            }
+        };
+        let status = gw_host::headers::call_response_status();
+        // One byte past the limit is enough to call the answer too long.
+        let read = body_size.min(MAX_RESPONSE_BYTES + 1);
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, read)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let response = CalloutResponse {
+            status,
+            body: &body,
+        };
+        let outcome = match pending.kind {
+            CredentialKind::ApiKey => api_key::classify(response),
+            CredentialKind::Bearer => introspection::classify(response),
+        };
+        self.remember(&pending.hash, &outcome);
+        let verdict = self
+            .config
+            .finish(pending.kind, outcome, &request.info(), now().as_secs());
+        if self.apply(verdict, &request) {
+            if let Err(status) = hostcalls::resume_http_request() {
+                log::warn!("identity: cannot resume the request: {status:?}");
+            }
+        }
+    }
+}
+
+impl HttpContext for IdentityHttp {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        Metrics::bump(self.metrics.requests);
+        if !matches!(self.state, State::Start) {
+            return Action::Continue;
+        }
+        let headers = gw_host::headers::request_headers();
+        // Before anything else: only this filter may set X-Verified-Agent-*,
+        // and credentials are not the upstream's business.
+        for name in self.config.headers_to_strip(&headers) {
+            gw_host::headers::remove_request_header(&name);
+        }
+        let request = Request::read();
+        let begin = self
+            .config
+            .begin(&request.info(), &headers, now().as_secs());
+        match begin {
+            Begin::Continue => {
+                self.state = State::Done;
+                Action::Continue
+            }
+            Begin::Reply(reply) => {
+                self.state = State::Done;
+                let headers: Vec<(&str, &str)> = reply
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                gw_host::reply::send(reply.status, &headers, reply.body.as_bytes());
+                Action::Pause
+            }
+            Begin::Verdict(verdict) => {
+                if self.apply(verdict, &request) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
+            Begin::Check(pending) => self.check(pending, request),
+        }
+    }
+
+    fn on_http_request_body(&mut self, _: usize, _: bool) -> Action {
+        match self.state {
+            State::Waiting { .. } => Action::Pause,
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        match self.state {
+            State::Waiting { .. } => Action::Pause,
+            _ => Action::Continue,
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Root context: owns the loaded configuration and the metrics.
+
+use crate::http::IdentityHttp;
+use gw_core::identity_config::{IdentityConfig, IdentitySpec};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, MetricType};
+use std::rc::Rc;
+
+/// Counter ids (`wasmcustom.gw.identity.*` in Envoy's stats).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Metrics {
+    pub requests: Option<u32>,
+    pub allowed: Option<u32>,
+    pub denied: Option<u32>,
+    pub unavailable: Option<u32>,
+    pub callouts: Option<u32>,
+    pub cache_hits: Option<u32>,
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Self {
+            requests: counter("gw.identity.requests"),
+            allowed: counter("gw.identity.allowed"),
+            denied: counter("gw.identity.denied"),
+            unavailable: counter("gw.identity.unavailable"),
+            callouts: counter("gw.identity.callouts"),
+            cache_hits: counter("gw.identity.cache_hits"),
+        }
+    }
+
+    pub fn bump(metric: Option<u32>) {
+        if let Some(id) = metric {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct IdentityRoot {
+    config: Option<Rc<IdentityConfig>>,
+    metrics: Metrics,
+}
+
+impl Context for IdentityRoot {}
+
+impl RootContext for IdentityRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        match gw_host::config::load_plugin_config::<IdentitySpec, IdentityConfig>("identity") {
+            Some(config) => {
+                self.config = Some(Rc::new(config));
+                self.metrics = Metrics::define();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Without a configuration Envoy has refused the plugin; no context
+        // means the filter chain fails closed (failure_policy FAIL_CLOSED).
+        let config = self.config.clone()?;
+        Some(Box::new(IdentityHttp::new(config, self.metrics)))
+    }
+}

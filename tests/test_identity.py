@@ -1,0 +1,536 @@
+"""Identity filter end to end: stock Envoy + the Wasm filters, a real OAuth
+authorization server (oidc-provider: client credentials, RFC 7662
+introspection, RFC 7009 revocation, RFC 8707 audiences) and the example API
+key validation service, both started here on free ports.
+
+Callout counts come from the services themselves (GET /stats): they prove
+what the gateway's cache saved, whatever the filter's own metrics say."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import stack as stack_mod
+from conftest import DEMO_KEYS, ROOT, Gateway
+from stack import PYTHON, Proc, Stack, free_port
+
+OAUTH_DIR = ROOT / "examples" / "oauth_server"
+RESOURCE = "https://gateway.test"
+OTHER_RESOURCE = "https://other.test"
+VALIDATION_TIMEOUT_MS = 1000
+MCP_ACCEPT = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+
+# Keys the example service knows (service.py BUILTIN_AGENTS) plus one agent
+# per fault test, so that no test sees another test's cached result.
+SERVICE_KEYS = {"sentinel-7": "svc-key-sentinel-7", "alchemy-7": "svc-key-alchemy-7", "admin-7": "svc-key-admin-7"}
+FAULT_AGENTS = [f"fault-{i}" for i in range(6)]
+# Scopes registered for the OAuth clients (examples/oauth_server/server.js).
+CLIENT_SCOPES = {
+    "sentinel-oauth": "mcp:tools:invoke mcp:tools:read",
+    "alchemy-oauth": "a2a:tasks:send",
+    "admin-oauth": "mcp:tools:invoke mcp:tools:read a2a:tasks:send",
+    "expiring-oauth": "mcp:tools:invoke a2a:tasks:send",
+    "anonymous-oauth": "mcp:tools:invoke a2a:tasks:send",
+}
+
+
+def identity_config(validation_timeout_ms: int = VALIDATION_TIMEOUT_MS) -> str:
+    """gateway.yaml's identity block, with audiences checked and a longer
+    negative TTL (so negative caching can be observed)."""
+    import yaml
+
+    gateway = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
+    conf = yaml.safe_load(stack_mod.wasm_filters(gateway)["gw_identity"]["configuration"]["value"])
+    conf["authMethods"][0]["timeoutMs"] = validation_timeout_ms
+    conf["authMethods"][1]["audiences"] = [RESOURCE]
+    conf["cache"] = {"maxEntries": 1024, "ttlSeconds": 300, "negativeTtlSeconds": 60}
+    return yaml.safe_dump(conf, sort_keys=False)
+
+
+def with_identity_in_access_log(cfg: dict[str, Any]) -> None:
+    """Print the filter state identity publishes (gw_identity, gw_decision) in
+    Envoy's access log, to check it end to end."""
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            src = node.get("text_format_source")
+            if isinstance(src, dict) and "inline_string" in src:
+                src["inline_string"] = src["inline_string"].rstrip("\n") + (
+                    " identity=%FILTER_STATE(wasm.gw_identity:PLAIN)% decision=%FILTER_STATE(wasm.gw_decision:PLAIN)%\n"
+                )
+            for v in node.values():
+                visit(v)
+        elif isinstance(node, list):
+            for v in node:
+                visit(v)
+
+    visit(cfg)
+
+
+# --------------------------------------------------------------------------- services
+
+
+class Services:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.oauth_port = free_port()
+        self.identity_port = free_port()
+        self.procs: list[Proc] = []
+
+    @property
+    def oauth_url(self) -> str:
+        return f"http://127.0.0.1:{self.oauth_port}"
+
+    @property
+    def identity_url(self) -> str:
+        return f"http://127.0.0.1:{self.identity_port}"
+
+    def start(self) -> None:
+        if not (OAUTH_DIR / "node_modules" / "oidc-provider").is_dir():
+            pytest.fail("examples/oauth_server is not installed: run ./dev (npm ci)")
+        node = shutil.which("node")
+        assert node, "node not found"
+        import hashlib
+
+        agents = [{"id": name, "name": name, "owner": "qa",
+                   "keySha256": hashlib.sha256(f"svc-key-{name}".encode()).hexdigest()} for name in FAULT_AGENTS]
+        agents_file = self.run_dir / "agents.json"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        agents_file.write_text(json.dumps(agents))
+        self.procs = [
+            Proc("oauth_server",
+                 [node, str(OAUTH_DIR / "server.js"), "--port", str(self.oauth_port),
+                  "--resource", RESOURCE, "--resource", OTHER_RESOURCE, "--short-ttl", "2"],
+                 self.run_dir / "oauth_server.log", ready=lambda: _ok(f"{self.oauth_url}/healthz")),
+            Proc("identity_service",
+                 [PYTHON, str(ROOT / "examples" / "identity_service" / "service.py"), "--port", str(self.identity_port),
+                  "--agents", str(agents_file), "--enable-faults"],
+                 self.run_dir / "identity_service.log", ready=lambda: _ok(f"{self.identity_url}/healthz")),
+        ]
+        for p in self.procs:
+            p.start()
+        deadline = time.monotonic() + 30
+        for p in self.procs:
+            while not (p.ready and p.ready()):
+                assert p.alive(), f"{p.name} died: {stack_mod.tail(p.log)}"
+                assert time.monotonic() < deadline, f"{p.name} not ready: {stack_mod.tail(p.log)}"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+
+    # ---- OAuth
+    def token(self, client: str, scope: str | None = None, resource: str | None = None) -> str:
+        data = {"grant_type": "client_credentials", "scope": scope or CLIENT_SCOPES[client]}
+        if resource:
+            data["resource"] = resource
+        r = httpx.post(f"{self.oauth_url}/oauth/token", data=data, auth=(client, f"{client.split('-')[0]}-secret"),
+                       timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    def revoke(self, client: str, token: str) -> None:
+        r = httpx.post(f"{self.oauth_url}/oauth/revoke", data={"token": token},
+                       auth=(client, f"{client.split('-')[0]}-secret"), timeout=10)
+        assert r.status_code == 200, r.text
+
+    def introspections(self) -> int:
+        return httpx.get(f"{self.oauth_url}/stats", timeout=5).json()["introspection"]
+
+    # ---- identity service
+    def validations(self) -> int:
+        return httpx.get(f"{self.identity_url}/stats", timeout=5).json()["validations"]
+
+    def faults(self, **faults: Any) -> None:
+        r = httpx.post(f"{self.identity_url}/faults", json=faults, timeout=5)
+        assert r.status_code == 200, r.text
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def services(run_root: Path) -> Iterator[Services]:
+    s = Services(run_root / "identity_services")
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(start_stack: Callable[..., Stack], services: Services) -> Gateway:
+    """The gateway with both identity services wired in; no default headers."""
+    s = start_stack(
+        "identity",
+        config="envoy/gateway.yaml",
+        filter_configs={"gw_identity": identity_config()},
+        extra_upstreams={"identity_service": services.identity_port, "oauth_server": services.oauth_port},
+        patch=with_identity_in_access_log,
+    )
+    return Gateway(s, {})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def key(value: str) -> dict[str, str]:
+    return {"x-agent-api-key": value}
+
+
+def post_mcp(gw: Gateway, headers: dict[str, str], path: str = "/mcp", body: Any = None) -> httpx.Response:
+    with gw.http({**MCP_ACCEPT, **headers}) as c:
+        return c.post(path, json=body or TOOLS_LIST)
+
+
+def send_a2a(gw: Gateway, headers: dict[str, str]) -> httpx.Response:
+    msg = {"kind": "message", "messageId": uuid.uuid4().hex, "role": "user", "parts": [{"kind": "text", "text": "hi"}]}
+    with gw.http(headers) as c:
+        return c.post("/a2a", json={"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": msg}})
+
+
+def assert_denied(r: httpx.Response, status: int, error: str) -> dict[str, Any]:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["error"] == error, body
+    assert body["message"], body
+    return body
+
+
+def challenge(r: httpx.Response) -> dict[str, str]:
+    value = r.headers["www-authenticate"]
+    assert value.startswith("Bearer "), value
+    return dict(re.findall(r'(\w+)="([^"]*)"', value))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def access_log_line(gw: Gateway, needle: str, timeout: float = 5.0) -> str:
+    """The access log line containing `needle` (Envoy flushes the log lazily)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in gw.log().splitlines():
+            if needle in line:
+                return line
+        assert time.monotonic() < deadline, f"no access log line with {needle!r}"
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- resource server
+
+
+@pytest.mark.timeout(60)
+def test_no_credentials_is_401_with_a_resource_metadata_challenge(gw: Gateway) -> None:
+    for path in ("/mcp", "/mcp/tools/call", "/a2a", "/a2a/tasks/send"):
+        r = post_mcp(gw, {}, path)
+        assert_denied(r, 401, "missing_credentials")
+        prefix = path.split("/")[1]
+        assert challenge(r) == {"resource_metadata": f"{gw.base_url}/.well-known/oauth-protected-resource/{prefix}"}
+
+
+@pytest.mark.timeout(60)
+def test_protected_resource_metadata_rfc9728(gw: Gateway) -> None:
+    r = post_mcp(gw, {})
+    url = challenge(r)["resource_metadata"]
+    with gw.http() as c:
+        doc = c.get(url).json()
+        root = c.get("/.well-known/oauth-protected-resource").json()
+    assert doc["resource"] == f"{gw.base_url}/mcp"
+    assert root["resource"] == gw.base_url
+    assert doc["authorization_servers"] == ["http://127.0.0.1:9000"]  # origin of tokenUrl
+    assert doc["scopes_supported"] == ["mcp:tools:invoke", "a2a:tasks:send"]
+    assert doc["bearer_methods_supported"] == ["header"]
+
+
+@pytest.mark.timeout(60)
+def test_public_paths_need_no_credentials(gw: Gateway) -> None:
+    with gw.http() as c:
+        r = c.get("/.well-known/agent-card.json")
+    assert r.status_code == 200 and r.json()["name"] == "gateway-example-agent"
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+@pytest.mark.timeout(60)
+def test_static_demo_keys_need_no_callout(gw: Gateway, services: Services) -> None:
+    before = services.validations()
+    for agent, demo_key in DEMO_KEYS.items():
+        r = post_mcp(gw, key(demo_key))
+        assert r.status_code == 200, r.text
+    assert services.validations() == before
+
+
+@pytest.mark.timeout(60)
+def test_valid_service_key_is_validated_once_then_cached(gw: Gateway, services: Services) -> None:
+    before = services.validations()
+    for _ in range(5):
+        r = post_mcp(gw, key(SERVICE_KEYS["sentinel-7"]))
+        assert r.status_code == 200, r.text
+    assert services.validations() - before <= 1  # 0 if an earlier test cached it
+    stats = gw.admin("/stats?filter=wasmcustom.gw.identity")
+    assert int(re.search(r"gw\.identity\.cache_hits: (\d+)", stats).group(1)) >= 4, stats
+
+
+@pytest.mark.timeout(60)
+def test_invalid_key_is_401_and_briefly_cached(gw: Gateway, services: Services) -> None:
+    unknown = "unknown-" + secrets.token_hex(8)
+    before = services.validations()
+    for _ in range(3):
+        assert_denied(post_mcp(gw, key(unknown)), 401, "invalid_api_key")
+    assert services.validations() - before == 1
+    # a disabled agent: the service says 403, the client gets 401
+    assert_denied(post_mcp(gw, key("svc-key-retired-1")), 401, "invalid_api_key")
+
+
+@pytest.mark.timeout(60)
+def test_mcp_official_client_with_a_service_key_sees_verified_headers(gw: Gateway) -> None:
+    async def go() -> dict[str, Any]:
+        async with gw.mcp_client(headers=key(SERVICE_KEYS["admin-7"])) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert "whoami" in tools
+            return (await client.call_tool("whoami", {})).structured_content
+
+    who = run(go())
+    assert who["verified"] == {"agentId": "admin-7", "agentName": "Admin Seven", "agentOwner": "platform-team"}
+    assert "x-agent-api-key" not in who["requestHeaders"]  # credentials are not forwarded
+    assert "authorization" not in who["requestHeaders"]
+
+
+@pytest.mark.timeout(60)
+def test_a2a_official_client_with_a_static_key_sees_verified_headers(gw: Gateway) -> None:
+    verified = run(_a2a_verified(gw, key(DEMO_KEYS["alchemy-1"])))
+    assert verified == {"agentId": "alchemy-1", "agentName": "Alchemy One", "agentOwner": "media-team"}
+
+
+async def _a2a_verified(gw: Gateway, headers: dict[str, str]) -> dict[str, Any]:
+    """What the A2A agent saw in X-Verified-Agent-* (it echoes them in its
+    status messages), through the official client."""
+    from a2a.helpers import get_message_text, new_text_message
+    from a2a.types import Role, SendMessageRequest
+
+    async with gw.a2a_client(headers=headers, streaming=False) as client:
+        req = SendMessageRequest(message=new_text_message("who am i", role=Role.ROLE_USER))
+        events = [ev async for ev in client.send_message(req)]
+    assert len(events) == 1 and events[0].WhichOneof("payload") == "task", events
+    text = get_message_text(events[0].task.status.message)
+    return json.loads(text.split(" verified=", 1)[1])
+
+
+@pytest.mark.timeout(60)
+def test_spoofed_verified_headers_are_replaced(gw: Gateway) -> None:
+    spoof = {"X-Verified-Agent-Id": "admin-1", "X-Verified-Agent-Owner": "evil", "x-verified-agent-name": "Admin"}
+    body = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "search_patterns", "arguments": {"query": "map"}}}
+    r = post_mcp(gw, {**spoof, **key(DEMO_KEYS["sentinel-1"])}, body=body)
+    assert r.status_code == 200, r.text
+    result = _jsonrpc_result(r)
+    assert result["structuredContent"]["verified"] == {
+        "agentId": "sentinel-1", "agentName": "Sentinel One", "agentOwner": "security-team"}
+    # without a credential a spoofed header gets nowhere
+    assert_denied(post_mcp(gw, spoof), 401, "missing_credentials")
+
+
+def _jsonrpc_result(r: httpx.Response) -> dict[str, Any]:
+    if r.headers["content-type"].startswith("text/event-stream"):
+        datas = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+        return [d for d in datas if "result" in d][-1]["result"]
+    return r.json()["result"]
+
+
+@pytest.mark.timeout(60)
+def test_identity_is_published_as_filter_state(gw: Gateway) -> None:
+    """gw_identity / gw_decision as Envoy filter state (what the other
+    filters and the access log read), seen through the access log."""
+    allowed, refused = uuid.uuid4().hex, uuid.uuid4().hex
+    assert post_mcp(gw, key(DEMO_KEYS["sentinel-1"]), path=f"/mcp?trace={allowed}").status_code == 200
+    assert post_mcp(gw, {}, path=f"/mcp?trace={refused}").status_code == 401
+    # Envoy flushes access logs every 10 s by default
+    line = access_log_line(gw, allowed, timeout=15)
+    identity = json.loads(re.search(r"identity=(\{.*?\}) decision=", line).group(1))
+    assert identity == {"agentId": "sentinel-1", "agentName": "Sentinel One", "agentOwner": "security-team",
+                        "authMethod": "apiKey"}
+    assert line.endswith("decision=-")
+    assert access_log_line(gw, refused, timeout=15).endswith("identity=- decision=unauthenticated")
+
+
+# --------------------------------------------------------------------------- precedence, malformed
+
+
+@pytest.mark.timeout(60)
+def test_credential_precedence_and_malformed_headers(gw: Gateway, services: Services) -> None:
+    token = services.token("admin-oauth")
+    body = assert_denied(post_mcp(gw, {**key(DEMO_KEYS["admin-1"]), **bearer(token)}), 401, "ambiguous_credentials")
+    assert "not both" in body["message"]
+    assert_denied(post_mcp(gw, {"authorization": "Basic dXNlcjpwYXNz"}), 401, "invalid_request")
+    assert_denied(post_mcp(gw, {"authorization": "Bearer"}), 401, "invalid_request")
+    assert_denied(post_mcp(gw, {"authorization": "Bearer not a token"}), 401, "invalid_request")
+    assert_denied(post_mcp(gw, key("x" * 600)), 401, "invalid_request")
+    with gw.http(MCP_ACCEPT) as c:
+        dup = httpx.Headers([("x-agent-api-key", DEMO_KEYS["admin-1"]), ("x-agent-api-key", "other")])
+        assert_denied(c.post("/mcp", json=TOOLS_LIST, headers=dup), 401, "invalid_request")
+        # a non-UTF-8 header value must not crash the filter (the SDK would panic)
+        r = c.post("/mcp", json=TOOLS_LIST, headers=[(b"x-agent-api-key", b"\xff\xfe-key")])
+        assert_denied(r, 401, "invalid_request")
+        assert c.post("/mcp", json=TOOLS_LIST, headers=key(DEMO_KEYS["admin-1"])).status_code == 200
+    gw.stack.assert_alive()
+
+
+# --------------------------------------------------------------------------- OAuth
+
+
+@pytest.mark.timeout(60)
+def test_valid_token_reaches_mcp_and_a2a_with_the_official_clients(gw: Gateway, services: Services) -> None:
+    token = services.token("admin-oauth")
+
+    async def mcp() -> dict[str, Any]:
+        async with gw.mcp_client(headers=bearer(token)) as client:
+            return (await client.call_tool("whoami", {})).structured_content
+
+    who = run(mcp())
+    assert who["verified"] == {"agentId": "admin-2", "agentName": "Admin Two (OAuth)", "agentOwner": "platform-team"}
+    assert "authorization" not in who["requestHeaders"]
+    assert run(_a2a_verified(gw, bearer(token))) == who["verified"]
+
+
+@pytest.mark.timeout(60)
+def test_introspection_is_cached(gw: Gateway, services: Services) -> None:
+    token = services.token("sentinel-oauth")
+    before = services.introspections()
+    for _ in range(5):
+        assert post_mcp(gw, bearer(token)).status_code == 200
+    assert services.introspections() - before == 1
+
+
+@pytest.mark.timeout(60)
+def test_inactive_and_revoked_tokens_are_401(gw: Gateway, services: Services) -> None:
+    r = post_mcp(gw, bearer(secrets.token_urlsafe(32)))
+    assert_denied(r, 401, "invalid_token")
+    assert challenge(r)["error"] == "invalid_token"
+    token = services.token("admin-oauth")
+    services.revoke("admin-oauth", token)
+    assert_denied(post_mcp(gw, bearer(token)), 401, "invalid_token")
+
+
+@pytest.mark.timeout(60)
+def test_expired_token_is_401_even_after_being_cached(gw: Gateway, services: Services) -> None:
+    token = services.token("expiring-oauth")  # lives 2 s
+    assert post_mcp(gw, bearer(token)).status_code == 200
+    time.sleep(3)
+    r = post_mcp(gw, bearer(token))
+    assert_denied(r, 401, "invalid_token")
+
+
+@pytest.mark.timeout(60)
+def test_missing_scope_is_403_insufficient_scope(gw: Gateway, services: Services) -> None:
+    token = services.token("alchemy-oauth")  # a2a:tasks:send only
+    r = post_mcp(gw, bearer(token))
+    assert_denied(r, 403, "insufficient_scope")
+    params = challenge(r)
+    assert params["error"] == "insufficient_scope"
+    assert params["scope"] == "mcp:tools:invoke"
+    assert params["resource_metadata"].endswith("/.well-known/oauth-protected-resource/mcp")
+    # the same token is good for A2A
+    assert send_a2a(gw, bearer(token)).status_code == 200
+    # and a token scoped for MCP only is not good for A2A
+    sentinel = services.token("sentinel-oauth", scope="mcp:tools:invoke")
+    assert_denied(send_a2a(gw, bearer(sentinel)), 403, "insufficient_scope")
+
+
+@pytest.mark.timeout(60)
+def test_token_for_another_audience_is_401(gw: Gateway, services: Services) -> None:
+    token = services.token("admin-oauth", resource=OTHER_RESOURCE)
+    body = assert_denied(post_mcp(gw, bearer(token)), 401, "invalid_token")
+    assert "audience" in body["message"]
+
+
+@pytest.mark.timeout(60)
+def test_token_without_agent_claims_is_403(gw: Gateway, services: Services) -> None:
+    assert_denied(post_mcp(gw, bearer(services.token("anonymous-oauth"))), 403, "no_agent_identity")
+
+
+# --------------------------------------------------------------------------- failures: fail closed
+
+
+@pytest.fixture
+def faults(services: Services) -> Iterator[Callable[..., None]]:
+    yield services.faults
+    services.faults()
+
+
+@pytest.mark.timeout(60)
+def test_validation_endpoint_garbage_or_error_is_503_and_not_cached(gw: Gateway, services: Services,
+                                                                      faults: Callable[..., None]) -> None:
+    faults(mode="garbage")
+    body = assert_denied(post_mcp(gw, key("svc-key-fault-0")), 503, "identity_unavailable")
+    assert "not JSON" in body["message"]
+    faults(mode="error")
+    body = assert_denied(post_mcp(gw, key("svc-key-fault-0")), 503, "identity_unavailable")
+    assert "HTTP 500" in body["message"]
+    faults()
+    assert post_mcp(gw, key("svc-key-fault-0")).status_code == 200  # the 503s were not cached
+
+
+@pytest.mark.timeout(60)
+def test_slow_validation_endpoint_times_out_with_503(gw: Gateway, faults: Callable[..., None]) -> None:
+    faults(delayMs=VALIDATION_TIMEOUT_MS + 1500)
+    body = assert_denied(post_mcp(gw, key("svc-key-fault-1")), 503, "identity_unavailable")
+    assert "timed out" in body["message"]
+
+
+@pytest.mark.timeout(60)
+def test_request_body_cannot_release_a_paused_request(gw: Gateway, faults: Callable[..., None]) -> None:
+    """While the callout is pending, body chunks arrive; the request must stay
+    paused and be refused when the callout fails."""
+    before = gw.upstream_stats()["methods"].get("tools/call", 0)
+    faults(delayMs=VALIDATION_TIMEOUT_MS + 500)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"search_patterns","arguments":{"query":"'
+        for _ in range(20):
+            time.sleep(0.05)
+            yield b"x" * 4096
+        yield b'"}}}'
+
+    with gw.http({**MCP_ACCEPT, **key("svc-key-fault-2"), "content-type": "application/json"}) as c:
+        r = c.post("/mcp", content=chunks())
+    assert_denied(r, 503, "identity_unavailable")
+    assert gw.upstream_stats()["methods"].get("tools/call", 0) == before
+
+
+@pytest.mark.timeout(90)
+def test_endpoints_down_fail_closed_but_static_keys_work(start_stack: Callable[..., Stack],
+                                                         services: Services) -> None:
+    dead = free_port()  # nothing listens there
+    s = start_stack("identity_down", config="envoy/gateway.yaml", workers=1,
+                    filter_configs={"gw_identity": identity_config()},
+                    extra_upstreams={"identity_service": dead, "oauth_server": dead})
+    down = Gateway(s, {})
+    body = assert_denied(post_mcp(down, key(SERVICE_KEYS["sentinel-7"])), 503, "identity_unavailable")
+    assert "validation service" in body["message"]
+    body = assert_denied(post_mcp(down, bearer(services.token("admin-oauth"))), 503, "identity_unavailable")
+    assert "introspection" in body["message"]
+    assert post_mcp(down, key(DEMO_KEYS["admin-1"])).status_code == 200  # static keys first: no callout
+    assert_denied(post_mcp(down, {}), 401, "missing_credentials")
