@@ -465,3 +465,31 @@ def test_real_identity_filter_keys_the_window(start_stack: Callable[..., Any]) -
             assert parse_ratelimit(r.headers["ratelimit"])["tools/call"]["r"] == 2
     finally:
         s.stop()
+
+
+def test_tracked_keys_are_bounded_and_live_windows_are_kept(start_stack: Callable[..., Any]) -> None:
+    """One slot of two keys: a third agent is refused until a window expires
+    (fail closed); the tracked agents keep their windows (no eviction)."""
+    conf = ("limits:\n  - {path: /mcp/tools/call, maxRequests: 5, windowSeconds: 2}\n"
+            "localStore: {slots: 1, keysPerSlot: 2}\n")
+    s = start_stack("rl-bound", config="envoy/gateway.yaml", workers=max(2, WORKERS), backends=("mcp",),
+                    patch=identity_patch(), filter_configs={"gw_rate_limit": conf})
+    gw = Gateway(s, {})
+    a, b, newcomer = agent(), agent(), agent()
+    try:
+        with gw.http() as c:
+            t0 = time.monotonic()
+            assert post_tool(c, a).status_code == 200
+            assert post_tool(c, b).status_code == 200
+            r = post_tool(c, newcomer)
+            assert r.status_code == 429
+            assert 1 <= int(r.headers["retry-after"]) <= 2
+            assert r.json()["agentId"] == newcomer
+            r = post_tool(c, a)
+            assert r.status_code == 200
+            assert parse_ratelimit(r.headers["ratelimit"])["tools/call"]["r"] == 3
+            _sleep_until(t0 + 2.3)  # b's window (and a's first admission) expired
+            assert post_tool(c, newcomer).status_code == 200
+        assert counters(gw.admin_url)["wasmcustom.gw.rate_limit.table_full"] >= 1
+    finally:
+        s.stop()
