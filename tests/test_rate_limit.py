@@ -309,25 +309,30 @@ def _sleep_until(t: float) -> None:
 
 
 def test_window_slides_continuously(short: Gateway) -> None:
-    """3 per 3 s. Admissions at 0 s and 1.5 s (x2): full until the first is 3 s
-    old, then exactly one frees; the other two free at 4.5 s. A fixed window
-    would instead free all three at a boundary."""
+    """3 per 3 s. Admissions at ~0 s and ~1.5 s (x2): full until the first is
+    3 s old, then exactly one frees; the other two free 3 s after theirs. A
+    fixed window would instead free all three at a boundary. Deadlines are
+    taken from measured send/answer times, so a slow machine cannot make the
+    test pass or fail by accident."""
     who = agent()
     with short.http() as c:
         t0 = time.monotonic()
         assert post_tool(c, who).status_code == 200
+        first_done = time.monotonic()
         _sleep_until(t0 + 1.5)
+        second_sent = time.monotonic()
         assert post_tool(c, who).status_code == 200
         assert post_tool(c, who).status_code == 200
-        _sleep_until(t0 + 2.0)
+        second_done = time.monotonic()
         assert post_tool(c, who).status_code == 429
-        _sleep_until(t0 + 3.3)
-        assert post_tool(c, who).status_code == 200   # the 0 s admission aged out
+        _sleep_until(first_done + 3 + 0.15)
+        assert time.monotonic() < second_sent + 3
+        assert post_tool(c, who).status_code == 200   # the ~0 s admission aged out
+        fourth_sent = time.monotonic()
         assert post_tool(c, who).status_code == 429   # ... and only that one
-        _sleep_until(t0 + 4.0)
-        assert post_tool(c, who).status_code == 429
-        _sleep_until(t0 + 4.8)
-        assert post_tool(c, who).status_code == 200   # the 1.5 s admissions aged out
+        _sleep_until(second_done + 3 + 0.15)
+        assert time.monotonic() < fourth_sent + 3
+        assert post_tool(c, who).status_code == 200   # the ~1.5 s admissions aged out
         assert post_tool(c, who).status_code == 200
         assert post_tool(c, who).status_code == 429
 
