@@ -65,7 +65,10 @@ FILTERS = {
 
 # Default demo ports (the recipe's), used when free.
 DEFAULT_PORTS = {"gateway": 8443, "admin": 9901, "mcp_upstream": 3000, "a2a_upstream": 4000,
-                 "identity_service": 8081, "oauth_server": 9000}
+                 "identity_service": 8081, "oauth_server": 9000, "audit_collector": 9100}
+
+# Example backends and the cluster each one serves.
+BACKEND_CLUSTERS = {"mcp": "mcp_upstream", "a2a": "a2a_upstream", "audit": "audit_collector"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -239,15 +242,30 @@ def _walk(node: Any, fn: Callable[[dict[str, Any]], None]) -> None:
 
 
 def wasm_filters(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """vm_id -> the Wasm `config` (PluginConfig) dict, for HTTP filters and bootstrap services."""
-    found: dict[str, dict[str, Any]] = {}
+    """vm_id or plugin name -> the Wasm `config` (PluginConfig) dict, for HTTP
+    filters and bootstrap services.
+
+    Several plugins may share a vm_id (the audit HTTP filter and its sender
+    service both use "gw_audit"): the vm_id key then means the plugin whose
+    `name` equals the vm_id (the HTTP filter), and every plugin is also
+    reachable by its own `name` (e.g. "gw_audit_sender")."""
+    plugins: list[dict[str, Any]] = []
 
     def visit(d: dict[str, Any]) -> None:
         vm = d.get("vm_config")
         if isinstance(vm, dict) and "vm_id" in vm:
-            found.setdefault(vm["vm_id"], d)
+            plugins.append(d)
 
     _walk(cfg, visit)
+    found: dict[str, dict[str, Any]] = {}
+    for d in plugins:
+        vm_id = d["vm_config"]["vm_id"]
+        if d.get("name") == vm_id or vm_id not in found:
+            found[vm_id] = d
+    for d in plugins:
+        name = d.get("name")
+        if isinstance(name, str):
+            found.setdefault(name, d)
     return found
 
 
@@ -455,7 +473,9 @@ class Stack:
     prefer_defaults: try the recipe's ports (8443, 9901, 3000, 4000) first (demo)
     filter_configs:  {vm_id: yaml text | dict} replacing a filter's configuration
     extra_upstreams: {cluster name: port} for clusters served by processes you add
-    backends:        which example backends to run (default: those whose cluster is in the config)
+    backends:        which example backends to run: "mcp", "a2a", "audit" (the audit
+                     collector); default: those whose cluster is in the config
+    audit_collector_args: extra flags for examples/audit_collector (e.g. "--delay-ms", "50")
 
     Adding a process of your own (e.g. a token-introspection or audit-sink
     server that a new cluster in gateway.yaml points at):
@@ -476,6 +496,7 @@ class Stack:
     filter_configs: dict[str, Any] = field(default_factory=dict)
     extra_upstreams: dict[str, Any] = field(default_factory=dict)
     backends: tuple[str, ...] | None = None
+    audit_collector_args: tuple[str, ...] = ()
     wasm_dir: Path | None = None
     envoy_log_level: str = "info"
     component_log_level: str = "wasm:debug"
@@ -512,6 +533,12 @@ class Stack:
     @property
     def ca_path(self) -> Path:
         return self.certs["ca"]
+
+    @property
+    def audit_events_path(self) -> Path:
+        """JSON lines written by the example audit collector."""
+        assert self.run_dir is not None
+        return self.run_dir / "audit-events.jsonl"
 
     def upstream_url(self, cluster: str) -> str:
         return f"http://127.0.0.1:{self.ports[cluster]}"
@@ -558,13 +585,13 @@ class Stack:
         clusters = {c["name"] for c in base["static_resources"]["clusters"]}
         backends = self.backends
         if backends is None:
-            backends = tuple(b for b in ("mcp", "a2a") if f"{b}_upstream" in clusters)
+            backends = tuple(b for b, c in BACKEND_CLUSTERS.items() if c in clusters)
 
         self._pick("gateway")
         self._pick("admin")
         upstreams: dict[str, Any] = {}
         for b in backends:
-            upstreams[f"{b}_upstream"] = self._pick(f"{b}_upstream")
+            upstreams[BACKEND_CLUSTERS[b]] = self._pick(BACKEND_CLUSTERS[b])
         for cluster, port in self.extra_upstreams.items():
             upstreams[cluster] = port
             self.ports.setdefault(cluster, port if isinstance(port, int) else port[1])
@@ -599,6 +626,14 @@ class Stack:
                      [PYTHON, "examples/a2a_agent/agent.py", "--port", str(port),
                       "--public-url", self.a2a_url, "--stream-steps", str(self.a2a_stream_steps)],
                      self.log_path("a2a_agent"), ready=lambda p=port: _ok(f"http://127.0.0.1:{p}/healthz"))
+            )
+        if "audit" in backends:
+            port = self.ports["audit_collector"]
+            self.procs.append(
+                Proc("audit_collector",
+                     [PYTHON, "examples/audit_collector/collector.py", "--port", str(port),
+                      "--out", str(self.audit_events_path), *self.audit_collector_args],
+                     self.log_path("audit_collector"), ready=lambda p=port: _ok(f"http://127.0.0.1:{p}/healthz"))
             )
         for p in self.extra_procs:
             p.log = self.log_path(p.name)
@@ -754,6 +789,9 @@ MCP + A2A gateway is up (stock Envoy {args.workers} workers, 4 Wasm filters: aud
   Envoy admin:                     {d['admin_url']}   (try /stats?filter=wasm)
   TLS CA to trust:                 {ca}
   Logs:                            {os.path.relpath(d['run_dir'], os.getcwd())}/*.log
+  Audit events (JSON lines):       {os.path.relpath(stack.audit_events_path, os.getcwd())}
+                                   (collector counts: {stack.upstream_url('audit_collector') if 'audit_collector' in stack.ports else '-'}/stats;
+                                    events leave in batches of 50 or every 5 s)
 
 Try:
   curl --cacert {ca} {d['base_url']}/.well-known/agent-card.json

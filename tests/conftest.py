@@ -122,17 +122,20 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def mcp_client(self, headers: dict[str, str] | None = None, mode: str = "legacy",
-                         path: str = "/mcp", **client_kw: Any) -> AsyncIterator[Any]:
+                         path: str = "/mcp", on_response: Callable[[Any], Any] | None = None,
+                         **client_kw: Any) -> AsyncIterator[Any]:
         """Official MCP client (mcp 2.x) through the gateway.
 
         mode="legacy": initialize handshake (protocol 2025-11-25);
-        mode="auto": server/discover first (2026-07-28, Mcp-Method headers)."""
+        mode="auto": server/discover first (2026-07-28, Mcp-Method headers).
+        on_response: async callable given every HTTP response (e.g. to collect x-request-id)."""
         import httpx2
         from mcp import Client
         from mcp.client.streamable_http import streamable_http_client
 
         http = httpx2.AsyncClient(headers=self._headers(headers), verify=self.ssl_context(),
-                                  timeout=httpx2.Timeout(30, read=300))
+                                  timeout=httpx2.Timeout(30, read=300),
+                                  event_hooks={"response": [on_response]} if on_response else None)
         async with http:
             transport = streamable_http_client(self.base_url + path, http_client=http)
             async with Client(transport, mode=mode, **client_kw) as client:
@@ -140,13 +143,16 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def a2a_client(self, headers: dict[str, str] | None = None, version: str = "1.0",
-                         streaming: bool = True) -> AsyncIterator[Any]:
+                         streaming: bool = True,
+                         on_response: Callable[[Any], Any] | None = None) -> AsyncIterator[Any]:
         """Official A2A client (a2a-sdk 1.x) through the gateway, pinned to one
-        protocol version of the card's interfaces ("1.0" or "0.3")."""
+        protocol version of the card's interfaces ("1.0" or "0.3").
+        on_response: async callable given every HTTP response."""
         import httpx
         from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
 
-        http = httpx.AsyncClient(headers=self._headers(headers), verify=self.ssl_context(), timeout=60)
+        http = httpx.AsyncClient(headers=self._headers(headers), verify=self.ssl_context(), timeout=60,
+                                 event_hooks={"response": [on_response]} if on_response else None)
         async with http:
             card = await A2ACardResolver(http, self.base_url).get_agent_card()
             keep = [i for i in card.supported_interfaces if i.protocol_version == version]

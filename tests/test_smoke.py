@@ -155,7 +155,9 @@ def test_mcp_upstream_receives_headers_and_counts(gateway: Gateway) -> None:
     who = run(go())
     assert set(who["verified"]) == {"agentId", "agentName", "agentOwner"}
     assert "x-request-id" in who["requestHeaders"]  # set by Envoy
-    assert gateway.upstream_stats()["methods"]["tools/list"] == before + 1
+    # The tool ACL caches the upstream's tools/list (docs/tool-acl.md), so an
+    # earlier test may have filled the cache; tests/test_tool_acl.py counts it.
+    assert before <= gateway.upstream_stats()["methods"]["tools/list"] <= before + 1
 
 
 # --------------------------------------------------------------------------- A2A

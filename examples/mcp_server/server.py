@@ -14,6 +14,8 @@ gateway tests rely on:
   returns only that), so tests can prove what the gateway injected or stripped;
 * `generate_video` sends progress notifications, so its reply is an SSE stream;
 * `execute_code` returns `isError: true` when the code contains "raise";
+* `announce_tools_changed` sends `notifications/tools/list_changed` on its
+  reply stream (SSE), so tests can prove gateway caches drop the tool list;
 * `GET /stats` returns counters of the JSON-RPC methods and tools served
   (e.g. `methods["tools/list"]`), so tests can prove gateway-side caching;
   `POST /stats/reset` zeroes them.
@@ -32,6 +34,7 @@ import logging
 import threading
 from typing import Any, Literal
 
+import mcp_types as types
 import uvicorn
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -171,6 +174,14 @@ def deploy_application(
         runtimeVersion=runtimeVersion or "4.9.0",
         status="deployed",
     )
+
+
+@mcp.tool(description="Announce that the tool list changed (sends notifications/tools/list_changed)")
+async def announce_tools_changed(ctx: Context) -> dict[str, Any]:
+    # Request-scoped, so a stateless server sends it on this reply's stream
+    # (connection-wide notifications have no channel without a session).
+    await ctx.session.send_notification(types.ToolListChangedNotification(), related_request_id=ctx.request_id)
+    return _result(ctx, "announce_tools_changed", announced=True)
 
 
 @mcp.resource("config://gateway-example", description="Static example resource")

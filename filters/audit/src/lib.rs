@@ -1,67 +1,114 @@
-//! proxy-wasm adapter for the audit filter. Placeholder until the filter's
-//! policy lands: it loads (an empty) configuration and counts requests, so the
-//! end-to-end harness can prove the module is in Envoy's filter chain.
+//! proxy-wasm adapter of the audit filter.
+//!
+//! One module, two roles, told apart by the plugin configuration:
+//!
+//! - `role: filter` (default), the HTTP filter, first in the chain: parses
+//!   the request body once for everyone (bounded, never denies), captures
+//!   the configured fields, watches the response (JSON or SSE) on its way to
+//!   the client, and in `on_log`, which Envoy calls once for every stream,
+//!   including local replies and resets, builds one event and puts it on a
+//!   shared queue. See [`http`].
+//! - `role: sender`, a singleton `bootstrap_extensions` Wasm service with
+//!   the same `vm_id`: drains the queue into a bounded buffer and POSTs
+//!   batches to the collector cluster with retries. See [`sender`].
+//!
+//! All policy (captures, events, batching, retries, OTLP) lives in
+//! `gw_core`; this crate only adapts host calls.
 
+mod http;
+mod metrics;
+mod sender;
+
+use gw_core::audit_config::{AuditConfig, AuditConfigSpec, Role};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel, MetricType};
-use serde::Deserialize;
+use proxy_wasm::types::{ContextType, LogLevel};
+use std::rc::Rc;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AuditConfigSpec {}
-
-struct AuditConfig;
-
-impl TryFrom<AuditConfigSpec> for AuditConfig {
-    type Error = gw_core::config::ConfigError;
-    fn try_from(_: AuditConfigSpec) -> Result<Self, Self::Error> {
-        Ok(AuditConfig)
-    }
-}
+/// Name of the shared queue between the HTTP filters and the sender.
+pub const QUEUE_NAME: &str = "gw_audit_events";
+/// vm_id of both roles when the host does not tell us.
+pub const DEFAULT_VM_ID: &str = "gw_audit";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(AuditRoot { requests_metric: None }));
+    proxy_wasm::set_root_context(|_| Box::new(AuditRoot { role: RootRole::Unconfigured }));
 }}
 
-struct AuditRoot {
-    requests_metric: Option<u32>,
+enum RootRole {
+    Unconfigured,
+    Filter(Rc<http::FilterShared>),
+    Sender(Box<sender::Sender>),
 }
 
-impl Context for AuditRoot {}
+struct AuditRoot {
+    role: RootRole,
+}
+
+impl Context for AuditRoot {
+    fn on_http_call_response(&mut self, token_id: u32, _: usize, _: usize, _: usize) {
+        if let RootRole::Sender(sender) = &mut self.role {
+            sender.on_http_call_response(token_id);
+        }
+    }
+}
 
 impl RootContext for AuditRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        if gw_host::config::load_plugin_config::<AuditConfigSpec, AuditConfig>("audit").is_none() {
+        let Some(config) =
+            gw_host::config::load_plugin_config::<AuditConfigSpec, AuditConfig>("audit")
+        else {
             return false;
+        };
+        match config.role {
+            Role::Filter => {
+                self.role = RootRole::Filter(Rc::new(http::FilterShared::new(config)));
+                true
+            }
+            Role::Sender => {
+                // on_configure may run again on the same root: keep the
+                // buffered events, take the new destination.
+                match &mut self.role {
+                    RootRole::Sender(sender) => sender.reconfigure(config.destination),
+                    _ => match sender::Sender::start(config.destination) {
+                        Some(sender) => self.role = RootRole::Sender(Box::new(sender)),
+                        None => return false,
+                    },
+                }
+                true
+            }
         }
-        self.requests_metric =
-            proxy_wasm::hostcalls::define_metric(MetricType::Counter, "gw.audit.requests").ok();
-        true
+    }
+
+    fn on_tick(&mut self) {
+        if let RootRole::Sender(sender) = &mut self.role {
+            sender.on_tick();
+        }
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        if let RootRole::Sender(sender) = &mut self.role {
+            sender.on_queue_ready(queue_id);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(AuditHttp {
-            requests_metric: self.requests_metric,
-        }))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = match &self.role {
+            RootRole::Filter(shared) => Some(Rc::clone(shared)),
+            _ => None,
+        };
+        Some(Box::new(http::AuditHttp::new(context_id, shared)))
     }
 }
 
-struct AuditHttp {
-    requests_metric: Option<u32>,
-}
-
-impl Context for AuditHttp {}
-
-impl HttpContext for AuditHttp {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
-        if let Some(metric) = self.requests_metric {
-            let _ = proxy_wasm::hostcalls::increment_metric(metric, 1);
-        }
-        proxy_wasm::types::Action::Continue
-    }
+/// Milliseconds since the Unix epoch, from the host clock.
+pub(crate) fn now_ms() -> u64 {
+    proxy_wasm::hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

@@ -20,6 +20,17 @@
 //! - [`rate_limit_headers`]: IETF `RateLimit-Policy` / `RateLimit` fields
 //! - [`rate_limit_response`]: the 429 / JSON-RPC error reply of a limited request
 //! - [`rate_limit_redis`]: multi-replica windows in Redis (Lua script via webdis)
+//! - [`tool_acl`]: per-agent tool/resource/prompt rules (globs, first match, deny beats allow)
+//! - [`tool_acl_config`]: the tool-acl filter's configuration (the recipe's `accessRules` block)
+//! - [`denial`]: the denied response, HTTP (recipe) or JSON-RPC error
+//! - [`request_guard`]: refusing requests the ACL cannot judge (encodings, content types, paths, Mcp-* headers)
+//! - [`tools_list`]: per-agent `tools/list` filtering and the unfiltered-list cache entries
+//! - [`sse_rewrite`]: rewriting SSE events as they pass
+//! - [`audit_config`]: the audit filter's recipe block (destination, captures, event format)
+//! - [`audit_event`]: one audit event per request/response pair, request captures
+//! - [`response_capture`]: response captures from JSON and SSE bodies, by JSON-RPC id
+//! - [`audit_batch`]: the audit sender's batching / retry / backoff state machine
+//! - [`otlp`]: audit events as OTLP/HTTP JSON logs
 //! - [`identity_config`]: the identity filter's configuration (recipe's agent authentication block)
 //! - [`credentials`]: which credential a request carries, precedence rules
 //! - [`api_key`]: static agents (SHA-256 keys) and the API key validation contract
@@ -31,10 +42,14 @@
 //! - [`identity_policy`]: from request headers to an identity verdict
 
 pub mod api_key;
+pub mod audit_batch;
+pub mod audit_config;
+pub mod audit_event;
 pub mod auth_denial;
 pub mod callout;
 pub mod config;
 pub mod credentials;
+pub mod denial;
 pub mod filter_state;
 pub mod identity_cache;
 pub mod identity_config;
@@ -43,6 +58,7 @@ pub mod introspection;
 pub mod json_path;
 pub mod jsonrpc;
 pub mod operation;
+pub mod otlp;
 pub mod protected_resource;
 pub mod rate_limit_config;
 pub mod rate_limit_headers;
@@ -50,7 +66,13 @@ pub mod rate_limit_plan;
 pub mod rate_limit_redis;
 pub mod rate_limit_response;
 pub mod request_facts;
+pub mod request_guard;
+pub mod response_capture;
 pub mod sliding_window;
 pub mod sse;
+pub mod sse_rewrite;
 pub mod template;
+pub mod tool_acl;
+pub mod tool_acl_config;
+pub mod tools_list;
 pub mod window_table;

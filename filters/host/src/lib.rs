@@ -9,4 +9,6 @@ pub mod body;
 pub mod config;
 pub mod headers;
 pub mod reply;
+pub mod response;
+pub mod shared_data;
 pub mod state;

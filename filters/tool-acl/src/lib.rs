@@ -1,44 +1,119 @@
-//! proxy-wasm adapter for the tool-acl filter. Placeholder until the filter's
-//! policy lands: it loads (an empty) configuration and counts requests, so the
-//! end-to-end harness can prove the module is in Envoy's filter chain.
+//! proxy-wasm adapter for the tool-acl filter: per-agent tool access from
+//! the request body, `tools/list` filtering and caching.
+//!
+//! The policy lives in `gw_core` (`tool_acl`, `tool_acl_config`, `denial`,
+//! `request_guard`, `tools_list`, `sse_rewrite`); this crate only moves
+//! bytes between Envoy and those modules. See `docs/tool-acl.md`.
 
+mod cache;
+mod http;
+
+use gw_core::tool_acl_config::{ToolAclConfig, ToolAclSpec};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel, MetricType};
-use serde::Deserialize;
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ToolAclConfigSpec {}
-
-struct ToolAclConfig;
-
-impl TryFrom<ToolAclConfigSpec> for ToolAclConfig {
-    type Error = gw_core::config::ConfigError;
-    fn try_from(_: ToolAclConfigSpec) -> Result<Self, Self::Error> {
-        Ok(ToolAclConfig)
-    }
-}
+use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(ToolAclRoot { requests_metric: None }));
+    proxy_wasm::set_root_context(|_| Box::new(ToolAclRoot { config: None, metrics: Rc::new(Metrics::default()) }));
 }}
 
+/// Counters, visible as `wasmcustom.gw.tool_acl.*` in Envoy's stats.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    requests: Option<u32>,
+    inspected: Option<u32>,
+    allowed: Option<u32>,
+    denied: Option<u32>,
+    bad_request: Option<u32>,
+    no_identity: Option<u32>,
+    list_filtered: Option<u32>,
+    tools_hidden: Option<u32>,
+    cache_hit: Option<u32>,
+    cache_miss: Option<u32>,
+    cache_store: Option<u32>,
+    cache_invalidated: Option<u32>,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Metric {
+    Requests,
+    Inspected,
+    Allowed,
+    Denied,
+    BadRequest,
+    NoIdentity,
+    ListFiltered,
+    ToolsHidden,
+    CacheHit,
+    CacheMiss,
+    CacheStore,
+    CacheInvalidated,
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let counter = |name: &str| {
+            proxy_wasm::hostcalls::define_metric(
+                MetricType::Counter,
+                &format!("gw.tool_acl.{name}"),
+            )
+            .ok()
+        };
+        Self {
+            requests: counter("requests"),
+            inspected: counter("mcp_requests"),
+            allowed: counter("allowed"),
+            denied: counter("denied"),
+            bad_request: counter("bad_request"),
+            no_identity: counter("no_identity"),
+            list_filtered: counter("tools_list_filtered"),
+            tools_hidden: counter("tools_hidden"),
+            cache_hit: counter("tools_list_cache_hit"),
+            cache_miss: counter("tools_list_cache_miss"),
+            cache_store: counter("tools_list_cache_store"),
+            cache_invalidated: counter("tools_list_cache_invalidated"),
+        }
+    }
+
+    pub(crate) fn add(&self, metric: Metric, n: u64) {
+        let id = match metric {
+            Metric::Requests => self.requests,
+            Metric::Inspected => self.inspected,
+            Metric::Allowed => self.allowed,
+            Metric::Denied => self.denied,
+            Metric::BadRequest => self.bad_request,
+            Metric::NoIdentity => self.no_identity,
+            Metric::ListFiltered => self.list_filtered,
+            Metric::ToolsHidden => self.tools_hidden,
+            Metric::CacheHit => self.cache_hit,
+            Metric::CacheMiss => self.cache_miss,
+            Metric::CacheStore => self.cache_store,
+            Metric::CacheInvalidated => self.cache_invalidated,
+        };
+        if let Some(id) = id {
+            let _ =
+                proxy_wasm::hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 struct ToolAclRoot {
-    requests_metric: Option<u32>,
+    config: Option<Rc<ToolAclConfig>>,
+    metrics: Rc<Metrics>,
 }
 
 impl Context for ToolAclRoot {}
 
 impl RootContext for ToolAclRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        if gw_host::config::load_plugin_config::<ToolAclConfigSpec, ToolAclConfig>("tool_acl")
-            .is_none()
-        {
+        let Some(config) =
+            gw_host::config::load_plugin_config::<ToolAclSpec, ToolAclConfig>("tool_acl")
+        else {
             return false;
-        }
-        self.requests_metric =
-            proxy_wasm::hostcalls::define_metric(MetricType::Counter, "gw.tool_acl.requests").ok();
+        };
+        self.config = Some(Rc::new(config));
+        self.metrics = Rc::new(Metrics::define());
         true
     }
 
@@ -47,23 +122,11 @@ impl RootContext for ToolAclRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(ToolAclHttp {
-            requests_metric: self.requests_metric,
-        }))
-    }
-}
-
-struct ToolAclHttp {
-    requests_metric: Option<u32>,
-}
-
-impl Context for ToolAclHttp {}
-
-impl HttpContext for ToolAclHttp {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
-        if let Some(metric) = self.requests_metric {
-            let _ = proxy_wasm::hostcalls::increment_metric(metric, 1);
-        }
-        proxy_wasm::types::Action::Continue
+        // No configuration means on_configure failed and Envoy refused the
+        // filter; a context without one must still fail closed.
+        Some(Box::new(http::ToolAclHttp::new(
+            self.config.clone(),
+            self.metrics.clone(),
+        )))
     }
 }

@@ -1,0 +1,317 @@
+"""Audit collector for the gateway's audit filter: receives event batches,
+appends them to a JSON-lines file, counts them. Python standard library only.
+
+What it accepts (the contract of the gateway's audit sender):
+
+* ``POST /v1/agent-events`` (any path other than those below, in fact) with
+  ``Content-Type: application/json`` and a body that is either a JSON array
+  of events or an object ``{"events": [...]}`` (what the gateway sends).
+  Each event is a JSON object; the gateway's carry an ``eventId`` unique per
+  request. Answers ``200 {"accepted": n}``; ``400`` if the body is not such
+  a batch (the sender then drops the batch instead of retrying it forever).
+* ``POST /v1/logs``: OpenTelemetry OTLP/HTTP logs, JSON encoding. When the
+  official protos are installed (``opentelemetry-proto``, as in the dev
+  environment) the body is parsed strictly into ``ExportLogsServiceRequest``
+  (unknown fields or wrong types -> 400), as a real collector would. Each
+  log record's attributes are turned back into an event (``agent.id`` ->
+  ``{"agent": {"id": ...}}``), with the record's severity and time under
+  ``"otlp"``. Answers ``200 {"partialSuccess": {}}`` like a collector.
+
+Every accepted event is written as one line of JSON to ``--out`` (flushed at
+once) and kept in memory for ``GET /events``.
+
+Introspection and fault injection (for tests and demos):
+
+* ``GET /healthz``; ``GET /stats`` -> batches, events, duplicate eventIds,
+  batch sizes, failures injected, requests currently held;
+* ``GET /events`` -> ``{"events": [...]}`` everything received so far;
+* ``POST /admin/fail`` ``{"status": 503, "count": 3}`` -> answer the next 3
+  batches (or all, without ``count``) with 503; ``{"status": null}`` clears;
+* ``POST /admin/block`` ``{"block": true}`` -> hold every batch request
+  without answering until ``{"block": false}`` (a collector that stalls);
+* ``POST /admin/delay`` ``{"ms": 500}`` -> answer every batch that late;
+* ``POST /admin/reset`` -> forget events and counters (and truncate --out).
+
+The same knobs exist as flags: ``--fail-status``, ``--delay-ms``.
+
+Run: python examples/audit_collector/collector.py --port 9100 --out audit-events.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+try:  # strict OTLP parsing with the official protos, when installed
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    OTLP_SCHEMA = "opentelemetry-proto"
+except ImportError:  # pragma: no cover - plain JSON fallback
+    json_format = None  # type: ignore[assignment]
+    ExportLogsServiceRequest = None  # type: ignore[assignment,misc]
+    OTLP_SCHEMA = "json"
+
+
+def otlp_check(raw: bytes) -> str | None:
+    """None if `raw` is a valid OTLP JSON ExportLogsServiceRequest, else why not."""
+    if json_format is None:
+        return None
+    try:
+        json_format.Parse(raw, ExportLogsServiceRequest())
+    except json_format.ParseError as e:
+        return f"not an OTLP ExportLogsServiceRequest: {e}"
+    return None
+
+
+class State:
+    def __init__(self, out: Path | None, fail_status: int | None, delay_ms: int) -> None:
+        self.lock = threading.Lock()
+        self.out = out
+        self.events: list[dict[str, Any]] = []
+        self.ids: Counter[str] = Counter()
+        self.batches: list[dict[str, Any]] = []
+        self.failures_injected = 0
+        self.rejected = 0
+        self.fail_status = fail_status
+        self.fail_count: int | None = None
+        self.delay_ms = delay_ms
+        self.unblocked = threading.Event()
+        self.unblocked.set()
+        self.held = 0
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.touch()
+
+    def accept(self, events: list[dict[str, Any]], kind: str, path: str) -> None:
+        with self.lock:
+            self.batches.append({"at": time.time(), "size": len(events), "format": kind, "path": path})
+            for e in events:
+                self.events.append(e)
+                if isinstance(e.get("eventId"), str):
+                    self.ids[e["eventId"]] += 1
+            if self.out:
+                with open(self.out, "a", encoding="utf-8") as f:
+                    for e in events:
+                        f.write(json.dumps(e, separators=(",", ":"), ensure_ascii=False) + "\n")
+
+    def injected_failure(self) -> int | None:
+        with self.lock:
+            if self.fail_status is None:
+                return None
+            status = self.fail_status
+            if self.fail_count is not None:
+                self.fail_count -= 1
+                if self.fail_count <= 0:
+                    self.fail_status, self.fail_count = None, None
+            self.failures_injected += 1
+            return status
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "batches": len(self.batches),
+                "events": len(self.events),
+                "unique_events": len(self.ids),
+                "duplicates": sum(n - 1 for n in self.ids.values() if n > 1),
+                "batch_sizes": [b["size"] for b in self.batches],
+                "batch_times": [b["at"] for b in self.batches],
+                "failures_injected": self.failures_injected,
+                "rejected": self.rejected,
+                "held": self.held,
+                "otlp_schema": OTLP_SCHEMA,
+                "blocked": not self.unblocked.is_set(),
+            }
+
+    def reset(self) -> None:
+        with self.lock:
+            self.events.clear()
+            self.ids.clear()
+            self.batches.clear()
+            self.failures_injected = 0
+            self.rejected = 0
+            if self.out:
+                self.out.write_text("")
+
+
+def _unflatten(attributes: list[dict[str, Any]]) -> dict[str, Any]:
+    event: dict[str, Any] = {}
+    for attr in attributes:
+        key = attr.get("key")
+        value = attr.get("value") or {}
+        if not isinstance(key, str) or key == "event.name":
+            continue
+        if "stringValue" in value:
+            v: Any = value["stringValue"]
+        elif "boolValue" in value:
+            v = bool(value["boolValue"])
+        elif "intValue" in value:
+            v = int(value["intValue"])
+        elif "doubleValue" in value:
+            v = float(value["doubleValue"])
+        else:
+            continue
+        node = event
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return event
+
+
+def otlp_events(body: Any) -> list[dict[str, Any]]:
+    events = []
+    for rl in body.get("resourceLogs", []):
+        resource = _unflatten(rl.get("resource", {}).get("attributes", []))
+        for sl in rl.get("scopeLogs", []):
+            scope = sl.get("scope", {}).get("name")
+            for rec in sl.get("logRecords", []):
+                event = _unflatten(rec.get("attributes", []))
+                event["otlp"] = {
+                    "scope": scope,
+                    "service": resource.get("service", {}).get("name"),
+                    "severityText": rec.get("severityText"),
+                    "severityNumber": rec.get("severityNumber"),
+                    "timeUnixNano": rec.get("timeUnixNano"),
+                    "body": (rec.get("body") or {}).get("stringValue"),
+                }
+                events.append(event)
+    return events
+
+
+def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as Envoy's cluster expects
+        server_version = "audit-collector/0.1"
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # quiet by default
+            if self.server.verbose:  # type: ignore[attr-defined]
+                super().log_message(fmt, *args)
+
+        def _send(self, status: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            n = int(self.headers.get("content-length") or 0)
+            return self.rfile.read(n) if n > 0 else b""
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = self.path.split("?")[0]
+            if path == "/healthz":
+                self._send(200, {"ok": True})
+            elif path == "/stats":
+                self._send(200, state.stats())
+            elif path == "/events":
+                with state.lock:
+                    events = list(state.events)
+                self._send(200, {"events": events})
+            else:
+                self._send(404, {"error": "not_found"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            path = self.path.split("?")[0]
+            raw = self._body()
+            if path.startswith("/admin/"):
+                return self._admin(path, raw)
+            with state.lock:
+                state.held += 1
+            try:
+                state.unblocked.wait()
+                if state.delay_ms:
+                    time.sleep(state.delay_ms / 1000)
+                failure = state.injected_failure()
+                if failure is not None:
+                    return self._send(failure, {"error": "injected_failure"})
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    return self._reject("body is not JSON")
+                if path == "/v1/logs":
+                    if not isinstance(body, dict):
+                        return self._reject("OTLP body must be an object")
+                    why = otlp_check(raw)
+                    if why:
+                        return self._reject(why)
+                    state.accept(otlp_events(body), "otlp", path)
+                    return self._send(200, {"partialSuccess": {}})
+                events = body.get("events") if isinstance(body, dict) else body
+                if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+                    return self._reject('expected a JSON array of events or {"events": [...]}')
+                state.accept(events, "json", path)
+                self._send(200, {"accepted": len(events)})
+            finally:
+                with state.lock:
+                    state.held -= 1
+
+        def _reject(self, why: str) -> None:
+            with state.lock:
+                state.rejected += 1
+            self._send(400, {"error": "bad_batch", "message": why})
+
+        def _admin(self, path: str, raw: bytes) -> None:
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                return self._send(400, {"error": "bad_json"})
+            if path == "/admin/fail":
+                with state.lock:
+                    state.fail_status = body.get("status")
+                    state.fail_count = body.get("count")
+            elif path == "/admin/block":
+                if body.get("block", True):
+                    state.unblocked.clear()
+                else:
+                    state.unblocked.set()
+            elif path == "/admin/delay":
+                state.delay_ms = int(body.get("ms") or 0)
+            elif path == "/admin/reset":
+                state.reset()
+            else:
+                return self._send(404, {"error": "not_found"})
+            self._send(200, {"ok": True, **state.stats()})
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=9100)
+    ap.add_argument("--out", type=Path, default=Path("audit-events.jsonl"), help="JSON-lines file ('-' for none)")
+    ap.add_argument("--fail-status", type=int, default=None, help="answer every batch with this status")
+    ap.add_argument("--delay-ms", type=int, default=0, help="answer every batch this late")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    out = None if str(args.out) == "-" else args.out
+    state = State(out, args.fail_status, args.delay_ms)
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
+    server.verbose = args.verbose  # type: ignore[attr-defined]
+
+    def stop(*_: Any) -> None:
+        state.unblocked.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"audit collector on http://{args.host}:{args.port} -> {out or '(memory only)'}", flush=True)
+    server.serve_forever(poll_interval=0.2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+//! The audit HTTP filter: one event per request/response pair.
+//!
+//! It must never block or deny traffic:
+//! - the request body is buffered only up to `maxRequestBodyBytes` (kept
+//!   below Envoy's buffer limit so Envoy never answers 413 because of us);
+//!   a larger body, or one whose `content-length` says so, flows on
+//!   unparsed and the event records `requestBody: too_large`;
+//! - a body that is not JSON-RPC is recorded, not refused (later filters
+//!   decide);
+//! - response chunks are copied, never held, so SSE streams flow as they
+//!   arrive;
+//! - the event is built in `on_log`, which Envoy runs once per stream,
+//!   whoever answered (upstream, a later filter's local reply, Envoy
+//!   itself) and however it ended.
+
+use crate::metrics::{self, FilterMetrics};
+use crate::{now_ms, DEFAULT_VM_ID, QUEUE_NAME};
+use gw_core::audit_config::{normalize_path, AuditConfig, Source};
+use gw_core::audit_event::{
+    build_event, capture_request, RequestBody, RequestRecord, ResponseRecord,
+};
+use gw_core::filter_state;
+use gw_core::jsonrpc::{self, InspectError, JsonRpcBody};
+use gw_core::response_capture::{CapturePlan, ResponseCapture};
+use gw_host::state;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType};
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// What every request context of one filter configuration shares.
+pub struct FilterShared {
+    config: AuditConfig,
+    metrics: FilterMetrics,
+    vm_id: String,
+    queue: Cell<Option<u32>>,
+    warned_no_sender: Cell<bool>,
+    /// Tells this VM's local event ids (for requests without
+    /// `x-request-id`) from other workers'.
+    instance: String,
+}
+
+impl FilterShared {
+    pub fn new(config: AuditConfig) -> Self {
+        let vm_id = state::property_string(vec!["plugin_vm_id"])
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_VM_ID.to_string());
+        Self {
+            config,
+            metrics: FilterMetrics::define(),
+            vm_id,
+            queue: Cell::new(None),
+            warned_no_sender: Cell::new(false),
+            instance: hostcalls::get_current_time()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or_else(String::new, |d| format!("{:x}", d.subsec_nanos())),
+        }
+    }
+
+    fn queue(&self) -> Option<u32> {
+        if let Some(id) = self.queue.get() {
+            return Some(id);
+        }
+        let id = hostcalls::resolve_shared_queue(&self.vm_id, QUEUE_NAME)
+            .ok()
+            .flatten();
+        self.queue.set(id);
+        id
+    }
+
+    /// Hand an event to the sender; count it as dropped if there is none.
+    fn enqueue(&self, event: &str) {
+        metrics::add(self.metrics.events, 1);
+        for _ in 0..2 {
+            let Some(id) = self.queue() else { break };
+            match hostcalls::enqueue_shared_queue(id, Some(event.as_bytes())) {
+                Ok(()) => return,
+                // The sender re-registered (reconfiguration): resolve again.
+                Err(_) => self.queue.set(None),
+            }
+        }
+        metrics::add(self.metrics.dropped, 1);
+        if !self.warned_no_sender.replace(true) {
+            log::warn!(
+                "audit: no sender queue `{QUEUE_NAME}` in vm `{}`: events are dropped (is the audit WasmService in bootstrap_extensions?)",
+                self.vm_id
+            );
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    /// Waiting for body chunks (buffering them until the end or the limit).
+    Reading,
+    /// Parsed, skipped or absent: the request side is complete.
+    Done,
+}
+
+pub struct AuditHttp {
+    context_id: u32,
+    shared: Option<Rc<FilterShared>>,
+    started: bool,
+    request: RequestRecord,
+    /// Values of the request headers that `header:` captures name, read
+    /// when they arrive (before later filters change them).
+    headers: Vec<(String, Option<String>)>,
+    body: BodyState,
+    response: Option<ResponseCapture>,
+}
+
+impl AuditHttp {
+    pub fn new(context_id: u32, shared: Option<Rc<FilterShared>>) -> Self {
+        Self {
+            context_id,
+            shared,
+            started: false,
+            request: RequestRecord::default(),
+            headers: Vec::new(),
+            body: BodyState::Done,
+            response: None,
+        }
+    }
+
+    fn start(&mut self, config: &AuditConfig) {
+        self.started = true;
+        self.request.start_unix_ms = now_ms();
+        self.request.request_id = state::request_header("x-request-id");
+        let path = state::request_header(":path").unwrap_or_default();
+        self.request.path = normalize_path(&path).to_string();
+        self.request.http_method = state::request_header(":method").unwrap_or_default();
+        for capture in &config.request_captures {
+            if let Source::Header(name) = &capture.source {
+                if !self.headers.iter().any(|(n, _)| n == name) {
+                    self.headers
+                        .push((name.clone(), state::request_header(name)));
+                }
+            }
+        }
+    }
+
+    /// Request side complete: compute captures and the response plan.
+    fn finish_request(
+        &mut self,
+        config: &AuditConfig,
+        body: RequestBody,
+        parsed: Option<&JsonRpcBody>,
+    ) {
+        self.body = BodyState::Done;
+        let headers = &self.headers;
+        let lookup = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| v.clone())
+        };
+        let facts = match &body {
+            RequestBody::Parsed(facts) => Some(facts),
+            _ => None,
+        };
+        self.request.captured = capture_request(
+            config,
+            &self.request.path,
+            lookup,
+            facts.map(|f| (f, parsed)),
+        );
+        let plan = CapturePlan::new(&config.response_captures, &self.request.path, facts);
+        if plan.wants_body() || !plan.header_captures().is_empty() {
+            self.response = Some(ResponseCapture::new(
+                plan,
+                config.max_response_body_bytes,
+                config.max_capture_chars,
+            ));
+        }
+        self.request.body = body;
+    }
+
+    fn inspect_body(&mut self, config: &AuditConfig, bytes: &[u8], metrics: &FilterMetrics) {
+        let outcome = gw_host::body::inspect_request(bytes);
+        let (body, own_parse) = match outcome {
+            Ok((facts, Some(parsed))) => (RequestBody::Parsed(facts), Some(parsed)),
+            // Another filter published the facts first; the JSONPath
+            // captures still need the body itself.
+            Ok((facts, None)) => (RequestBody::Parsed(facts), jsonrpc::parse(bytes).ok()),
+            Err(err) => {
+                metrics::add(metrics.bodies_unparsed, 1);
+                (RequestBody::Invalid(invalid_kind(&err).into()), None)
+            }
+        };
+        self.finish_request(config, body, own_parse.as_ref());
+    }
+}
+
+/// A category only: parser messages could quote the body.
+fn invalid_kind(err: &InspectError) -> &'static str {
+    match err {
+        InspectError::InvalidJson(_) => "invalid_json",
+        InspectError::NotJsonRpc(_) => "not_jsonrpc",
+        InspectError::EmptyBatch => "empty_batch",
+    }
+}
+
+impl Context for AuditHttp {}
+
+impl HttpContext for AuditHttp {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        let config = &shared.config;
+        self.start(config);
+        if end_of_stream {
+            self.finish_request(config, RequestBody::None, None);
+            return Action::Continue;
+        }
+        let declared =
+            state::request_header("content-length").and_then(|v| v.parse::<usize>().ok());
+        match declared {
+            Some(0) => self.finish_request(config, RequestBody::None, None),
+            Some(n) if n > config.max_request_body_bytes => {
+                metrics::add(shared.metrics.bodies_unparsed, 1);
+                self.finish_request(config, RequestBody::TooLarge, None);
+            }
+            _ => self.body = BodyState::Reading,
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        if self.body != BodyState::Reading {
+            return Action::Continue;
+        }
+        let config = &shared.config;
+        if body_size > config.max_request_body_bytes {
+            // Release what we held and stop looking: later filters decide.
+            metrics::add(shared.metrics.bodies_unparsed, 1);
+            self.finish_request(config, RequestBody::TooLarge, None);
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause; // buffer until the whole body is here
+        }
+        let bytes = gw_host::body::request_body(body_size);
+        if bytes.is_empty() {
+            self.finish_request(config, RequestBody::None, None);
+        } else {
+            self.inspect_body(config, &bytes, &shared.metrics);
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+        if let (Some(shared), BodyState::Reading) = (self.shared.clone(), self.body) {
+            let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            if bytes.len() > shared.config.max_request_body_bytes {
+                self.finish_request(&shared.config, RequestBody::TooLarge, None);
+            } else if bytes.is_empty() {
+                self.finish_request(&shared.config, RequestBody::None, None);
+            } else {
+                self.inspect_body(&shared.config, &bytes, &shared.metrics);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        let (Some(shared), Some(rc)) = (self.shared.as_ref(), self.response.as_mut()) else {
+            return Action::Continue;
+        };
+        let captures = &shared.config.response_captures;
+        for i in rc.plan().header_captures().to_vec() {
+            if let Some(Source::Header(name)) = captures.get(i).map(|c| &c.source) {
+                rc.capture_header(captures, i, state::response_header(name));
+            }
+        }
+        rc.on_headers(state::response_header("content-type").as_deref());
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(shared), Some(rc)) = (self.shared.as_ref(), self.response.as_mut()) else {
+            return Action::Continue;
+        };
+        if rc.wants_chunks() {
+            let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            rc.feed(&shared.config.response_captures, &chunk, end_of_stream);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let config = &shared.config;
+        if !self.started {
+            // Envoy answered before our request callback ran.
+            self.start(config);
+        }
+        if self.body == BodyState::Reading {
+            // The request ended (reset) before its body did.
+            self.finish_request(config, RequestBody::None, None);
+        }
+        let response = ResponseRecord {
+            end_unix_ms: now_ms(),
+            status: response_code(),
+            code_details: state::property_string(vec!["response", "code_details"]),
+            decision_state: state::get(filter_state::DECISION)
+                .and_then(|b| String::from_utf8(b).ok()),
+            identity: state::verified_identity(),
+            captured: self
+                .response
+                .as_mut()
+                .map(ResponseCapture::take_values)
+                .unwrap_or_default(),
+        };
+        let request = std::mem::take(&mut self.request);
+        let fallback_id = format!(
+            "{:x}-{}-{:x}",
+            request.start_unix_ms, shared.instance, self.context_id
+        );
+        let event = build_event(config, request, response, &fallback_id);
+        shared.enqueue(&event.to_json());
+    }
+}
+
+/// `response.code` is an integer property: 8 bytes, little-endian.
+fn response_code() -> Option<u32> {
+    let bytes = hostcalls::get_property(vec!["response", "code"])
+        .ok()
+        .flatten()?;
+    let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    u32::try_from(u64::from_le_bytes(array))
+        .ok()
+        .filter(|c| *c > 0)
+}

@@ -1,0 +1,249 @@
+//! The singleton sender (`role: sender`), running on Envoy's main thread as
+//! a `bootstrap_extensions` Wasm service.
+//!
+//! It owns the shared queue the HTTP filters write to, drains it into the
+//! bounded [`BatchSender`] as soon as Envoy signals it (`on_queue_ready`)
+//! and on every tick, and POSTs due batches with `dispatch_http_call`. The
+//! queue itself is unbounded in Envoy; draining it at once into a bounded
+//! buffer is what bounds memory (the drops are counted).
+//!
+//! Envoy 1.40 configures a singleton service twice (the base VM and its
+//! main-thread clone both get a root context, both tick). Exactly one must
+//! deliver, so the last sender to start claims leadership in shared data
+//! (`gw_audit.sender`); a sender that finds it lost the lead hands its
+//! waiting events back to the queue, finishes its batch in flight and goes
+//! quiet.
+
+use crate::metrics::SenderMetrics;
+use crate::{now_ms, QUEUE_NAME};
+use gw_core::audit_batch::{encode_json_batch, BatchPolicy, BatchSender, Outcome};
+use gw_core::audit_config::{Destination, DestinationType};
+use gw_core::otlp;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MapType;
+use std::time::Duration;
+
+/// Shared-data key naming the sender that delivers.
+const LEADER_KEY: &str = "gw_audit.sender";
+
+pub struct Sender {
+    /// This sender's claim in [`LEADER_KEY`].
+    token: String,
+    /// Still the leader as of the last check.
+    leading: bool,
+    destination: Destination,
+    queue_id: u32,
+    batches: BatchSender,
+    /// (Envoy call token, batch token) of the POST in flight.
+    pending: Option<(u32, u64)>,
+    metrics: SenderMetrics,
+}
+
+fn policy(d: &Destination) -> BatchPolicy {
+    BatchPolicy {
+        batch_size: d.batch_size,
+        flush_interval_ms: d.flush_interval_ms,
+        max_buffered: d.max_buffered_events,
+        initial_backoff_ms: d.initial_backoff_ms,
+        max_backoff_ms: d.max_backoff_ms,
+    }
+}
+
+/// Tick often enough to honour the flush interval and the first backoff.
+fn tick_period(d: &Destination) -> Duration {
+    let ms = (d.flush_interval_ms / 5)
+        .min(d.initial_backoff_ms / 2)
+        .clamp(10, 1000);
+    Duration::from_millis(ms)
+}
+
+impl Sender {
+    pub fn start(destination: Destination) -> Option<Self> {
+        let queue_id = match hostcalls::register_shared_queue(QUEUE_NAME) {
+            Ok(id) => id,
+            Err(status) => {
+                log::error!("audit sender: cannot register shared queue {QUEUE_NAME}: {status:?}");
+                return None;
+            }
+        };
+        if let Err(status) = hostcalls::set_tick_period(tick_period(&destination)) {
+            log::error!("audit sender: cannot set tick period: {status:?}");
+            return None;
+        }
+        log::info!(
+            "audit sender: {} events to cluster {} as {}{} (batch {}, flush {} ms, buffer {})",
+            match destination.kind {
+                DestinationType::Http => "JSON batches of",
+                DestinationType::Otlp => "OTLP logs of",
+            },
+            destination.cluster,
+            destination.authority,
+            destination.path,
+            destination.batch_size,
+            destination.flush_interval_ms,
+            destination.max_buffered_events
+        );
+        let nanos = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let token = format!("{nanos:x}-{queue_id:x}");
+        if let Err(status) = hostcalls::set_shared_data(LEADER_KEY, Some(token.as_bytes()), None) {
+            log::warn!("audit sender: cannot claim leadership: {status:?}");
+        }
+        let seed = now_ms() ^ u64::from(queue_id).rotate_left(32);
+        Some(Self {
+            token,
+            leading: true,
+            batches: BatchSender::new(policy(&destination), seed),
+            destination,
+            queue_id,
+            pending: None,
+            metrics: SenderMetrics::define(),
+        })
+    }
+
+    pub fn reconfigure(&mut self, destination: Destination) {
+        self.batches.set_policy(policy(&destination));
+        if let Err(status) = hostcalls::set_tick_period(tick_period(&destination)) {
+            log::warn!("audit sender: cannot set tick period: {status:?}");
+        }
+        if let Ok(id) = hostcalls::register_shared_queue(QUEUE_NAME) {
+            self.queue_id = id;
+        }
+        self.destination = destination;
+        self.export();
+    }
+
+    pub fn on_queue_ready(&mut self, queue_id: u32) {
+        if queue_id == self.queue_id && self.check_leader() {
+            self.drain();
+            self.send_due();
+        }
+    }
+
+    pub fn on_tick(&mut self) {
+        if self.check_leader() {
+            self.drain();
+            self.send_due();
+        }
+    }
+
+    /// Whether this sender still delivers; hands its waiting events over
+    /// (back to the queue, for the leader) when it does not.
+    fn check_leader(&mut self) -> bool {
+        let current = hostcalls::get_shared_data(LEADER_KEY)
+            .ok()
+            .and_then(|(value, _)| value);
+        let leading = match current {
+            Some(value) => value == self.token.as_bytes(),
+            None => true,
+        };
+        if self.leading && !leading {
+            log::info!("audit sender: another sender took over; handing events over");
+        }
+        self.leading = leading;
+        if !leading {
+            for event in self.batches.hand_over() {
+                if let Err(status) =
+                    hostcalls::enqueue_shared_queue(self.queue_id, Some(event.as_bytes()))
+                {
+                    log::warn!("audit sender: cannot hand an event over: {status:?}");
+                }
+            }
+            self.export();
+        }
+        leading
+    }
+
+    fn drain(&mut self) {
+        let now = now_ms();
+        loop {
+            match hostcalls::dequeue_shared_queue(self.queue_id) {
+                Ok(Some(bytes)) => match String::from_utf8(bytes) {
+                    Ok(event) => {
+                        self.batches.offer(now, event);
+                    }
+                    Err(_) => log::warn!("audit sender: dropped a non-UTF-8 queue item"),
+                },
+                Ok(None) => break,
+                Err(status) => {
+                    log::warn!("audit sender: dequeue failed: {status:?}");
+                    break;
+                }
+            }
+        }
+        self.export();
+    }
+
+    fn send_due(&mut self) {
+        if self.pending.is_some() {
+            return;
+        }
+        let now = now_ms();
+        let d = &self.destination;
+        let Some(batch) = self.batches.poll(now) else {
+            return;
+        };
+        let token = batch.token;
+        let body = match d.kind {
+            DestinationType::Http => encode_json_batch(&batch.events),
+            DestinationType::Otlp => otlp::encode_logs(&batch.events, &d.service_name, now),
+        };
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "POST"),
+            (":path", &d.path),
+            (":authority", &d.authority),
+            ("content-type", "application/json"),
+            ("user-agent", "gw-audit/0.1"),
+        ];
+        headers.extend(d.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let timeout = Duration::from_millis(d.timeout_ms);
+        match hostcalls::dispatch_http_call(&d.cluster, headers, Some(&body), vec![], timeout) {
+            Ok(call) => self.pending = Some((call, token)),
+            Err(status) => {
+                // Unknown cluster (BadArgument) or no capacity: a failed
+                // attempt like any other, retried after the backoff.
+                log::warn!(
+                    "audit sender: cannot POST to cluster {}: {status:?}",
+                    d.cluster
+                );
+                self.batches.complete(token, Outcome::Retry, now);
+            }
+        }
+        self.export();
+    }
+
+    pub fn on_http_call_response(&mut self, call: u32) {
+        let Some((pending_call, token)) = self.pending else {
+            return;
+        };
+        if pending_call != call {
+            return;
+        }
+        self.pending = None;
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(0);
+        let outcome = Outcome::from_status(status);
+        match outcome {
+            Outcome::Delivered => {}
+            Outcome::Retry => log::warn!(
+                "audit sender: collector answered {status} (0 = no response), will retry"
+            ),
+            Outcome::Rejected => log::error!(
+                "audit sender: collector refused a batch with {status}; its events are dropped"
+            ),
+        }
+        self.batches.complete(token, outcome, now_ms());
+        self.export();
+        self.send_due();
+    }
+
+    fn export(&mut self) {
+        self.metrics
+            .export(self.batches.stats(), self.batches.buffered());
+    }
+}

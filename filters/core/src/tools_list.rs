@@ -1,0 +1,550 @@
+//! `tools/list`: each agent sees only the tools it may call, and the
+//! upstream's unfiltered list is cached.
+//!
+//! Filtering applies to every JSON-RPC result that carries a `tools` array,
+//! whatever the request id (fail closed: a server answering on another
+//! stream, or a batch, cannot slip a list past the filter). Tools without a
+//! string `name` are dropped. Everything else in the result (`nextCursor`,
+//! `ttlMs`, `cacheScope`, `_meta`) is kept.
+//!
+//! Cache: one document per upstream (a bounded key space: the cluster
+//! names of the configuration), holding the **unfiltered** result pages
+//! keyed by protocol version and cursor. Filtering happens on the way out,
+//! per agent, so one agent's view never reaches another. When the server
+//! marks a result `cacheScope: "private"` (MCP 2026-07-28: not shareable
+//! across authorization contexts), the entry is also keyed by the agent.
+//! Entries live for the configured TTL, shortened by the result's `ttlMs`
+//! (0 means do not cache). A `notifications/tools/list_changed` bumps the
+//! document's generation and empties it; a response that was requested
+//! under an older generation is not stored.
+
+use crate::tool_acl::{AgentView, TargetKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// Keep only the tools `view` permits. Returns how many were removed.
+pub fn filter_result(result: &mut Map<String, Value>, view: &AgentView<'_>) -> usize {
+    match result.get_mut("tools") {
+        Some(Value::Array(tools)) => {
+            let before = tools.len();
+            tools.retain(|tool| {
+                tool.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|name| view.permits(TargetKind::Tool, name))
+            });
+            before - tools.len()
+        }
+        Some(other) => {
+            // Not a list we understand: show nothing rather than guess.
+            *other = Value::Array(Vec::new());
+            1
+        }
+        None => 0,
+    }
+}
+
+/// A JSON-RPC response message that carries a tool list.
+fn tools_result_mut(message: &mut Value) -> Option<&mut Map<String, Value>> {
+    let result = message.get_mut("result")?.as_object_mut()?;
+    result.contains_key("tools").then_some(result)
+}
+
+/// What filtering one response body (or SSE event payload) found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Filtered {
+    /// The rewritten JSON, when anything had to change.
+    pub rewritten: Option<String>,
+    /// Unfiltered results of the responses whose id is in `cache_ids`, for
+    /// the cache: `(id, result)`.
+    pub unfiltered: Vec<(Value, Value)>,
+    /// Tools removed in total.
+    pub removed: usize,
+    /// The payload was `notifications/tools/list_changed`.
+    pub list_changed: bool,
+}
+
+/// Filter a JSON-RPC payload (a message or a batch of messages). `Err` when
+/// it is not JSON: the caller must not forward it.
+pub fn filter_payload(
+    payload: &[u8],
+    view: &AgentView<'_>,
+    cache_ids: &[Value],
+) -> Result<Filtered, String> {
+    let mut value: Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let mut out = Filtered::default();
+    let mut has_tools = false;
+    {
+        let messages: Vec<&mut Value> = match &mut value {
+            Value::Array(items) => items.iter_mut().collect(),
+            single => vec![single],
+        };
+        for message in messages {
+            if message.get("method").and_then(Value::as_str)
+                == Some("notifications/tools/list_changed")
+            {
+                out.list_changed = true;
+            }
+            let id = message.get("id").cloned();
+            if let Some(result) = tools_result_mut(message) {
+                has_tools = true;
+                if let Some(id) = id.filter(|id| cache_ids.contains(id)) {
+                    out.unfiltered.push((id, Value::Object(result.clone())));
+                }
+                out.removed += filter_result(result, view);
+            }
+        }
+    }
+    if has_tools {
+        out.rewritten = Some(value.to_string());
+    }
+    Ok(out)
+}
+
+/// Cheap pre-check for SSE event data: only payloads that may carry a tool
+/// list or a list-changed notification are parsed. `\u` escapes could spell
+/// either, so their presence also triggers a parse.
+pub fn may_concern_tools(data: &str) -> bool {
+    data.contains("tools") || data.contains("\\u")
+}
+
+/// `params` of a `tools/list` request the cache can answer: none, or only
+/// `cursor` (string) and `_meta`. Returns the cursor.
+pub fn cacheable_params(params: Option<&Value>) -> Option<Option<String>> {
+    match params {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Object(map)) => {
+            let mut cursor = None;
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("cursor", Value::String(c)) => cursor = Some(c.clone()),
+                    ("_meta", _) => {}
+                    _ => return None,
+                }
+            }
+            Some(cursor)
+        }
+        Some(_) => None,
+    }
+}
+
+/// Cache entry key within one upstream's document.
+pub fn entry_key(
+    protocol_version: &str,
+    cursor: Option<&str>,
+    private_agent: Option<&str>,
+) -> String {
+    // JSON keeps the parts unambiguous whatever characters they contain.
+    json!([protocol_version, cursor, private_agent]).to_string()
+}
+
+/// The result is private to one authorization context (2026-07-28 `cacheScope`).
+pub fn is_private(result: &Value) -> bool {
+    result.get("cacheScope").and_then(Value::as_str) == Some("private")
+}
+
+/// How long to keep a result: the configured TTL, shortened by `ttlMs`.
+/// `None`: do not cache.
+pub fn entry_ttl_ms(result: &Value, configured_ms: u64) -> Option<u64> {
+    let ttl = match result.get("ttlMs").and_then(Value::as_u64) {
+        Some(server) => server.min(configured_ms),
+        None => configured_ms,
+    };
+    (ttl > 0).then_some(ttl)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheEntry {
+    pub key: String,
+    pub stored_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub result: Value,
+}
+
+/// One upstream's cached pages (stored as JSON in shared data).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheDoc {
+    pub generation: u64,
+    pub entries: Vec<CacheEntry>,
+}
+
+/// Bounds of one upstream's cache document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+impl CacheDoc {
+    pub fn from_bytes(bytes: Option<&[u8]>) -> Self {
+        bytes
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A fresh entry for `key`.
+    pub fn lookup(&self, key: &str, now_ms: u64) -> Option<&CacheEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.key == key && e.expires_at_ms > now_ms)
+    }
+
+    /// Store an entry (replacing one with the same key), dropping expired
+    /// ones and then the oldest until the limits hold. Returns the bytes to
+    /// store, or `None` if the entry alone is over the limit.
+    pub fn insert(
+        &mut self,
+        entry: CacheEntry,
+        now_ms: u64,
+        limits: CacheLimits,
+    ) -> Option<Vec<u8>> {
+        self.entries
+            .retain(|e| e.expires_at_ms > now_ms && e.key != entry.key);
+        self.entries.push(entry);
+        loop {
+            if self.entries.len() <= limits.max_entries.max(1) {
+                let bytes = self.to_bytes();
+                if bytes.len() <= limits.max_bytes {
+                    return Some(bytes);
+                }
+            }
+            if self.entries.len() <= 1 {
+                self.entries.clear();
+                return None;
+            }
+            // Oldest first: entries are appended in store order.
+            self.entries.remove(0);
+        }
+    }
+
+    /// `notifications/tools/list_changed`: forget everything.
+    pub fn invalidate(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.entries.clear();
+    }
+}
+
+/// The answer to a `tools/list` request served from the cache: the cached
+/// result filtered for this agent, the request's own `id`, and `ttlMs`
+/// lowered by the entry's age.
+pub fn cached_response(
+    entry: &CacheEntry,
+    id: &Value,
+    view: &AgentView<'_>,
+    now_ms: u64,
+) -> String {
+    let mut result = match &entry.result {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    filter_result(&mut result, view);
+    if let Some(ttl) = result.get("ttlMs").and_then(Value::as_u64) {
+        let age = now_ms.saturating_sub(entry.stored_at_ms);
+        result.insert("ttlMs".into(), Value::from(ttl.saturating_sub(age)));
+    }
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+/// Whether a client wants SSE rather than JSON for a locally served answer:
+/// only when its `Accept` names `text/event-stream` and not
+/// `application/json` (the MCP clients send both and take JSON).
+pub fn wants_sse(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else { return false };
+    let types: Vec<String> = accept
+        .split(',')
+        .filter_map(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    types.iter().any(|t| t == "text/event-stream")
+        && !types
+            .iter()
+            .any(|t| t == "application/json" || t == "application/*" || t == "*/*")
+}
+
+/// One SSE `message` event carrying `json`.
+pub fn sse_message(json: &str) -> String {
+    format!("event: message\ndata: {json}\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tool_acl::{
+        AccessRule, Agent, AgentField, DefaultDecision, PatternList, Permissions, ToolAcl,
+    };
+
+    fn perms(allowed: &[&str], denied: &[&str]) -> Permissions {
+        let l = |p: &[&str]| {
+            PatternList::compile(p.iter().map(|s| s.to_string()).collect(), "t").unwrap()
+        };
+        Permissions {
+            allowed: l(allowed),
+            denied: l(denied),
+        }
+    }
+
+    fn acl() -> ToolAcl {
+        let rule = |p: &str, a: &[&str], d: &[&str]| {
+            AccessRule::new(
+                p.into(),
+                perms(a, d),
+                Permissions::none(),
+                Permissions::none(),
+            )
+            .unwrap()
+        };
+        ToolAcl::new(
+            vec![
+                rule(
+                    "sentinel-*",
+                    &["search_patterns", "classify_content", "read_config"],
+                    &["execute_code", "write_file"],
+                ),
+                rule(
+                    "alchemy-*",
+                    &["generate_video", "render_scene", "read_template"],
+                    &["delete_*"],
+                ),
+                rule("admin-*", &["*"], &[]),
+            ],
+            AgentField::Id,
+            DefaultDecision::Deny,
+        )
+    }
+
+    fn agent(id: &str) -> Option<Agent<'_>> {
+        Some(Agent { id, name: "" })
+    }
+
+    const ALL: &[&str] = &[
+        "search_patterns",
+        "classify_content",
+        "read_config",
+        "execute_code",
+        "write_file",
+        "generate_video",
+        "render_scene",
+        "read_template",
+        "delete_scene",
+        "deploy_application",
+    ];
+
+    fn list_response(id: Value) -> String {
+        let tools: Vec<Value> = ALL
+            .iter()
+            .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
+            .collect();
+        json!({"jsonrpc":"2.0","id":id,"result":{"tools":tools,"nextCursor":"page-2","ttlMs":60000}}).to_string()
+    }
+
+    fn names(v: &Value) -> Vec<String> {
+        v["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn each_recipe_agent_sees_only_its_tools() {
+        let acl = acl();
+        let body = list_response(json!(1));
+        for (who, expected) in [
+            (
+                "sentinel-1",
+                vec!["search_patterns", "classify_content", "read_config"],
+            ),
+            (
+                "alchemy-1",
+                vec!["generate_video", "render_scene", "read_template"],
+            ),
+            ("admin-1", ALL.to_vec()),
+            ("intern-1", vec![]),
+        ] {
+            let out = filter_payload(body.as_bytes(), &acl.view(agent(who)), &[json!(1)]).unwrap();
+            let v: Value = serde_json::from_str(out.rewritten.as_deref().unwrap()).unwrap();
+            assert_eq!(names(&v), expected, "{who}");
+            assert_eq!(v["result"]["nextCursor"], "page-2", "pagination kept");
+            assert_eq!(v["id"], 1);
+            assert_eq!(out.removed, ALL.len() - expected.len());
+            // the cache gets the unfiltered page
+            assert_eq!(out.unfiltered.len(), 1);
+            assert_eq!(
+                out.unfiltered[0].1["tools"].as_array().unwrap().len(),
+                ALL.len()
+            );
+        }
+        let none = filter_payload(body.as_bytes(), &acl.view(None), &[]).unwrap();
+        let v: Value = serde_json::from_str(none.rewritten.as_deref().unwrap()).unwrap();
+        assert!(names(&v).is_empty());
+        assert!(none.unfiltered.is_empty(), "id not requested: not cached");
+    }
+
+    #[test]
+    fn batches_nameless_tools_and_odd_shapes() {
+        let acl = acl();
+        let view = acl.view(agent("sentinel-1"));
+        let body = json!([
+            {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read_config"},{"name":"execute_code"},{"title":"no name"},{"name":7}]}},
+            {"jsonrpc":"2.0","id":2,"result":{"tools":{"name":"execute_code"}}},
+            {"jsonrpc":"2.0","id":3,"result":{"content":[]}}
+        ])
+        .to_string();
+        let out = filter_payload(body.as_bytes(), &view, &[]).unwrap();
+        let v: Value = serde_json::from_str(out.rewritten.as_deref().unwrap()).unwrap();
+        assert_eq!(v[0]["result"]["tools"], json!([{"name":"read_config"}]));
+        assert_eq!(v[1]["result"]["tools"], json!([]));
+        assert_eq!(v[2]["result"]["content"], json!([]));
+        assert!(filter_payload(b"not json", &view, &[]).is_err());
+    }
+
+    #[test]
+    fn other_payloads_are_left_alone_and_list_changed_is_seen() {
+        let acl = acl();
+        let view = acl.view(agent("sentinel-1"));
+        let call =
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"tools"}]}}"#;
+        assert_eq!(
+            filter_payload(call, &view, &[]).unwrap(),
+            Filtered::default()
+        );
+        let changed = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        let out = filter_payload(changed, &view, &[]).unwrap();
+        assert!(out.list_changed);
+        assert!(out.rewritten.is_none());
+        assert!(may_concern_tools(std::str::from_utf8(changed).unwrap()));
+        assert!(may_concern_tools(r#"{"result":{"\u0074ools":[]}}"#));
+        assert!(!may_concern_tools(r#"{"method":"notifications/progress"}"#));
+        // escaped keys are still found once parsed
+        let sneaky =
+            br#"{"jsonrpc":"2.0","id":1,"result":{"\u0074ools":[{"name":"execute_code"}]}}"#;
+        let out = filter_payload(sneaky, &view, &[]).unwrap();
+        assert!(out.rewritten.unwrap().contains("\"tools\":[]"));
+    }
+
+    #[test]
+    fn cacheable_requests() {
+        assert_eq!(cacheable_params(None), Some(None));
+        assert_eq!(cacheable_params(Some(&json!({}))), Some(None));
+        assert_eq!(
+            cacheable_params(Some(&json!({"cursor":"c2","_meta":{"progressToken":1}}))),
+            Some(Some("c2".into()))
+        );
+        assert_eq!(cacheable_params(Some(&json!({"cursor":3}))), None);
+        assert_eq!(cacheable_params(Some(&json!({"filter":"x"}))), None);
+        assert_eq!(cacheable_params(Some(&json!([1]))), None);
+        assert_ne!(
+            entry_key("2025-11-25", None, None),
+            entry_key("2025-11-25", Some(""), None)
+        );
+        assert_ne!(
+            entry_key("a", Some("b"), None),
+            entry_key("a", None, Some("b"))
+        );
+    }
+
+    #[test]
+    fn ttl_and_scope() {
+        assert_eq!(entry_ttl_ms(&json!({"tools":[]}), 300_000), Some(300_000));
+        assert_eq!(entry_ttl_ms(&json!({"ttlMs": 1000}), 300_000), Some(1000));
+        assert_eq!(
+            entry_ttl_ms(&json!({"ttlMs": 900_000}), 300_000),
+            Some(300_000)
+        );
+        assert_eq!(entry_ttl_ms(&json!({"ttlMs": 0}), 300_000), None);
+        assert_eq!(entry_ttl_ms(&json!({}), 0), None);
+        assert!(is_private(&json!({"cacheScope":"private"})));
+        assert!(!is_private(&json!({"cacheScope":"public"})));
+        assert!(!is_private(&json!({})));
+    }
+
+    fn entry(key: &str, at: u64, ttl: u64, size: usize) -> CacheEntry {
+        CacheEntry {
+            key: key.into(),
+            stored_at_ms: at,
+            expires_at_ms: at + ttl,
+            result: json!({"tools":[{"name":"x".repeat(size)}]}),
+        }
+    }
+
+    #[test]
+    fn cache_doc_lookup_expiry_and_bounds() {
+        let limits = CacheLimits {
+            max_entries: 2,
+            max_bytes: 10_000,
+        };
+        let mut doc = CacheDoc::default();
+        assert!(doc.insert(entry("a", 0, 100, 1), 0, limits).is_some());
+        assert!(doc.lookup("a", 50).is_some());
+        assert!(doc.lookup("a", 100).is_none(), "expired at its deadline");
+        assert!(doc.lookup("b", 50).is_none());
+        doc.insert(entry("b", 10, 100, 1), 10, limits);
+        doc.insert(entry("c", 20, 100, 1), 20, limits);
+        assert_eq!(doc.entries.len(), 2);
+        assert!(doc.lookup("a", 30).is_none(), "oldest evicted");
+        // replacing keeps one entry per key
+        doc.insert(entry("c", 30, 100, 2), 30, limits);
+        assert_eq!(doc.entries.iter().filter(|e| e.key == "c").count(), 1);
+        // byte bound
+        let small = CacheLimits {
+            max_entries: 10,
+            max_bytes: 300,
+        };
+        let mut doc = CacheDoc::default();
+        assert!(doc.insert(entry("big", 0, 100, 1000), 0, small).is_none());
+        assert!(doc.entries.is_empty());
+        doc.insert(entry("a", 0, 100, 60), 0, small).unwrap();
+        let bytes = doc.insert(entry("b", 1, 100, 60), 1, small).unwrap();
+        assert!(bytes.len() <= 300);
+        assert_eq!(doc.entries.len(), 1);
+        // round trip + invalidation
+        let back = CacheDoc::from_bytes(Some(&bytes));
+        assert_eq!(back, doc);
+        let mut inv = back.clone();
+        inv.invalidate();
+        assert_eq!(inv.generation, back.generation + 1);
+        assert!(inv.entries.is_empty());
+        assert_eq!(CacheDoc::from_bytes(Some(b"garbage")), CacheDoc::default());
+        assert_eq!(CacheDoc::from_bytes(None), CacheDoc::default());
+    }
+
+    #[test]
+    fn cached_answers_use_the_request_id_and_the_agent_view() {
+        let acl = acl();
+        let full: Value = serde_json::from_str(&list_response(json!(1))).unwrap();
+        let e = CacheEntry {
+            key: "k".into(),
+            stored_at_ms: 1000,
+            expires_at_ms: 301_000,
+            result: full["result"].clone(),
+        };
+        let s = cached_response(&e, &json!("abc"), &acl.view(agent("sentinel-9")), 11_000);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["id"], "abc");
+        assert_eq!(
+            names(&v),
+            vec!["search_patterns", "classify_content", "read_config"]
+        );
+        assert_eq!(v["result"]["ttlMs"], 50_000, "age subtracted");
+        assert_eq!(v["result"]["nextCursor"], "page-2");
+        let a = cached_response(&e, &json!(5), &acl.view(agent("alchemy-9")), 11_000);
+        assert!(!a.contains("search_patterns"), "{a}");
+        // the cached entry itself is untouched
+        assert_eq!(e.result["tools"].as_array().unwrap().len(), ALL.len());
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(!wants_sse(None));
+        assert!(!wants_sse(Some("application/json, text/event-stream")));
+        assert!(wants_sse(Some("text/event-stream")));
+        assert!(!wants_sse(Some("*/*")));
+        assert_eq!(sse_message("{}"), "event: message\ndata: {}\n\n");
+    }
+}

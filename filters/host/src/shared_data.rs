@@ -1,0 +1,55 @@
+//! Process-wide shared data (per `vm_id`) and the host clock, without panics
+//! on the statuses Envoy documents.
+//!
+//! Shared data has no TTL and no delete: callers store expiry inside values
+//! and keep their key space bounded. Updates go through [`update`], a CAS
+//! retry loop that is lossless across workers.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+use std::time::UNIX_EPOCH;
+
+/// The value under `key` and its CAS token (`None`, `None` when absent).
+pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    match hostcalls::get_shared_data(key) {
+        Ok(found) => found,
+        Err(status) => {
+            log::warn!("cannot read shared data {key}: {status:?}");
+            (None, None)
+        }
+    }
+}
+
+/// Read-modify-write with compare-and-swap, retried up to `attempts` times.
+/// `modify` gets the current value and returns the new one, or `None` to
+/// leave it unchanged. Returns whether a value was written.
+pub fn update(
+    key: &str,
+    attempts: usize,
+    mut modify: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+) -> bool {
+    for _ in 0..attempts {
+        let (current, cas) = get(key);
+        let Some(next) = modify(current.as_deref()) else {
+            return false;
+        };
+        match hostcalls::set_shared_data(key, Some(&next), cas) {
+            Ok(()) => return true,
+            Err(Status::CasMismatch) => continue,
+            Err(status) => {
+                log::warn!("cannot write shared data {key}: {status:?}");
+                return false;
+            }
+        }
+    }
+    log::warn!("shared data {key}: gave up after {attempts} CAS conflicts");
+    false
+}
+
+/// Milliseconds since the Unix epoch by the host clock (0 if unavailable).
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,102 @@
+//! The `tools/list` cache in Envoy shared data: one document per upstream
+//! cluster (a bounded key space), read and written with CAS so that every
+//! worker sees one cache. Policy (keys, TTLs, bounds) is in
+//! `gw_core::tools_list`.
+
+use gw_core::tool_acl_config::CacheConfig;
+use gw_core::tools_list::{self, CacheDoc, CacheEntry};
+use gw_host::shared_data;
+use serde_json::Value;
+
+const CAS_ATTEMPTS: usize = 8;
+
+/// What a cache miss remembers to store the upstream's answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub shared_key: String,
+    pub id: Value,
+    pub protocol_version: String,
+    pub cursor: Option<String>,
+    /// Generation seen at lookup: a list-changed in between voids the store.
+    pub generation: u64,
+}
+
+/// The upstream cluster the request is routed to. Cluster (or route) names
+/// come from the configuration, never from the client, so the cache's key
+/// space stays bounded.
+pub(crate) fn upstream() -> Option<String> {
+    gw_host::state::property_string(vec!["xds", "cluster_name"])
+        .or_else(|| gw_host::state::property_string(vec!["route_name"]))
+        .filter(|s| !s.is_empty())
+}
+
+pub(crate) fn shared_key(upstream: &str) -> String {
+    format!("gw_tool_acl.tools_list.v1|{upstream}")
+}
+
+/// A fresh entry for this request (shared first, then this agent's private
+/// one) and the document's generation.
+pub(crate) fn lookup(
+    shared_key: &str,
+    protocol_version: &str,
+    cursor: Option<&str>,
+    agent_id: Option<&str>,
+    now_ms: u64,
+) -> (Option<CacheEntry>, u64) {
+    let (bytes, _) = shared_data::get(shared_key);
+    let doc = CacheDoc::from_bytes(bytes.as_deref());
+    let public = tools_list::entry_key(protocol_version, cursor, None);
+    let found = doc.lookup(&public, now_ms).cloned().or_else(|| {
+        let agent = agent_id?;
+        let private = tools_list::entry_key(protocol_version, cursor, Some(agent));
+        doc.lookup(&private, now_ms).cloned()
+    });
+    (found, doc.generation)
+}
+
+/// Store the upstream's unfiltered result. Returns whether it was stored.
+pub(crate) fn store(
+    plan: &Plan,
+    result: &Value,
+    agent_id: Option<&str>,
+    config: &CacheConfig,
+    now_ms: u64,
+) -> bool {
+    let Some(ttl) = tools_list::entry_ttl_ms(result, config.ttl_ms) else {
+        return false;
+    };
+    let private_agent = if tools_list::is_private(result) {
+        match agent_id {
+            Some(agent) => Some(agent),
+            None => return false,
+        }
+    } else {
+        None
+    };
+    let entry = CacheEntry {
+        key: tools_list::entry_key(
+            &plan.protocol_version,
+            plan.cursor.as_deref(),
+            private_agent,
+        ),
+        stored_at_ms: now_ms,
+        expires_at_ms: now_ms.saturating_add(ttl),
+        result: result.clone(),
+    };
+    shared_data::update(&plan.shared_key, CAS_ATTEMPTS, |current| {
+        let mut doc = CacheDoc::from_bytes(current);
+        if doc.generation != plan.generation {
+            return None;
+        }
+        doc.insert(entry.clone(), now_ms, config.limits)
+    })
+}
+
+/// `notifications/tools/list_changed` from this upstream.
+pub(crate) fn invalidate(shared_key: &str) -> bool {
+    shared_data::update(shared_key, CAS_ATTEMPTS, |current| {
+        let mut doc = CacheDoc::from_bytes(current);
+        doc.invalidate();
+        Some(doc.to_bytes())
+    })
+}

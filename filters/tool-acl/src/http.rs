@@ -1,0 +1,648 @@
+//! One request through the tool ACL.
+//!
+//! Request: headers are checked (content type, encoding, declared size)
+//! and passed on; the body is held (`Pause`) until complete, so nothing of
+//! it reaches the upstream before the decision. Then: parse once (or reuse
+//! the facts an earlier filter published), refuse what cannot be judged,
+//! decide every governed message, answer a cacheable `tools/list` locally.
+//!
+//! Response: a JSON answer to a `tools/list` is buffered (bounded) and
+//! rewritten; every SSE stream under an MCP endpoint is rewritten event by
+//! event as it passes (tool lists filtered, `list_changed` seen).
+
+use crate::cache::{self, Plan};
+use crate::{Metric, Metrics};
+use gw_core::denial::{jsonrpc_error_response, DenialContext, DenialFormat};
+use gw_core::filter_state::decision;
+use gw_core::jsonrpc;
+use gw_core::operation::Operation;
+use gw_core::request_facts::{MessageFacts, RequestFacts, VerifiedIdentity};
+use gw_core::request_guard::{self, Refusal, INVALID_PARAMS, INVALID_REQUEST};
+use gw_core::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
+use gw_core::tool_acl::{Agent, Decision, TargetKind};
+use gw_core::tool_acl_config::{BatchPolicy, ToolAclConfig};
+use gw_core::tools_list;
+use gw_host::{reply, response, shared_data, state};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+/// JSON-RPC "internal error", for responses the gateway cannot filter.
+const INTERNAL_ERROR: i64 = -32603;
+
+enum ResponseMode {
+    Pass,
+    /// Buffer the whole JSON answer to a `tools/list` and rewrite it.
+    Json,
+    /// Rewrite SSE events as they pass.
+    Sse(Box<SseRewriter>),
+    /// The answer was replaced by an error: drop whatever else arrives.
+    Discard,
+}
+
+pub(crate) struct ToolAclHttp {
+    config: Option<Rc<ToolAclConfig>>,
+    metrics: Rc<Metrics>,
+    /// The request is under an MCP endpoint.
+    governed: bool,
+    /// The request has a body to inspect.
+    inspect_body: bool,
+    /// The recipe per-operation path's operation (`/mcp/tools/call`): picks
+    /// the denial format in `auto` mode.
+    path_operation: Option<Operation>,
+    identity: Option<Option<VerifiedIdentity>>,
+    /// Ids of the `tools/list` requests in this body (cache entries are
+    /// stored only for these).
+    list_ids: Vec<Value>,
+    plan: Option<Plan>,
+    response_status: u32,
+    response: ResponseMode,
+    /// Upstream cache key, resolved once.
+    shared_key: Option<Option<String>>,
+    /// Request headers the body phase needs (Envoy makes request headers
+    /// readable only during `on_http_request_headers` once it continued).
+    headers: RequestHeaders,
+}
+
+#[derive(Default)]
+struct RequestHeaders {
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
+    protocol_version: Option<String>,
+    accept: Option<String>,
+}
+
+impl ToolAclHttp {
+    pub(crate) fn new(config: Option<Rc<ToolAclConfig>>, metrics: Rc<Metrics>) -> Self {
+        Self {
+            config,
+            metrics,
+            governed: false,
+            inspect_body: false,
+            path_operation: None,
+            identity: None,
+            list_ids: Vec::new(),
+            plan: None,
+            response_status: 0,
+            response: ResponseMode::Pass,
+            shared_key: None,
+            headers: RequestHeaders::default(),
+        }
+    }
+
+    /// The verified identity from filter state (never from a header).
+    fn identity(&mut self) -> Option<&VerifiedIdentity> {
+        if self.identity.is_none() {
+            let found = state::verified_identity().filter(|i| !i.agent_id.is_empty());
+            if found.is_none() {
+                self.metrics.add(Metric::NoIdentity, 1);
+            }
+            self.identity = Some(found);
+        }
+        self.identity.as_ref().and_then(Option::as_ref)
+    }
+
+    fn shared_key(&mut self) -> Option<String> {
+        self.shared_key
+            .get_or_insert_with(|| cache::upstream().map(|u| cache::shared_key(&u)))
+            .clone()
+    }
+
+    fn refuse(&self, refusal: &Refusal, id: Option<&Value>) -> Action {
+        self.metrics.add(Metric::BadRequest, 1);
+        state::set_decision(decision::BAD_REQUEST);
+        let body = jsonrpc_error_response(
+            id,
+            json!({"code": refusal.jsonrpc_code, "message": refusal.message}),
+        );
+        reply::send(
+            u32::from(refusal.http_status),
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        Action::Pause
+    }
+
+    fn fail_closed(&self) -> Action {
+        self.refuse(
+            &Refusal::new(500, INTERNAL_ERROR, "tool ACL is not configured"),
+            None,
+        )
+    }
+}
+
+impl Context for ToolAclHttp {}
+
+impl HttpContext for ToolAclHttp {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        self.metrics.add(Metric::Requests, 1);
+        let Some(config) = self.config.clone() else {
+            return self.fail_closed();
+        };
+        // One host call for every header we need. Repeated headers are
+        // joined, so a second Content-Encoding or Mcp-Name cannot hide
+        // behind a first one that looks fine.
+        let all = gw_host::headers::request_headers();
+        let header = |name: &str| -> Option<String> {
+            let values: Vec<&str> = all
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .collect();
+            (!values.is_empty()).then(|| values.join(", "))
+        };
+        let path = header(":path").unwrap_or_default();
+        let canonical = request_guard::canonical_path(&path);
+        let Some(endpoint) = config
+            .endpoints
+            .iter()
+            .find(|e| request_guard::is_under(&canonical, e))
+        else {
+            return Action::Continue;
+        };
+        self.governed = true;
+        self.path_operation = request_guard::path_operation(&canonical, endpoint);
+        self.metrics.add(Metric::Inspected, 1);
+        if end_of_stream {
+            // No body (GET of the SSE stream, DELETE of a session): nothing
+            // names a tool; the response side still filters SSE streams.
+            return Action::Continue;
+        }
+        if let Err(r) = request_guard::check_content_encoding(header("content-encoding").as_deref())
+        {
+            return self.refuse(&r, None);
+        }
+        if let Err(r) = request_guard::check_content_type(header("content-type").as_deref()) {
+            return self.refuse(&r, None);
+        }
+        if let Some(declared) =
+            header("content-length").and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            if let Err(r) = request_guard::check_body_size(declared, config.max_body_bytes) {
+                return self.refuse(&r, None);
+            }
+        }
+        self.headers = RequestHeaders {
+            mcp_method: header("mcp-method"),
+            mcp_name: header("mcp-name"),
+            protocol_version: header("mcp-protocol-version"),
+            accept: header("accept"),
+        };
+        self.inspect_body = true;
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.inspect_body {
+            return Action::Continue;
+        }
+        let Some(config) = self.config.clone() else {
+            return self.fail_closed();
+        };
+        if let Err(r) = request_guard::check_body_size(body_size, config.max_body_bytes) {
+            self.inspect_body = false;
+            return self.refuse(&r, None);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.inspect_body = false;
+        let body = gw_host::body::request_body(body_size);
+        let (facts, parsed) = match gw_host::body::inspect_request(&body) {
+            Ok(found) => found,
+            Err(e) => {
+                return self.refuse(&Refusal::new(400, e.jsonrpc_code(), e.to_string()), None);
+            }
+        };
+        let single_id = facts.single().and_then(|m| m.id.clone());
+        if let Err(r) = self.check_shape(&config, &facts) {
+            return self.refuse(&r, single_id.as_ref());
+        }
+        if let Some(action) = self.authorize(&config, &facts) {
+            return action;
+        }
+        self.metrics.add(Metric::Allowed, 1);
+        self.prepare_tools_list(&config, &facts, parsed, &body)
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        if !self.governed || !config.tools_list.filter || !config.governs(TargetKind::Tool) {
+            return Action::Continue;
+        }
+        self.response_status = response::status();
+        let media = response::header("content-type")
+            .and_then(|v| v.split(';').next().map(|m| m.trim().to_ascii_lowercase()))
+            .unwrap_or_default();
+        if media == "text/event-stream" {
+            // Streams answering a tools/list fail closed on an event too big
+            // to filter; other streams (tool results, the GET stream) pass
+            // such an event through unexamined rather than break a large
+            // tool result.
+            let overflow = if self.list_ids.is_empty() {
+                Overflow::PassThrough
+            } else {
+                Overflow::Withhold
+            };
+            self.response = ResponseMode::Sse(Box::new(SseRewriter::with_overflow(
+                config.tools_list.max_response_bytes,
+                overflow,
+            )));
+            response::set_header("content-length", None);
+        } else if !self.list_ids.is_empty()
+            && (media == "application/json" || media.ends_with("+json"))
+        {
+            // A JSON answer to a tools/list: rewrite it whole. (MCP clients
+            // read tool lists from JSON or SSE only.)
+            self.response = ResponseMode::Json;
+            response::set_header("content-length", None);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        match &self.response {
+            ResponseMode::Pass => Action::Continue,
+            ResponseMode::Discard => {
+                response::replace_body(body_size, b"");
+                Action::Continue
+            }
+            ResponseMode::Json => {
+                if body_size > config.tools_list.max_response_bytes {
+                    self.response = if end_of_stream {
+                        ResponseMode::Pass
+                    } else {
+                        ResponseMode::Discard
+                    };
+                    let err =
+                        self.list_error("tools/list response too large for the gateway to filter");
+                    response::replace_body(body_size, err.as_bytes());
+                    return Action::Continue;
+                }
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                self.response = ResponseMode::Pass;
+                let body = response::body(body_size);
+                let out = match self.filter_payload(&config, &body) {
+                    Some(rewritten) => rewritten,
+                    None if body.iter().all(u8::is_ascii_whitespace) => return Action::Continue,
+                    None => {
+                        self.list_error("tools/list response is not JSON the gateway can filter")
+                    }
+                };
+                response::replace_body(body_size, out.as_bytes());
+                Action::Continue
+            }
+            ResponseMode::Sse(_) => {
+                let chunk = response::body(body_size);
+                let out = self.rewrite_sse(&config, &chunk, end_of_stream);
+                if out != chunk {
+                    response::replace_body(body_size, &out);
+                }
+                Action::Continue
+            }
+        }
+    }
+}
+
+impl ToolAclHttp {
+    /// Everything but the ACL itself: batches, Mcp-* headers. (A recipe
+    /// per-operation path does not have to agree with the body's method: the
+    /// ACL judges the body, which is what the server executes.)
+    fn check_shape(&self, config: &ToolAclConfig, facts: &RequestFacts) -> Result<(), Refusal> {
+        if facts.batch && config.batches == BatchPolicy::Reject {
+            return Err(Refusal::new(
+                400,
+                INVALID_REQUEST,
+                "JSON-RPC batches are not accepted",
+            ));
+        }
+        request_guard::check_mcp_headers(
+            self.headers.mcp_method.as_deref(),
+            self.headers.mcp_name.as_deref(),
+            facts,
+        )
+    }
+
+    /// Decide every governed message; `Some` when the request was answered.
+    fn authorize(&mut self, config: &ToolAclConfig, facts: &RequestFacts) -> Option<Action> {
+        let governed: Vec<(&MessageFacts, TargetKind)> = facts
+            .messages
+            .iter()
+            .filter_map(|m| {
+                let kind = TargetKind::of(m.operation()?)?;
+                config.governs(kind).then_some((m, kind))
+            })
+            .collect();
+        if governed.is_empty() {
+            return None;
+        }
+        let identity = self.identity().cloned();
+        let agent = identity.as_ref().map(|i| Agent {
+            id: &i.agent_id,
+            name: &i.agent_name,
+        });
+        let mut denied: Vec<(&MessageFacts, DenialContext)> = Vec::new();
+        for (message, kind) in governed {
+            let target = match kind {
+                TargetKind::Resource => message.uri.as_deref(),
+                TargetKind::Tool | TargetKind::Prompt => message.name.as_deref(),
+            };
+            let Some(target) = target else {
+                let field = if kind == TargetKind::Resource {
+                    "uri"
+                } else {
+                    "name"
+                };
+                return Some(self.refuse(
+                    &Refusal::new(
+                        400,
+                        INVALID_PARAMS,
+                        format!(
+                            "{} needs a string params.{field}",
+                            kind.operation().canonical_name()
+                        ),
+                    ),
+                    message.id.as_ref(),
+                ));
+            };
+            if let Decision::Deny { reason, rule } = config.acl.decide(agent, kind, target) {
+                log::info!(
+                    "tool_acl: denied {} `{target}` for agent `{}` ({})",
+                    kind.noun(),
+                    agent.map_or("", |a| a.id),
+                    reason.as_str()
+                );
+                denied.push((
+                    message,
+                    DenialContext {
+                        agent_id: agent.map_or_else(|| "unknown".to_string(), |a| a.id.to_string()),
+                        agent_name: agent.map(|a| a.name.to_string()).unwrap_or_default(),
+                        tool_name: target.to_string(),
+                        allowed_tools: rule
+                            .map(|r| r.permissions(kind).allowed.patterns().join(", "))
+                            .unwrap_or_default(),
+                        method: message.method.clone().unwrap_or_default(),
+                        reason: reason.as_str().to_string(),
+                    },
+                ));
+            }
+        }
+        let (_, first) = denied.first()?;
+        self.metrics.add(Metric::Denied, 1);
+        state::set_decision(decision::TOOL_DENIED);
+        let format = match config.denial.format {
+            DenialFormat::Auto if self.path_operation.is_some() => DenialFormat::Http,
+            DenialFormat::Auto => DenialFormat::JsonRpc,
+            f => f,
+        };
+        if format == DenialFormat::Http {
+            let r = config.denial.http(first);
+            let headers: Vec<(&str, &str)> = r
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            reply::send(u32::from(r.status), &headers, r.body.as_bytes());
+            return Some(Action::Pause);
+        }
+        let error_for = |m: &MessageFacts| -> Value {
+            match denied.iter().find(|(d, _)| std::ptr::eq(*d, m)) {
+                Some((_, ctx)) => config.denial.jsonrpc_error(ctx),
+                None => json!({
+                    "code": config.denial.jsonrpc_code,
+                    "message": "not executed: another request in this batch was denied",
+                }),
+            }
+        };
+        let body = if facts.batch {
+            let replies: Vec<Value> = facts
+                .messages
+                .iter()
+                .filter(|m| m.id.is_some() && m.method.is_some())
+                .map(|m| jsonrpc_error_response(m.id.as_ref(), error_for(m)))
+                .collect();
+            if replies.is_empty() {
+                reply::send(202, &[], b"");
+                return Some(Action::Pause);
+            }
+            Value::Array(replies)
+        } else {
+            let m = denied.first().map(|(m, _)| *m);
+            jsonrpc_error_response(
+                m.and_then(|m| m.id.as_ref()),
+                m.map(error_for).unwrap_or_default(),
+            )
+        };
+        reply::send(
+            200,
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        Some(Action::Pause)
+    }
+
+    /// Remember `tools/list` ids for the response; answer from the cache.
+    fn prepare_tools_list(
+        &mut self,
+        config: &ToolAclConfig,
+        facts: &RequestFacts,
+        parsed: Option<jsonrpc::JsonRpcBody>,
+        body: &[u8],
+    ) -> Action {
+        if !config.tools_list.filter || !config.governs(TargetKind::Tool) {
+            return Action::Continue;
+        }
+        self.list_ids = facts
+            .messages
+            .iter()
+            .filter(|m| m.operation() == Some(Operation::McpToolsList))
+            .filter_map(|m| m.id.clone())
+            .collect();
+        let (Some(_), Some(message)) = (config.tools_list.cache, facts.single()) else {
+            return Action::Continue;
+        };
+        let (Some(Operation::McpToolsList), Some(id)) = (message.operation(), message.id.clone())
+        else {
+            return Action::Continue;
+        };
+        // The facts do not carry params; a tools/list body is small, so parse
+        // it here if an earlier filter did the first parse.
+        let parsed = match parsed {
+            Some(p) => p,
+            None => match jsonrpc::parse(body) {
+                Ok(p) => p,
+                Err(_) => return Action::Continue,
+            },
+        };
+        let Some(Some(cursor)) = parsed
+            .messages()
+            .first()
+            .map(|m| tools_list::cacheable_params(m.params()))
+        else {
+            return Action::Continue;
+        };
+        let Some(shared_key) = self.shared_key() else {
+            return Action::Continue;
+        };
+        let protocol_version = self.headers.protocol_version.clone().unwrap_or_default();
+        let agent_id = self.identity().map(|i| i.agent_id.clone());
+        let now = shared_data::now_ms();
+        let (entry, generation) = cache::lookup(
+            &shared_key,
+            &protocol_version,
+            cursor.as_deref(),
+            agent_id.as_deref(),
+            now,
+        );
+        if let Some(entry) = entry {
+            self.metrics.add(Metric::CacheHit, 1);
+            let identity = self.identity().cloned();
+            let view = config.acl.view(identity.as_ref().map(|i| Agent {
+                id: &i.agent_id,
+                name: &i.agent_name,
+            }));
+            let json = tools_list::cached_response(&entry, &id, &view, now);
+            self.metrics.add(Metric::ListFiltered, 1);
+            if tools_list::wants_sse(self.headers.accept.as_deref()) {
+                let sse = tools_list::sse_message(&json);
+                reply::send(
+                    200,
+                    &[
+                        ("content-type", "text/event-stream"),
+                        ("cache-control", "no-cache"),
+                    ],
+                    sse.as_bytes(),
+                );
+            } else {
+                reply::send(
+                    200,
+                    &[("content-type", "application/json")],
+                    json.as_bytes(),
+                );
+            }
+            return Action::Pause;
+        }
+        self.metrics.add(Metric::CacheMiss, 1);
+        self.plan = Some(Plan {
+            shared_key,
+            id,
+            protocol_version,
+            cursor,
+            generation,
+        });
+        Action::Continue
+    }
+
+    /// Filter one JSON-RPC payload for this agent; store unfiltered pages;
+    /// see list-changed notifications. `None` if it is not JSON.
+    fn filter_payload(&mut self, config: &ToolAclConfig, payload: &[u8]) -> Option<String> {
+        let identity = self.identity().cloned();
+        let agent = identity.as_ref().map(|i| Agent {
+            id: &i.agent_id,
+            name: &i.agent_name,
+        });
+        let view = config.acl.view(agent);
+        let cache_ids: Vec<Value> = self.plan.iter().map(|p| p.id.clone()).collect();
+        let filtered = tools_list::filter_payload(payload, &view, &cache_ids).ok()?;
+        if filtered.list_changed {
+            if let Some(key) = self.shared_key() {
+                if cache::invalidate(&key) {
+                    self.metrics.add(Metric::CacheInvalidated, 1);
+                }
+            }
+        }
+        if filtered.rewritten.is_some() {
+            self.metrics.add(Metric::ListFiltered, 1);
+            self.metrics
+                .add(Metric::ToolsHidden, filtered.removed as u64);
+        }
+        if let (Some(plan), Some(cache_config)) = (self.plan.take(), config.tools_list.cache) {
+            let ok_status = self.response_status == 200;
+            match filtered.unfiltered.iter().find(|(id, _)| *id == plan.id) {
+                Some((_, result)) if ok_status => {
+                    let now = shared_data::now_ms();
+                    if cache::store(
+                        &plan,
+                        result,
+                        identity.as_ref().map(|i| i.agent_id.as_str()),
+                        &cache_config,
+                        now,
+                    ) {
+                        self.metrics.add(Metric::CacheStore, 1);
+                    }
+                }
+                // Not this event: keep waiting for the answer.
+                _ => self.plan = Some(plan),
+            }
+        }
+        Some(
+            filtered
+                .rewritten
+                .unwrap_or_else(|| String::from_utf8_lossy(payload).into_owned()),
+        )
+    }
+
+    fn rewrite_sse(
+        &mut self,
+        config: &ToolAclConfig,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Vec<u8> {
+        let ResponseMode::Sse(mut rewriter) =
+            std::mem::replace(&mut self.response, ResponseMode::Pass)
+        else {
+            return chunk.to_vec();
+        };
+        let out = rewriter.feed(chunk, |raw| match raw {
+            RawEvent::Oversized => {
+                log::warn!("tool_acl: SSE event over toolsList.maxResponseBytes withheld");
+                Some(
+                    tools_list::sse_message(
+                        &self.list_error("event too large for the gateway to filter"),
+                    )
+                    .into_bytes(),
+                )
+            }
+            RawEvent::Complete(bytes) => {
+                let event = sse_rewrite::parse_event(bytes)?;
+                if !tools_list::may_concern_tools(&event.data) {
+                    return None;
+                }
+                let before = event.data.clone();
+                let data = self.filter_payload(config, before.as_bytes());
+                match data {
+                    Some(data) if data == before => None,
+                    Some(data) => Some(sse_rewrite::serialize_event(&gw_core::sse::SseEvent {
+                        data,
+                        ..event
+                    })),
+                    // Not JSON: no tool list can hide in it.
+                    None => None,
+                }
+            }
+        });
+        if end_of_stream {
+            rewriter.finish();
+        } else {
+            self.response = ResponseMode::Sse(rewriter);
+        }
+        out
+    }
+
+    /// A JSON-RPC error in place of a tool list the gateway cannot filter.
+    fn list_error(&self, message: &str) -> String {
+        let id = match self.list_ids.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        };
+        jsonrpc_error_response(id, json!({"code": INTERNAL_ERROR, "message": message})).to_string()
+    }
+}
