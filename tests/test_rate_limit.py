@@ -74,6 +74,9 @@ limits:
     keySelector: "#[vars.agentId]/#[vars.toolName]"
     maxRequests: 2
     windowSeconds: 60
+  - path: /a2a/tasks/send
+    maxRequests: 5
+    windowSeconds: 60
 rateLimitResponse:
   statusCode: 429
   body: '{"error": "agent_rate_limited", "agentId": "#[vars.agentId]", "tool": "#[vars.toolName]"}'
@@ -86,7 +89,7 @@ onMissingIdentity: deny
 @pytest.fixture(scope="module")
 def per_tool(start_stack: Callable[..., Any]) -> Gateway:
     s = start_stack("rl-per-tool", config="envoy/gateway.yaml", workers=max(2, WORKERS), patch=identity_patch(),
-                    backends=("mcp",), filter_configs={"gw_rate_limit": JSONRPC_PER_TOOL})
+                    filter_configs={"gw_rate_limit": JSONRPC_PER_TOOL})
     return Gateway(s, {})
 
 
@@ -410,10 +413,15 @@ def test_per_tool_limit_with_json_rpc_error_for_the_official_client(per_tool: Ga
 
 
 def test_missing_identity_is_denied_when_configured(per_tool: Gateway) -> None:
+    """(An unauthenticated tools/call is already refused by the tool ACL in the
+    shipped chain, so this uses the A2A send limit.)"""
     with per_tool.http() as c:
-        r = post_tool(c, None)
-        assert r.status_code == 401
+        r = c.post("/a2a", json=a2a_send(1))
+        assert r.status_code == 401, r.text
         assert r.json()["error"] == "unauthenticated"
+        r = c.post("/a2a", json=a2a_send(2), headers=as_agent(agent("alchemy-rl")))
+        assert r.status_code == 200
+        # operations no limit counts need no identity here
         r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=MCP_HEADERS)
         assert r.status_code == 200
 
