@@ -13,6 +13,13 @@
 //! - [`request_facts`]: what the first body parser hands on to later filters
 //! - [`sse`]: incremental Server-Sent Events parser
 //! - [`filter_state`]: names of the filter-state keys the filters share
+//! - [`sliding_window`]: the exact sliding-window algorithm and the burst definition
+//! - [`window_table`]: rate-limit windows packed into bounded shared-data slots
+//! - [`rate_limit_config`]: the recipe's `limits` / `rateLimitResponse` block
+//! - [`rate_limit_plan`]: which windows (verified agent × operation) a request counts in
+//! - [`rate_limit_headers`]: IETF `RateLimit-Policy` / `RateLimit` fields
+//! - [`rate_limit_response`]: the 429 / JSON-RPC error reply of a limited request
+//! - [`rate_limit_redis`]: multi-replica windows in Redis (Lua script via webdis)
 //! - [`tool_acl`]: per-agent tool/resource/prompt rules (globs, first match, deny beats allow)
 //! - [`tool_acl_config`]: the tool-acl filter's configuration (the recipe's `accessRules` block)
 //! - [`denial`]: the denied response, HTTP (recipe) or JSON-RPC error
@@ -53,12 +60,19 @@ pub mod jsonrpc;
 pub mod operation;
 pub mod otlp;
 pub mod protected_resource;
+pub mod rate_limit_config;
+pub mod rate_limit_headers;
+pub mod rate_limit_plan;
+pub mod rate_limit_redis;
+pub mod rate_limit_response;
 pub mod request_facts;
 pub mod request_guard;
 pub mod response_capture;
+pub mod sliding_window;
 pub mod sse;
 pub mod sse_rewrite;
 pub mod template;
 pub mod tool_acl;
 pub mod tool_acl_config;
 pub mod tools_list;
+pub mod window_table;

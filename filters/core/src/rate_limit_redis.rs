@@ -1,0 +1,322 @@
+//! Multi-replica mode: the same exact sliding windows, kept in Redis and
+//! decided atomically by a Lua script, reached through webdis (Redis's HTTP
+//! front, a Debian package) with Envoy's `dispatch_http_call`.
+//!
+//! Why this route rather than Envoy's `ratelimit` filter + the
+//! envoyproxy/ratelimit service: that service counts fixed windows (per
+//! second/minute/hour/day buckets), so it could not keep the sliding-window
+//! and burst semantics of [`crate::sliding_window`], and it would split the
+//! decision from the body inspection our filter already does (operation
+//! families, batches, tool names). Redis runs a script atomically, so one
+//! `EVALSHA` checks and records every window of a request at once: exact
+//! across any number of replicas and workers, with Redis's clock as the one
+//! time source (replica clock skew cannot move a window).
+//!
+//! Each window is a sorted set `<prefix><key id hex>` of admission times
+//! (ms), trimmed to the policy's retention on every call and given a
+//! `PEXPIRE` of that retention, so Redis reclaims idle keys by itself.
+//!
+//! Wire format (webdis): `POST /` with body `EVALSHA/<sha1>/<numkeys>/<keys…>/<args…>`,
+//! every segment percent-encoded; the reply is `{"EVALSHA": [..integers..]}`
+//! or `{"EVALSHA": [false, "NOSCRIPT …"]}` after a Redis restart, in which
+//! case the filter sends the same call as `EVAL` with the script once.
+
+use crate::sliding_window::{Window, WindowPolicy, WindowState};
+use serde_json::Value;
+use sha1::{Digest, Sha1};
+use std::fmt::Write as _;
+
+/// The Lua script. ARGV[1] is a nonce unique to the request (members of the
+/// sorted sets must be unique); then for each key: slots, window ms, quota of
+/// the window, quota of the 2W window (0 without a burst). Returns
+/// `[admitted, retry_ms (-1: never), now_ms]` then per key
+/// `[count_w, oldest_w, count_2w, oldest_2w]` after the decision.
+pub const SCRIPT: &str = r#"-- gw rate-limit: exact sliding windows, checked and recorded atomically
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local admit_at = now
+local never = false
+local params = {}
+for i, key in ipairs(KEYS) do
+  local b = 2 + (i - 1) * 4
+  local p = {n = tonumber(ARGV[b]), w = tonumber(ARGV[b + 1]), q1 = tonumber(ARGV[b + 2]), q2 = tonumber(ARGV[b + 3])}
+  p.keep = p.w
+  if p.q2 > 0 then p.keep = 2 * p.w end
+  params[i] = p
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - p.keep)
+  local total = redis.call('ZCARD', key)
+  local rules = {{p.w, p.q1}}
+  if p.q2 > 0 then rules[2] = {2 * p.w, p.q2} end
+  for _, rule in ipairs(rules) do
+    local len, quota = rule[1], rule[2]
+    if p.n > quota then
+      never = true
+    else
+      local room = quota - p.n
+      local inside = redis.call('ZCOUNT', key, '(' .. (now - len), '+inf')
+      if total > room and inside > room then
+        local e = redis.call('ZRANGE', key, total - room - 1, total - room - 1, 'WITHSCORES')
+        local at = tonumber(e[2]) + len
+        if at > admit_at then admit_at = at end
+      end
+    end
+  end
+end
+local admitted = (not never) and admit_at == now
+if admitted then
+  for i, key in ipairs(KEYS) do
+    local p = params[i]
+    for j = 1, p.n do
+      redis.call('ZADD', key, now, ARGV[1] .. ':' .. i .. ':' .. j)
+    end
+    redis.call('PEXPIRE', key, p.keep)
+  end
+end
+local out = {admitted and 1 or 0, never and -1 or (admit_at - now), now}
+for i, key in ipairs(KEYS) do
+  local p = params[i]
+  for r = 1, 2 do
+    if r == 1 or p.q2 > 0 then
+      local floor = '(' .. (now - r * p.w)
+      local first = redis.call('ZRANGEBYSCORE', key, floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+      out[#out + 1] = redis.call('ZCOUNT', key, floor, '+inf')
+      out[#out + 1] = first[2] and tonumber(first[2]) or 0
+    else
+      out[#out + 1] = 0
+      out[#out + 1] = 0
+    end
+  end
+end
+return out
+"#;
+
+/// Hex SHA-1 of [`SCRIPT`], the name Redis caches it under.
+pub fn script_sha1() -> String {
+    hex::encode(Sha1::digest(SCRIPT.as_bytes()))
+}
+
+/// One window of the request, as the script sees it.
+#[derive(Debug, Clone)]
+pub struct RedisWindow<'a> {
+    /// Full Redis key: `<prefix><key id hex>`.
+    pub key: String,
+    pub slots: u32,
+    pub policy: &'a WindowPolicy,
+}
+
+fn push_segment(out: &mut String, segment: &str) {
+    out.push('/');
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// Body of the webdis call: `EVALSHA/<sha>/…` or, with `with_script`, `EVAL/<script>/…`.
+pub fn command_body(windows: &[RedisWindow<'_>], nonce: &str, with_script: bool) -> String {
+    let mut out = String::from(if with_script { "EVAL" } else { "EVALSHA" });
+    if with_script {
+        push_segment(&mut out, SCRIPT);
+    } else {
+        push_segment(&mut out, &script_sha1());
+    }
+    push_segment(&mut out, &windows.len().to_string());
+    for w in windows {
+        push_segment(&mut out, &w.key);
+    }
+    push_segment(&mut out, nonce);
+    for w in windows {
+        let quota_2w = if w.policy.burst > 0 {
+            2 * u64::from(w.policy.max_requests)
+        } else {
+            0
+        };
+        for arg in [
+            u64::from(w.slots),
+            w.policy.window_ms,
+            u64::from(w.policy.max_requests) + u64::from(w.policy.burst),
+            quota_2w,
+        ] {
+            push_segment(&mut out, &arg.to_string());
+        }
+    }
+    out
+}
+
+/// What Redis decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisDecision {
+    pub admitted: bool,
+    pub retry_after_ms: u64,
+    /// Per window of the call, in order: its windows' states.
+    pub windows: Vec<Vec<WindowState>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisReply {
+    Decided(RedisDecision),
+    /// Redis lost the script cache (restart, `SCRIPT FLUSH`): send `EVAL`.
+    NoScript,
+    /// Anything else: the store is unavailable for this request.
+    Failed(String),
+}
+
+/// Parse webdis's JSON reply for a call made with `windows`.
+pub fn parse_reply(status: Option<&str>, body: &[u8], policies: &[&WindowPolicy]) -> RedisReply {
+    if status != Some("200") {
+        return RedisReply::Failed(format!(
+            "store answered HTTP {}",
+            status.unwrap_or("(no status)")
+        ));
+    }
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return RedisReply::Failed(format!("store reply is not JSON: {e}")),
+    };
+    let Some(result) = value
+        .as_object()
+        .and_then(|o| o.get("EVALSHA").or_else(|| o.get("EVAL")))
+    else {
+        return RedisReply::Failed("store reply has no EVAL result".into());
+    };
+    let Some(items) = result.as_array() else {
+        return RedisReply::Failed(format!("unexpected store reply {result}"));
+    };
+    if items.first() == Some(&Value::Bool(false)) {
+        let message = items.get(1).and_then(Value::as_str).unwrap_or("");
+        if message.starts_with("NOSCRIPT") {
+            return RedisReply::NoScript;
+        }
+        return RedisReply::Failed(format!("redis error: {message}"));
+    }
+    let numbers: Option<Vec<i64>> = items.iter().map(Value::as_i64).collect();
+    let Some(numbers) = numbers else {
+        return RedisReply::Failed(format!("unexpected store reply {result}"));
+    };
+    if numbers.len() != 3 + 4 * policies.len() {
+        return RedisReply::Failed(format!(
+            "store reply has {} numbers, expected {}",
+            numbers.len(),
+            3 + 4 * policies.len()
+        ));
+    }
+    let get = |i: usize| numbers.get(i).copied().unwrap_or(0);
+    let now = u64::try_from(get(2)).unwrap_or(0);
+    let windows = policies
+        .iter()
+        .enumerate()
+        .map(|(i, policy)| {
+            policy
+                .windows()
+                .into_iter()
+                .enumerate()
+                .map(|(r, window): (usize, Window)| {
+                    let count = u64::try_from(get(3 + 4 * i + 2 * r)).unwrap_or(0);
+                    let oldest = u64::try_from(get(4 + 4 * i + 2 * r)).unwrap_or(0);
+                    WindowState {
+                        window,
+                        remaining: window.quota.saturating_sub(count),
+                        next_free_ms: if count == 0 {
+                            0
+                        } else {
+                            (oldest + window.length_ms).saturating_sub(now)
+                        },
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let retry = get(1);
+    RedisReply::Decided(RedisDecision {
+        admitted: get(0) == 1,
+        retry_after_ms: if retry < 0 { u64::MAX } else { retry as u64 },
+        windows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_percent_encoded_webdis_path() {
+        let p = WindowPolicy::new(60, 60, 10);
+        let q = WindowPolicy::new(30, 60, 0);
+        let windows = [
+            RedisWindow {
+                key: "gw:rl:ab".into(),
+                slots: 2,
+                policy: &p,
+            },
+            RedisWindow {
+                key: "gw:rl:cd".into(),
+                slots: 1,
+                policy: &q,
+            },
+        ];
+        let body = command_body(&windows, "req/1", false);
+        assert_eq!(
+            body,
+            format!(
+                "EVALSHA/{}/2/gw%3Arl%3Aab/gw%3Arl%3Acd/req%2F1/2/60000/70/120/1/60000/30/0",
+                script_sha1()
+            )
+        );
+        let eval = command_body(&windows, "n", true);
+        assert!(eval.starts_with("EVAL/--%20gw%20rate-limit"));
+        assert!(!eval.contains(' ') && !eval.contains('\n'));
+        assert_eq!(script_sha1().len(), 40);
+    }
+
+    #[test]
+    fn replies_parse() {
+        let p = WindowPolicy::new(60, 60, 10);
+        let now = 1_764_000_000_000i64;
+        let body = format!(
+            r#"{{"EVALSHA":[1,0,{now},5,{},5,{}]}}"#,
+            now - 1000,
+            now - 1000
+        );
+        let RedisReply::Decided(d) = parse_reply(Some("200"), body.as_bytes(), &[&p]) else {
+            panic!()
+        };
+        assert!(d.admitted);
+        assert_eq!(d.windows[0][0].remaining, 65);
+        assert_eq!(d.windows[0][0].next_free_ms, 59_000);
+        assert_eq!(d.windows[0][1].remaining, 115);
+        assert_eq!(d.windows[0][1].next_free_ms, 119_000);
+
+        let never = format!(r#"{{"EVAL":[0,-1,{now},0,0,0,0]}}"#);
+        let RedisReply::Decided(d) = parse_reply(Some("200"), never.as_bytes(), &[&p]) else {
+            panic!()
+        };
+        assert_eq!((d.admitted, d.retry_after_ms), (false, u64::MAX));
+
+        assert_eq!(
+            parse_reply(
+                Some("200"),
+                br#"{"EVALSHA":[false,"NOSCRIPT No matching script. Please use EVAL."]}"#,
+                &[&p]
+            ),
+            RedisReply::NoScript
+        );
+        assert!(matches!(
+            parse_reply(Some("503"), b"", &[&p]),
+            RedisReply::Failed(_)
+        ));
+        assert!(
+            matches!(parse_reply(Some("200"), br#"{"EVALSHA":[false,"ERR x"]}"#, &[&p]), RedisReply::Failed(m) if m.contains("ERR x"))
+        );
+        assert!(matches!(
+            parse_reply(Some("200"), br#"{"EVALSHA":[1,0]}"#, &[&p]),
+            RedisReply::Failed(_)
+        ));
+        assert!(matches!(
+            parse_reply(Some("200"), b"nope", &[&p]),
+            RedisReply::Failed(_)
+        ));
+    }
+}

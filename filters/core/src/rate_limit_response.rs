@@ -1,0 +1,227 @@
+//! The reply to a limited request: the recipe's `rateLimitResponse` (status,
+//! body and header templates), or, when `jsonRpcError` is configured and the
+//! request is JSON-RPC, a JSON-RPC error echoing the request id(s) so MCP and
+//! A2A clients see a protocol error instead of a transport failure.
+//! `Retry-After` is always sent, even if the configured headers omit it.
+
+use crate::json_path::JsonPath;
+use crate::rate_limit_config::{Limit, RateLimitConfig};
+use crate::request_facts::RequestFacts;
+use crate::template::{Bindings, Escape};
+use serde_json::{json, Value};
+
+/// Why a request is refused.
+#[derive(Debug, Clone)]
+pub struct Refusal<'a> {
+    /// The limit whose window frees last (the one that decides Retry-After).
+    pub limit: &'a Limit,
+    pub agent_id: &'a str,
+    pub tool_name: Option<&'a str>,
+    pub retry_after_secs: u64,
+}
+
+/// A local reply, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Bindings for Refusal<'_> {
+    fn var(&self, name: &str, _: &JsonPath) -> Option<String> {
+        Some(match name {
+            "agentId" => self.agent_id.to_string(),
+            "retryAfter" => self.retry_after_secs.to_string(),
+            "toolName" => self.tool_name.unwrap_or_default().to_string(),
+            "operation" => self.limit.operation.canonical_name().to_string(),
+            "limitName" => self.limit.name.clone(),
+            "maxRequests" => self.limit.max_requests.to_string(),
+            "windowSeconds" => self.limit.window_seconds.to_string(),
+            "burstAllowance" => self.limit.burst_allowance.to_string(),
+            _ => return None,
+        })
+    }
+}
+
+/// Build the reply for a refused request. `rate_limit_headers` are the IETF
+/// fields (empty when disabled); `facts` the request body's, if it had one.
+pub fn refusal_reply(
+    config: &RateLimitConfig,
+    refusal: &Refusal<'_>,
+    facts: Option<&RequestFacts>,
+    rate_limit_headers: Vec<(String, String)>,
+) -> Reply {
+    let response = &config.response;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut has_retry_after = false;
+    let mut has_content_type = false;
+    for (name, template) in &response.headers {
+        has_retry_after |= name == "retry-after";
+        has_content_type |= name == "content-type";
+        headers.push((name.clone(), template.render(refusal, Escape::HeaderValue)));
+    }
+    if !has_retry_after {
+        headers.push(("retry-after".into(), refusal.retry_after_secs.to_string()));
+    }
+    headers.extend(rate_limit_headers);
+
+    if let (Some(form), Some(facts)) = (&response.json_rpc, facts) {
+        let message = form.message.render(refusal, Escape::Raw);
+        let error = |id: &Value| {
+            json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {
+                    "code": form.code,
+                    "message": message,
+                    "data": {
+                        "error": "agent_rate_limited",
+                        "agentId": refusal.agent_id,
+                        "limit": refusal.limit.name,
+                        "retryAfterSeconds": refusal.retry_after_secs,
+                    }
+                }
+            })
+        };
+        let ids: Vec<&Value> = facts
+            .messages
+            .iter()
+            .filter_map(|m| m.id.as_ref())
+            .collect();
+        let body = match (facts.batch, ids.as_slice()) {
+            (false, [id]) => Some(error(id)),
+            (true, ids) if !ids.is_empty() => {
+                Some(Value::Array(ids.iter().map(|id| error(id)).collect()))
+            }
+            _ => None,
+        };
+        if let Some(body) = body {
+            headers.retain(|(n, _)| n != "content-type");
+            headers.push(("content-type".into(), "application/json".into()));
+            return Reply {
+                status: form.status,
+                headers,
+                body: body.to_string(),
+            };
+        }
+    }
+
+    if !has_content_type {
+        headers.push(("content-type".into(), response.content_type.into()));
+    }
+    Reply {
+        status: response.status,
+        headers,
+        body: response.body.render(refusal, Escape::JsonString),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECIPE: &str = r##"
+limits:
+  - path: /mcp/tools/call
+    keySelector: "#[attributes.headers['x-verified-agent-id']]"
+    maxRequests: 60
+    windowSeconds: 60
+    burstAllowance: 10
+rateLimitResponse:
+  statusCode: 429
+  body: |
+    {
+      "error": "agent_rate_limited",
+      "agentId": "#[vars.agentId]",
+      "retryAfterSeconds": "#[vars.retryAfter]"
+    }
+  headers:
+    Retry-After: "#[vars.retryAfter]"
+"##;
+
+    fn refusal<'a>(c: &'a RateLimitConfig, agent: &'static str) -> Refusal<'a> {
+        Refusal {
+            limit: &c.limits[0],
+            agent_id: agent,
+            tool_name: Some("search_patterns"),
+            retry_after_secs: 17,
+        }
+    }
+
+    #[test]
+    fn recipe_reply_is_429_with_body_and_retry_after() {
+        let c = RateLimitConfig::load(RECIPE.as_bytes()).unwrap();
+        let r = refusal_reply(
+            &c,
+            &refusal(&c, "sentinel-\"1"),
+            None,
+            vec![("ratelimit".into(), "x".into())],
+        );
+        assert_eq!(r.status, 429);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"error":"agent_rate_limited","agentId":"sentinel-\"1","retryAfterSeconds":"17"})
+        );
+        assert!(r.headers.contains(&("retry-after".into(), "17".into())));
+        assert!(r
+            .headers
+            .contains(&("content-type".into(), "application/json".into())));
+        assert!(r.headers.contains(&("ratelimit".into(), "x".into())));
+    }
+
+    #[test]
+    fn retry_after_is_added_when_not_configured() {
+        let c = RateLimitConfig::load(
+            b"limits: [{path: /mcp/tools/call, maxRequests: 1, windowSeconds: 1}]\nrateLimitResponse: {body: 'slow down #[vars.agentId]'}\n",
+        )
+        .unwrap();
+        let r = refusal_reply(&c, &refusal(&c, "a"), None, vec![]);
+        assert_eq!(r.body, "slow down a");
+        assert!(r.headers.contains(&("retry-after".into(), "17".into())));
+        assert!(r
+            .headers
+            .contains(&("content-type".into(), "text/plain; charset=utf-8".into())));
+    }
+
+    #[test]
+    fn json_rpc_form_echoes_ids() {
+        let c =
+            RateLimitConfig::load(format!("{RECIPE}  jsonRpcError: {{code: -32029}}\n").as_bytes())
+                .unwrap();
+        let (_, facts) = RequestFacts::inspect(
+            br#"{"jsonrpc":"2.0","id":"q7","method":"tools/call","params":{"name":"x"}}"#,
+        )
+        .unwrap();
+        let r = refusal_reply(&c, &refusal(&c, "a"), Some(&facts), vec![]);
+        assert_eq!(r.status, 200);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["id"], "q7");
+        assert_eq!(body["error"]["code"], -32029);
+        assert_eq!(
+            body["error"]["message"],
+            "Rate limit exceeded: retry after 17 s"
+        );
+        assert_eq!(body["error"]["data"]["retryAfterSeconds"], 17);
+        assert!(r.headers.contains(&("retry-after".into(), "17".into())));
+
+        let (_, batch) = RequestFacts::inspect(
+            br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}},{"jsonrpc":"2.0","method":"notifications/x"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"y"}}]"#,
+        )
+        .unwrap();
+        let r = refusal_reply(&c, &refusal(&c, "a"), Some(&batch), vec![]);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body.as_array().unwrap().len(), 2);
+
+        // A notification alone has no id to answer: HTTP form.
+        let (_, note) = RequestFacts::inspect(
+            br#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            refusal_reply(&c, &refusal(&c, "a"), Some(&note), vec![]).status,
+            429
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! The local window store: every tracked key's admission log, packed into a
+//! fixed number of shared-data entries ("slots").
+//!
+//! Envoy's shared data has no delete and no TTL, and a key created by two
+//! workers at once can lose one write (CAS is ignored on creation). So the
+//! filter never creates keys per agent: it pre-creates `slots` entries once
+//! and hashes every (limit, key) pair into one of them. A slot holds the
+//! records of the keys that hash to it; each write of a slot drops the records
+//! that have expired (reclamation), and a slot holds at most `keys_per_slot`
+//! live records, which bounds the tracked keys to `slots × keys_per_slot`.
+//! A new key arriving at a full slot is refused ([`SlotDecision::Full`]):
+//! live windows are never evicted, so a full table can never let an agent
+//! exceed its limit.
+//!
+//! Keys are identified by the first 128 bits of SHA-256(limit name, key):
+//! fixed size whatever the agent id, no raw ids in memory, and distinct keys
+//! never share a record (a collision needs ~2^64 keys).
+//!
+//! Slot encoding (little endian): `format: u8 = 1`, then records
+//! `id: [u8; 16] | expires_ms: u64 | base_ms: u64 | count: u16 | count × u32`,
+//! the u32s being admission times as offsets from `base_ms` (ascending).
+//! A record costs 34 + 4 × entries bytes.
+
+use crate::sliding_window::{self, Verdict, WindowPolicy};
+use sha2::{Digest, Sha256};
+
+const FORMAT: u8 = 1;
+const HEADER: usize = 16 + 8 + 8 + 2;
+
+/// Identity of one (limit, key) window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub [u8; 16]);
+
+impl KeyId {
+    pub fn of(limit_name: &str, key: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(limit_name.as_bytes());
+        hasher.update([0u8]);
+        hasher.update(key.as_bytes());
+        let digest = hasher.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(digest.get(..16).unwrap_or(&[0u8; 16]));
+        Self(id)
+    }
+
+    /// Which slot of a table with `slots` slots holds this key.
+    pub fn slot(&self, slots: u32) -> u32 {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(self.0.get(..8).unwrap_or(&[0u8; 8]));
+        (u64::from_le_bytes(head) % u64::from(slots.max(1))) as u32
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// Shared-data key of a slot.
+pub fn slot_key(slot: u32) -> String {
+    format!("gw_rate_limit/v1/{slot}")
+}
+
+/// Outcome of [`admit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotDecision {
+    /// Admitted: write `value` back (compare-and-swap).
+    Admitted { verdict: Verdict, value: Vec<u8> },
+    /// The window is full; nothing to write.
+    Refused { verdict: Verdict },
+    /// The key is new and its slot already holds `keys_per_slot` live
+    /// records: refused until the soonest of them expires.
+    Full { retry_after_ms: u64 },
+}
+
+struct Record<'a> {
+    id: &'a [u8],
+    expires_ms: u64,
+    bytes: &'a [u8],
+}
+
+impl Record<'_> {
+    fn log(&self) -> Vec<u64> {
+        let base = read_u64(self.bytes, 24);
+        self.bytes
+            .get(HEADER..)
+            .unwrap_or(&[])
+            .chunks_exact(4)
+            .map(|c| base + u64::from(u32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
+            .collect()
+    }
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    if let Some(src) = bytes.get(at..at + 8) {
+        buf.copy_from_slice(src);
+    }
+    u64::from_le_bytes(buf)
+}
+
+/// The records of a slot value. An empty value is an empty slot; a value
+/// that does not decode (unknown format, truncated) is treated as empty and
+/// reported, so one bad slot cannot wedge its keys forever.
+fn records(value: &[u8]) -> Result<Vec<Record<'_>>, String> {
+    let Some((&format, mut rest)) = value.split_first() else {
+        return Ok(Vec::new());
+    };
+    if format != FORMAT {
+        return Err(format!("unknown slot format {format}"));
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let count = match rest.get(32..34).and_then(|c| <[u8; 2]>::try_from(c).ok()) {
+            Some(c) => usize::from(u16::from_le_bytes(c)),
+            None => return Err("truncated record header".into()),
+        };
+        let len = HEADER + 4 * count;
+        let Some(bytes) = rest.get(..len) else {
+            return Err("truncated record".into());
+        };
+        out.push(Record {
+            id: bytes.get(..16).unwrap_or(&[]),
+            expires_ms: read_u64(bytes, 16),
+            bytes,
+        });
+        rest = rest.get(len..).unwrap_or(&[]);
+    }
+    Ok(out)
+}
+
+fn encode_record(out: &mut Vec<u8>, id: &KeyId, log: &[u64], retention_ms: u64) {
+    let (Some(&base), Some(&last)) = (log.first(), log.last()) else {
+        return;
+    };
+    // Offsets are u32 milliseconds: config validation keeps windows short
+    // enough (2W ≤ 14 days < 49 days) that they always fit.
+    out.extend_from_slice(&id.0);
+    out.extend_from_slice(&(last.saturating_add(retention_ms)).to_le_bytes());
+    out.extend_from_slice(&base.to_le_bytes());
+    out.extend_from_slice(&(log.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
+    for &e in log.iter().take(usize::from(u16::MAX)) {
+        out.extend_from_slice(&(u32::try_from(e - base).unwrap_or(u32::MAX)).to_le_bytes());
+    }
+}
+
+/// Rebuild a slot: live records other than `id`, then `id`'s new log.
+fn rebuild(
+    records: &[Record<'_>],
+    now: u64,
+    id: &KeyId,
+    log: &[u64],
+    retention_ms: u64,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + records.iter().map(|r| r.bytes.len()).sum::<usize>());
+    out.push(FORMAT);
+    for r in records {
+        if r.id != id.0 && r.expires_ms > now {
+            out.extend_from_slice(r.bytes);
+        }
+    }
+    encode_record(&mut out, id, log, retention_ms);
+    out
+}
+
+/// Try to admit `n` slots for `id` at `now` in the slot whose current value
+/// is `value`. Pure: the caller writes `value` back with compare-and-swap and
+/// retries on a mismatch.
+pub fn admit(
+    value: &[u8],
+    id: &KeyId,
+    policy: &WindowPolicy,
+    now: u64,
+    n: u32,
+    keys_per_slot: u32,
+) -> (SlotDecision, Option<String>) {
+    let (records, problem) = match records(value) {
+        Ok(r) => (r, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let mine = records.iter().find(|r| r.id == id.0 && r.expires_ms > now);
+    let mut log = mine.map(Record::log).unwrap_or_default();
+    if mine.is_none() {
+        let live: Vec<u64> = records
+            .iter()
+            .filter(|r| r.expires_ms > now)
+            .map(|r| r.expires_ms)
+            .collect();
+        if live.len() >= keys_per_slot as usize {
+            let soonest = live.iter().copied().min().unwrap_or(now);
+            return (
+                SlotDecision::Full {
+                    retry_after_ms: soonest.saturating_sub(now).max(1),
+                },
+                problem,
+            );
+        }
+    }
+    let verdict = sliding_window::decide(policy, &mut log, now, n);
+    let decision = if verdict.admitted {
+        let value = rebuild(&records, now, id, &log, policy.retention_ms());
+        SlotDecision::Admitted { verdict, value }
+    } else {
+        SlotDecision::Refused { verdict }
+    };
+    (decision, problem)
+}
+
+/// Undo `n` admissions of `id` made at `at` (another limit of the same
+/// request refused it). `None` when there is nothing to undo.
+pub fn release(
+    value: &[u8],
+    id: &KeyId,
+    policy: &WindowPolicy,
+    at: u64,
+    n: u32,
+    now: u64,
+) -> Option<Vec<u8>> {
+    let records = records(value).ok()?;
+    let mine = records.iter().find(|r| r.id == id.0)?;
+    let mut log = mine.log();
+    let before = log.len();
+    sliding_window::release(&mut log, at, n);
+    if log.len() == before {
+        return None;
+    }
+    Some(rebuild(&records, now, id, &log, policy.retention_ms()))
+}
+
+/// Drop expired records. `None` when nothing expired (no write needed).
+pub fn sweep(value: &[u8], now: u64) -> Option<Vec<u8>> {
+    let records = records(value).ok()?;
+    if records.iter().all(|r| r.expires_ms > now) {
+        return None;
+    }
+    let mut out = vec![FORMAT];
+    for r in records.iter().filter(|r| r.expires_ms > now) {
+        out.extend_from_slice(r.bytes);
+    }
+    Some(out)
+}
+
+/// (live records, live admission entries) of a slot, for metrics and benchmarks.
+pub fn occupancy(value: &[u8], now: u64) -> (usize, usize) {
+    records(value)
+        .map(|rs| {
+            let live = rs.iter().filter(|r| r.expires_ms > now);
+            live.fold((0, 0), |(k, e), r| {
+                (k + 1, e + (r.bytes.len() - HEADER) / 4)
+            })
+        })
+        .unwrap_or((0, 0))
+}
+
+/// Bytes one record takes with `entries` admissions in its log.
+pub fn record_size(entries: usize) -> usize {
+    HEADER + 4 * entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admitted(d: &SlotDecision) -> Option<&Vec<u8>> {
+        match d {
+            SlotDecision::Admitted { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn keys_are_distinct_per_limit_and_key() {
+        let a = KeyId::of("tools/call", "agent-a");
+        assert_eq!(a, KeyId::of("tools/call", "agent-a"));
+        assert_ne!(a, KeyId::of("tools/call", "agent-b"));
+        assert_ne!(a, KeyId::of("tasks/send", "agent-a"));
+        // The separator keeps ("ab","c") and ("a","bc") apart.
+        assert_ne!(KeyId::of("ab", "c"), KeyId::of("a", "bc"));
+        assert!(a.slot(16384) < 16384);
+        assert_eq!(a.hex().len(), 32);
+    }
+
+    #[test]
+    fn two_keys_in_one_slot_keep_separate_windows() {
+        let p = WindowPolicy::new(2, 10, 0);
+        let (a, b) = (KeyId::of("l", "a"), KeyId::of("l", "b"));
+        let mut value = Vec::new();
+        for t in [1_000, 1_001] {
+            let (d, _) = admit(&value, &a, &p, t, 1, 8);
+            value = admitted(&d).expect("a admitted").clone();
+        }
+        let (d, _) = admit(&value, &a, &p, 1_002, 1, 8);
+        assert!(matches!(d, SlotDecision::Refused { .. }));
+        // b shares the slot value but not the window.
+        for t in [1_003, 1_004] {
+            let (d, _) = admit(&value, &b, &p, t, 1, 8);
+            value = admitted(&d).expect("b admitted").clone();
+        }
+        assert_eq!(occupancy(&value, 1_005), (2, 4));
+        assert_eq!(value.len(), 1 + 2 * record_size(2));
+    }
+
+    #[test]
+    fn expired_records_are_reclaimed_on_write_and_sweep() {
+        let p = WindowPolicy::new(5, 1, 0);
+        let mut value = Vec::new();
+        for (i, t) in [1_000u64, 1_100, 1_200].iter().enumerate() {
+            let id = KeyId::of("l", &format!("k{i}"));
+            value = admitted(&admit(&value, &id, &p, *t, 1, 8).0)
+                .unwrap()
+                .clone();
+        }
+        assert_eq!(occupancy(&value, 1_300).0, 3);
+        // At 2_150 the first two have expired (1_000+1_000, 1_100+1_000).
+        let later = admitted(&admit(&value, &KeyId::of("l", "new"), &p, 2_150, 1, 8).0)
+            .unwrap()
+            .clone();
+        assert_eq!(occupancy(&later, 2_150), (2, 2));
+        assert_eq!(later.len(), 1 + 2 * record_size(1));
+        let swept = sweep(&later, 3_200).unwrap();
+        assert_eq!(swept, vec![FORMAT]);
+        assert_eq!(sweep(&swept, 3_300), None);
+    }
+
+    #[test]
+    fn a_full_slot_refuses_new_keys_but_never_evicts_live_ones() {
+        let p = WindowPolicy::new(5, 10, 0);
+        let mut value = Vec::new();
+        for i in 0..3 {
+            let id = KeyId::of("l", &format!("k{i}"));
+            value = admitted(&admit(&value, &id, &p, 1_000 + i, 1, 3).0)
+                .unwrap()
+                .clone();
+        }
+        let (d, _) = admit(&value, &KeyId::of("l", "newcomer"), &p, 2_000, 1, 3);
+        // k0 expires at 1_000 + 10_000.
+        assert_eq!(
+            d,
+            SlotDecision::Full {
+                retry_after_ms: 9_000
+            }
+        );
+        // Tracked keys still get their windows.
+        assert!(admitted(&admit(&value, &KeyId::of("l", "k1"), &p, 2_000, 1, 3).0).is_some());
+        // Once one expires, the newcomer gets its place.
+        assert!(
+            admitted(&admit(&value, &KeyId::of("l", "newcomer"), &p, 11_000, 1, 3).0).is_some()
+        );
+    }
+
+    #[test]
+    fn release_gives_the_slots_back() {
+        let p = WindowPolicy::new(1, 10, 0);
+        let id = KeyId::of("l", "a");
+        let value = admitted(&admit(&[], &id, &p, 5_000, 1, 4).0)
+            .unwrap()
+            .clone();
+        assert!(matches!(
+            admit(&value, &id, &p, 5_001, 1, 4).0,
+            SlotDecision::Refused { .. }
+        ));
+        let value = release(&value, &id, &p, 5_000, 1, 5_001).unwrap();
+        assert!(admitted(&admit(&value, &id, &p, 5_002, 1, 4).0).is_some());
+    }
+
+    #[test]
+    fn garbage_is_reported_and_treated_as_empty() {
+        let p = WindowPolicy::new(1, 10, 0);
+        let (d, problem) = admit(&[9, 9, 9], &KeyId::of("l", "a"), &p, 1, 1, 4);
+        assert!(admitted(&d).is_some());
+        assert!(problem.unwrap().contains("format"));
+        let (_, problem) = admit(&[FORMAT, 1, 2], &KeyId::of("l", "a"), &p, 1, 1, 4);
+        assert!(problem.unwrap().contains("truncated"));
+    }
+
+    #[test]
+    fn round_trip_keeps_millisecond_times() {
+        let p = WindowPolicy::new(60, 60, 10);
+        let id = KeyId::of("l", "a");
+        let mut value = Vec::new();
+        let now = 1_764_000_000_123u64;
+        for i in 0..70 {
+            value = admitted(&admit(&value, &id, &p, now + i * 7, 1, 4).0)
+                .unwrap()
+                .clone();
+        }
+        let rs = records(&value).unwrap();
+        assert_eq!(
+            rs[0].log(),
+            (0..70).map(|i| now + i * 7).collect::<Vec<_>>()
+        );
+        assert_eq!(rs[0].expires_ms, now + 69 * 7 + 120_000);
+    }
+}
