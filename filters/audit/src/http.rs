@@ -15,13 +15,13 @@
 
 use crate::metrics::{self, FilterMetrics};
 use crate::{now_ms, DEFAULT_VM_ID, QUEUE_NAME};
-use gw_core::audit_config::{normalize_path, AuditConfig, Source};
-use gw_core::audit_event::{
+use gw_core::audit::config::{normalize_path, AuditConfig, Source};
+use gw_core::audit::event::{
     build_event, capture_request, RequestBody, RequestRecord, ResponseRecord,
 };
+use gw_core::audit::response_capture::{CapturePlan, ResponseCapture};
 use gw_core::filter_state;
-use gw_core::jsonrpc::{self, InspectError, JsonRpcBody};
-use gw_core::response_capture::{CapturePlan, ResponseCapture};
+use gw_core::protocol::jsonrpc::{self, InspectError, JsonRpcBody};
 use gw_host::state;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};

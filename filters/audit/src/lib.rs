@@ -19,7 +19,7 @@ mod http;
 mod metrics;
 mod sender;
 
-use gw_core::audit_config::{AuditConfig, AuditConfigSpec, Role};
+use gw_core::audit::config::{AuditConfig, AuditConfigSpec, Role};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;

@@ -2,7 +2,7 @@
 //! `/stats`). Counters of the same name defined by several VMs (one per
 //! worker, plus the singleton) are one stat in Envoy's store.
 
-use gw_core::audit_batch::BatchStats;
+use gw_core::audit::batch::BatchStats;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 

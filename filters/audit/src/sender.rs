@@ -16,9 +16,9 @@
 
 use crate::metrics::SenderMetrics;
 use crate::{now_ms, QUEUE_NAME};
-use gw_core::audit_batch::{encode_json_batch, BatchPolicy, BatchSender, Outcome};
-use gw_core::audit_config::{Destination, DestinationType};
-use gw_core::otlp;
+use gw_core::audit::batch::{encode_json_batch, BatchPolicy, BatchSender, Outcome};
+use gw_core::audit::config::{Destination, DestinationType};
+use gw_core::audit::otlp;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 use std::time::Duration;

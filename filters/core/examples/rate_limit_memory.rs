@@ -7,8 +7,8 @@
 //! Prints numbers; asserts nothing. `scripts/bench_rate_limit_memory.py`
 //! measures the same inside a running Envoy.
 
-use gw_core::sliding_window::WindowPolicy;
-use gw_core::window_table::{self, KeyId, SlotDecision};
+use gw_core::rate_limit::sliding_window::WindowPolicy;
+use gw_core::rate_limit::window_table::{self, KeyId, SlotDecision};
 use std::time::Instant;
 
 fn arg(n: usize, default: u32) -> u32 {

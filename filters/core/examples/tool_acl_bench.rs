@@ -4,10 +4,10 @@
 //! Run: `cargo run --release -p gw-core --example tool_acl_bench`
 
 use gw_core::config::load;
-use gw_core::request_facts::RequestFacts;
-use gw_core::tool_acl::{Agent, TargetKind};
-use gw_core::tool_acl_config::{ToolAclConfig, ToolAclSpec};
-use gw_core::tools_list::{cached_response, CacheEntry};
+use gw_core::protocol::request_facts::RequestFacts;
+use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};
+use gw_core::tool_acl::rules::{Agent, TargetKind};
+use gw_core::tool_acl::tools_list::{cached_response, CacheEntry};
 use serde_json::json;
 use std::hint::black_box;
 use std::time::Instant;

@@ -6,9 +6,9 @@
 //! `%FILTER_STATE(wasm.<KEY>:PLAIN)%`. Clients cannot write filter state, so
 //! unlike request headers these values cannot be forged.
 
-/// The verified identity, JSON of [`crate::request_facts::VerifiedIdentity`]. Set by identity.
+/// The verified identity, JSON of [`crate::protocol::request_facts::VerifiedIdentity`]. Set by identity.
 pub const VERIFIED_IDENTITY: &str = "gw_identity";
-/// What the request body says, JSON of [`crate::request_facts::RequestFacts`].
+/// What the request body says, JSON of [`crate::protocol::request_facts::RequestFacts`].
 /// Set by the first filter that parses the body.
 pub const REQUEST_FACTS: &str = "gw_request";
 /// Why a filter answered the request itself (`unauthenticated`, `forbidden`,

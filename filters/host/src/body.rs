@@ -1,8 +1,8 @@
 //! Reading the request body once and sharing what it says.
 
 use gw_core::filter_state;
-use gw_core::jsonrpc::{InspectError, JsonRpcBody};
-use gw_core::request_facts::RequestFacts;
+use gw_core::protocol::jsonrpc::{InspectError, JsonRpcBody};
+use gw_core::protocol::request_facts::RequestFacts;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::BufferType;
 

@@ -2,7 +2,7 @@
 //! and request headers, without panics.
 
 use gw_core::filter_state;
-use gw_core::request_facts::{RequestFacts, VerifiedIdentity};
+use gw_core::protocol::request_facts::{RequestFacts, VerifiedIdentity};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 

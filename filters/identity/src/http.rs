@@ -3,14 +3,14 @@
 //! being checked.
 
 use crate::root::Metrics;
-use gw_core::auth_denial::Denial;
-use gw_core::callout::{CalloutResponse, Outcome, MAX_RESPONSE_BYTES};
-use gw_core::credentials::CredentialKind;
-use gw_core::identity_cache;
-use gw_core::identity_config::IdentityConfig;
-use gw_core::identity_policy::{Begin, Pending, Verdict};
-use gw_core::protected_resource::RequestInfo;
-use gw_core::{api_key, filter_state, introspection};
+use gw_core::identity::cache;
+use gw_core::identity::callout::{CalloutResponse, Outcome, MAX_RESPONSE_BYTES};
+use gw_core::identity::config::IdentityConfig;
+use gw_core::identity::credentials::CredentialKind;
+use gw_core::identity::denial::Denial;
+use gw_core::identity::policy::{Begin, Pending, Verdict};
+use gw_core::identity::protected_resource::RequestInfo;
+use gw_core::{filter_state, identity::api_key, identity::introspection};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -89,7 +89,7 @@ impl IdentityHttp {
     }
 
     fn slot(&self, hash: &str) -> Option<String> {
-        identity_cache::slot_key(
+        cache::slot_key(
             &self.config.fingerprint,
             hash,
             self.config.cache.max_entries,
@@ -99,13 +99,13 @@ impl IdentityHttp {
     fn cached(&self, hash: &str) -> Option<Outcome> {
         let key = self.slot(hash)?;
         let (bytes, _) = hostcalls::get_shared_data(&key).ok()?;
-        identity_cache::decode(&bytes?, hash, now().as_millis() as u64)
+        cache::decode(&bytes?, hash, now().as_millis() as u64)
     }
 
     fn remember(&self, hash: &str, outcome: &Outcome) {
         let Some(key) = self.slot(hash) else { return };
         let Some(bytes) =
-            identity_cache::encode(hash, outcome, now().as_millis() as u64, &self.config.cache)
+            cache::encode(hash, outcome, now().as_millis() as u64, &self.config.cache)
         else {
             return;
         };

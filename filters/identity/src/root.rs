@@ -1,7 +1,7 @@
 //! Root context: owns the loaded configuration and the metrics.
 
 use crate::http::IdentityHttp;
-use gw_core::identity_config::{IdentityConfig, IdentitySpec};
+use gw_core::identity::config::{IdentityConfig, IdentitySpec};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType};

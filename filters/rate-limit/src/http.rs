@@ -12,13 +12,13 @@ use crate::local_store;
 use crate::metrics::{Counter, Metrics};
 use crate::root::now_ms;
 use gw_core::filter_state::decision;
-use gw_core::rate_limit_config::{OnUnavailable, RateLimitConfig};
-use gw_core::rate_limit_headers::{self, LimitStatus};
-use gw_core::rate_limit_plan::{self, Charge, OperationCall, Plan};
-use gw_core::rate_limit_redis::{self, RedisReply, RedisWindow};
-use gw_core::rate_limit_response::{self, Refusal};
-use gw_core::request_facts::RequestFacts;
-use gw_core::sliding_window::{ceil_secs, WindowState};
+use gw_core::protocol::request_facts::RequestFacts;
+use gw_core::rate_limit::config::{OnUnavailable, RateLimitConfig};
+use gw_core::rate_limit::headers::{self, LimitStatus};
+use gw_core::rate_limit::plan::{self, Charge, OperationCall, Plan};
+use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
+use gw_core::rate_limit::response::{self, Refusal};
+use gw_core::rate_limit::sliding_window::{ceil_secs, WindowState};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -85,7 +85,7 @@ impl RateLimitHttp {
     /// the callback that got us here.
     fn enforce(&mut self, calls: Vec<OperationCall>) -> Action {
         let identity = gw_host::state::verified_identity();
-        match rate_limit_plan::plan(&self.config, identity.as_ref(), &calls) {
+        match plan::plan(&self.config, identity.as_ref(), &calls) {
             Plan::Unlimited => self.pass(Vec::new()),
             Plan::MissingIdentity => {
                 gw_host::state::set_decision(decision::UNAUTHENTICATED);
@@ -152,7 +152,7 @@ impl RateLimitHttp {
                 })
             })
             .collect();
-        let body = rate_limit_redis::command_body(&windows, &nonce, with_script);
+        let body = redis::command_body(&windows, &nonce, with_script);
         let call = hostcalls::dispatch_http_call(
             &redis.cluster,
             vec![
@@ -227,7 +227,7 @@ impl RateLimitHttp {
             })
             .collect();
         let headers = if self.config.headers_enabled {
-            rate_limit_headers::headers(&statuses)
+            headers::headers(&statuses)
         } else {
             Vec::new()
         };
@@ -253,12 +253,7 @@ impl RateLimitHttp {
             tool_name: binding.and_then(|c| c.tool_name.as_deref()),
             retry_after_secs: ceil_secs(retry_ms).max(1),
         };
-        let reply = rate_limit_response::refusal_reply(
-            &self.config,
-            &refusal,
-            self.facts.as_ref(),
-            headers,
-        );
+        let reply = response::refusal_reply(&self.config, &refusal, self.facts.as_ref(), headers);
         gw_host::state::set_decision(decision::RATE_LIMITED);
         let header_refs: Vec<(&str, &str)> = reply
             .headers
@@ -301,7 +296,7 @@ impl Context for RateLimitHttp {
             .iter()
             .filter_map(|c| self.config.limits.get(c.limit).map(|l| &l.policy))
             .collect();
-        match rate_limit_redis::parse_reply(status.as_deref(), &body, &policies) {
+        match redis::parse_reply(status.as_deref(), &body, &policies) {
             RedisReply::Decided(d) => {
                 let decision = Decision {
                     admitted: d.admitted,

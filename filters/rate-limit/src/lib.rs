@@ -1,5 +1,5 @@
 //! proxy-wasm adapter of the rate-limit filter: exact sliding windows per
-//! verified agent × operation (see `gw_core::sliding_window` for the
+//! verified agent × operation (see `gw_core::rate_limit::sliding_window` for the
 //! definition, `docs/rate-limit.md` for the config).
 //!
 //! - `root`: owns the loaded config, pre-creates the shared-data slots,

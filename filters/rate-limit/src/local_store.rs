@@ -7,10 +7,10 @@
 //! Envoy ignores CAS when a key does not exist yet.
 
 use crate::metrics::{Counter, Metrics};
-use gw_core::rate_limit_config::{LocalStore, RateLimitConfig};
-use gw_core::rate_limit_plan::Charge;
-use gw_core::sliding_window::WindowState;
-use gw_core::window_table::{self, SlotDecision};
+use gw_core::rate_limit::config::{LocalStore, RateLimitConfig};
+use gw_core::rate_limit::plan::Charge;
+use gw_core::rate_limit::sliding_window::WindowState;
+use gw_core::rate_limit::window_table::{self, SlotDecision};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 

@@ -3,7 +3,7 @@
 use crate::http::RateLimitHttp;
 use crate::local_store;
 use crate::metrics::{Counter, Metrics};
-use gw_core::rate_limit_config::{RateLimitConfig, RateLimitConfigSpec};
+use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;

@@ -1,10 +1,10 @@
 //! The `tools/list` cache in Envoy shared data: one document per upstream
 //! cluster (a bounded key space), read and written with CAS so that every
 //! worker sees one cache. Policy (keys, TTLs, bounds) is in
-//! `gw_core::tools_list`.
+//! `gw_core::tool_acl::tools_list`.
 
-use gw_core::tool_acl_config::CacheConfig;
-use gw_core::tools_list::{self, CacheDoc, CacheEntry};
+use gw_core::tool_acl::config::CacheConfig;
+use gw_core::tool_acl::tools_list::{self, CacheDoc, CacheEntry};
 use gw_host::shared_data;
 use serde_json::Value;
 

@@ -12,16 +12,16 @@
 
 use crate::cache::{self, Plan};
 use crate::{Metric, Metrics};
-use gw_core::denial::{jsonrpc_error_response, DenialContext, DenialFormat};
 use gw_core::filter_state::decision;
-use gw_core::jsonrpc;
-use gw_core::operation::Operation;
-use gw_core::request_facts::{MessageFacts, RequestFacts, VerifiedIdentity};
-use gw_core::request_guard::{self, Refusal, INVALID_PARAMS, INVALID_REQUEST};
-use gw_core::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
-use gw_core::tool_acl::{Agent, Decision, TargetKind};
-use gw_core::tool_acl_config::{BatchPolicy, ToolAclConfig};
-use gw_core::tools_list;
+use gw_core::protocol::jsonrpc;
+use gw_core::protocol::operation::Operation;
+use gw_core::protocol::request_facts::{MessageFacts, RequestFacts, VerifiedIdentity};
+use gw_core::tool_acl::config::{BatchPolicy, ToolAclConfig};
+use gw_core::tool_acl::denial::{jsonrpc_error_response, DenialContext, DenialFormat};
+use gw_core::tool_acl::request_guard::{self, Refusal, INVALID_PARAMS, INVALID_REQUEST};
+use gw_core::tool_acl::rules::{Agent, Decision, TargetKind};
+use gw_core::tool_acl::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
+use gw_core::tool_acl::tools_list;
 use gw_host::{reply, response, shared_data, state};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -627,10 +627,9 @@ impl ToolAclHttp {
                 let data = self.filter_payload(config, before.as_bytes());
                 match data {
                     Some(data) if data == before => None,
-                    Some(data) => Some(sse_rewrite::serialize_event(&gw_core::sse::SseEvent {
-                        data,
-                        ..event
-                    })),
+                    Some(data) => Some(sse_rewrite::serialize_event(
+                        &gw_core::protocol::sse::SseEvent { data, ..event },
+                    )),
                     // Not JSON: no tool list can hide in it.
                     None => None,
                 }

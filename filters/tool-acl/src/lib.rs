@@ -8,7 +8,7 @@
 mod cache;
 mod http;
 
-use gw_core::tool_acl_config::{ToolAclConfig, ToolAclSpec};
+use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel, MetricType};
 use std::rc::Rc;

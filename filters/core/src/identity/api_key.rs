@@ -20,8 +20,8 @@
 //!                            the service is unavailable: 503, fail closed
 //! ```
 
-use crate::callout::{Callout, CalloutResponse, Outcome};
-use crate::identity_config::{ApiKeyMethod, StaticAgent};
+use crate::identity::callout::{Callout, CalloutResponse, Outcome};
+use crate::identity::config::{ApiKeyMethod, StaticAgent};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -77,7 +77,7 @@ pub fn classify(response: CalloutResponse<'_>) -> Outcome {
 mod tests {
     use super::*;
     use crate::config::load;
-    use crate::identity_config::{IdentityConfig, IdentitySpec};
+    use crate::identity::config::{IdentityConfig, IdentitySpec};
 
     fn method() -> ApiKeyMethod {
         let text = format!(
@@ -166,7 +166,7 @@ mod tests {
         }
         let huge = format!(
             "{{\"a\":\"{}\"}}",
-            "x".repeat(crate::callout::MAX_RESPONSE_BYTES)
+            "x".repeat(crate::identity::callout::MAX_RESPONSE_BYTES)
         );
         assert!(matches!(
             classify_raw(Some(200), &huge),

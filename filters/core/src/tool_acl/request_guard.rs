@@ -12,8 +12,8 @@
 //! `/MCP//tools/call/`, `/mcp/%74ools/call` and `/mcp/x/../tools/call`
 //! are all inspected like `/mcp/tools/call`, whatever Envoy's routing does.
 
-use crate::operation::Operation;
-use crate::request_facts::RequestFacts;
+use crate::protocol::operation::Operation;
+use crate::protocol::request_facts::RequestFacts;
 use base64::Engine as _;
 
 /// JSON-RPC error code of a header/body mismatch (MCP 2026-07-28).

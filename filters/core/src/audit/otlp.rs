@@ -8,7 +8,7 @@
 //! Field names follow the OTLP JSON mapping of the protobuf (lowerCamelCase,
 //! 64-bit integers as strings).
 
-use crate::audit_event::parse_rfc3339_millis;
+use crate::audit::event::parse_rfc3339_millis;
 use serde_json::{json, Map, Value};
 
 pub const SCOPE_NAME: &str = "gw.audit";

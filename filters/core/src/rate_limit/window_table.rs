@@ -21,7 +21,7 @@
 //! the u32s being admission times as offsets from `base_ms` (ascending).
 //! A record costs 34 + 4 × entries bytes.
 
-use crate::sliding_window::{self, Verdict, WindowPolicy};
+use crate::rate_limit::sliding_window::{self, Verdict, WindowPolicy};
 use sha2::{Digest, Sha256};
 
 const FORMAT: u8 = 1;

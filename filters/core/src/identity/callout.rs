@@ -5,7 +5,7 @@
 //! third one, [`Outcome::Unavailable`], is the fail-closed path: the filter
 //! answers 503 and never lets the request through.
 
-use crate::identity_config::Endpoint;
+use crate::identity::config::Endpoint;
 use serde_json::{Map, Value};
 
 /// Largest callout response the filter reads; anything longer is garbage.

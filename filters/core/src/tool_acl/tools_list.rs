@@ -18,7 +18,7 @@
 //! document's generation and empties it; a response that was requested
 //! under an older generation is not stored.
 
-use crate::tool_acl::{AgentView, TargetKind};
+use crate::tool_acl::rules::{AgentView, TargetKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -274,7 +274,7 @@ pub fn sse_message(json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tool_acl::{
+    use crate::tool_acl::rules::{
         AccessRule, Agent, AgentField, DefaultDecision, PatternList, Permissions, ToolAcl,
     };
 

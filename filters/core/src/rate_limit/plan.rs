@@ -6,11 +6,13 @@
 //! of three `tools/call` takes three slots, a `tools/list` takes none.
 
 use crate::json_path::JsonPath;
-use crate::operation::Operation;
-use crate::rate_limit_config::{IdentityField, MissingIdentity, RateLimitConfig, VERIFIED_HEADERS};
-use crate::request_facts::{RequestFacts, VerifiedIdentity};
+use crate::protocol::operation::Operation;
+use crate::protocol::request_facts::{RequestFacts, VerifiedIdentity};
+use crate::rate_limit::config::{
+    IdentityField, MissingIdentity, RateLimitConfig, VERIFIED_HEADERS,
+};
+use crate::rate_limit::window_table::KeyId;
 use crate::template::{Bindings, Escape};
-use crate::window_table::KeyId;
 use std::collections::BTreeMap;
 
 /// The agent id used for requests without a verified identity

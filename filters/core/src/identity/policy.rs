@@ -10,16 +10,16 @@
 //!                                    then finish(outcome) ──► Verdict
 //! ```
 
-use crate::api_key;
-use crate::auth_denial::{bearer_challenge, Denial, LocalReply};
-use crate::callout::{expiry, Callout, Outcome};
-use crate::credentials::{self, CredentialKind};
-use crate::identity_cache::credential_hash;
-use crate::identity_config::{IdentityConfig, VERIFIED_HEADER_PREFIX};
-use crate::introspection;
+use crate::identity::api_key;
+use crate::identity::cache::credential_hash;
+use crate::identity::callout::{expiry, Callout, Outcome};
+use crate::identity::config::{IdentityConfig, VERIFIED_HEADER_PREFIX};
+use crate::identity::credentials::{self, CredentialKind};
+use crate::identity::denial::{bearer_challenge, Denial, LocalReply};
+use crate::identity::introspection;
+use crate::identity::protected_resource::{self, RequestInfo};
 use crate::json_path::{scalar_text, JsonPath};
-use crate::protected_resource::{self, RequestInfo};
-use crate::request_facts::VerifiedIdentity;
+use crate::protocol::request_facts::VerifiedIdentity;
 use crate::template::{Bindings, Escape, Template};
 use serde_json::{Map, Value};
 
@@ -287,9 +287,9 @@ fn invalid(kind: CredentialKind, why: String) -> Denial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api_key::key_sha256;
     use crate::config::load;
-    use crate::identity_config::IdentitySpec;
+    use crate::identity::api_key::key_sha256;
+    use crate::identity::config::IdentitySpec;
     use serde_json::json;
 
     fn cfg() -> IdentityConfig {

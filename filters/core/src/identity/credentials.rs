@@ -12,8 +12,8 @@
 //!   key/token cannot have, or an `Authorization` scheme other than `Bearer`
 //!   → 401 `invalid_request`.
 
-use crate::auth_denial::Denial;
-use crate::identity_config::IdentityConfig;
+use crate::identity::config::IdentityConfig;
+use crate::identity::denial::Denial;
 
 /// Longest API key accepted (bytes).
 pub const MAX_API_KEY_LEN: usize = 512;
@@ -160,7 +160,7 @@ fn missing_message(config: &IdentityConfig) -> String {
 mod tests {
     use super::*;
     use crate::config::load;
-    use crate::identity_config::IdentitySpec;
+    use crate::identity::config::IdentitySpec;
 
     fn cfg(text: &str) -> IdentityConfig {
         load::<IdentitySpec, IdentityConfig>(text.as_bytes()).unwrap()

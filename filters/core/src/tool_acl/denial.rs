@@ -74,7 +74,7 @@ pub struct DenialContext {
     /// The matching rule's allowed patterns, joined with `, `.
     pub allowed_tools: String,
     pub method: String,
-    /// Machine-readable reason ([`crate::tool_acl::DenyReason::as_str`]).
+    /// Machine-readable reason ([`crate::tool_acl::rules::DenyReason::as_str`]).
     pub reason: String,
 }
 

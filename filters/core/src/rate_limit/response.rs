@@ -5,8 +5,8 @@
 //! `Retry-After` is always sent, even if the configured headers omit it.
 
 use crate::json_path::JsonPath;
-use crate::rate_limit_config::{Limit, RateLimitConfig};
-use crate::request_facts::RequestFacts;
+use crate::protocol::request_facts::RequestFacts;
+use crate::rate_limit::config::{Limit, RateLimitConfig};
 use crate::template::{Bindings, Escape};
 use serde_json::{json, Value};
 

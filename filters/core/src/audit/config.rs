@@ -13,7 +13,7 @@
 
 use crate::config::ConfigError;
 use crate::json_path::JsonPath;
-use crate::operation::Operation;
+use crate::protocol::operation::Operation;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,15 +3,15 @@
 //! other key is optional with a safe default. See `docs/tool-acl.md`.
 
 use crate::config::ConfigError;
-use crate::denial::{DenialFormat, DeniedResponse, DEFAULT_BODY, DEFAULT_JSONRPC_CODE};
 use crate::json_path::Step;
-use crate::operation::Operation;
-use crate::request_guard::canonical_path;
+use crate::protocol::operation::Operation;
 use crate::template::{Expr, Scope, Template};
-use crate::tool_acl::{
+use crate::tool_acl::denial::{DenialFormat, DeniedResponse, DEFAULT_BODY, DEFAULT_JSONRPC_CODE};
+use crate::tool_acl::request_guard::canonical_path;
+use crate::tool_acl::rules::{
     AccessRule, AgentField, DefaultDecision, PatternList, Permissions, TargetKind, ToolAcl,
 };
-use crate::tools_list::CacheLimits;
+use crate::tool_acl::tools_list::CacheLimits;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -443,8 +443,8 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
 mod tests {
     use super::*;
     use crate::config::load;
-    use crate::denial::DenialContext;
-    use crate::tool_acl::Agent;
+    use crate::tool_acl::denial::DenialContext;
+    use crate::tool_acl::rules::Agent;
 
     /// The recipe's `config:` block, verbatim.
     pub const RECIPE: &str = r##"

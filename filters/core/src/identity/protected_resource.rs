@@ -7,8 +7,8 @@
 //! and `/.well-known/oauth-protected-resource/a2a`. A 401 on `/mcp/...`
 //! points at the `/mcp` document.
 
-use crate::auth_denial::LocalReply;
-use crate::identity_config::OAuth2Method;
+use crate::identity::config::OAuth2Method;
+use crate::identity::denial::LocalReply;
 use serde_json::json;
 
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -94,7 +94,7 @@ pub fn serve(oauth: &OAuth2Method, req: &RequestInfo<'_>) -> Option<LocalReply> 
 mod tests {
     use super::*;
     use crate::config::load;
-    use crate::identity_config::{IdentityConfig, IdentitySpec};
+    use crate::identity::config::{IdentityConfig, IdentitySpec};
     use serde_json::Value;
 
     fn oauth(extra: &str) -> OAuth2Method {

@@ -5,7 +5,7 @@
 //! Why this route rather than Envoy's `ratelimit` filter + the
 //! envoyproxy/ratelimit service: that service counts fixed windows (per
 //! second/minute/hour/day buckets), so it could not keep the sliding-window
-//! and burst semantics of [`crate::sliding_window`], and it would split the
+//! and burst semantics of [`crate::rate_limit::sliding_window`], and it would split the
 //! decision from the body inspection our filter already does (operation
 //! families, batches, tool names). Redis runs a script atomically, so one
 //! `EVALSHA` checks and records every window of a request at once: exact
@@ -21,7 +21,7 @@
 //! or `{"EVALSHA": [false, "NOSCRIPT …"]}` after a Redis restart, in which
 //! case the filter sends the same call as `EVAL` with the script once.
 
-use crate::sliding_window::{Window, WindowPolicy, WindowState};
+use crate::rate_limit::sliding_window::{Window, WindowPolicy, WindowState};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 use std::fmt::Write as _;

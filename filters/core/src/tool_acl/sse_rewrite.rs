@@ -1,6 +1,6 @@
 //! Rewriting a Server-Sent Events stream event by event, as it passes.
 //!
-//! [`crate::sse::SseParser`] turns a stream into events; a filter that must
+//! [`crate::protocol::sse::SseParser`] turns a stream into events; a filter that must
 //! change some events (drop tools from a `tools/list` result) also has to
 //! forward every other byte unchanged, comments and `id:`-only events
 //! included, without holding the stream back. [`SseRewriter`] splits the
@@ -11,7 +11,7 @@
 //! [`RawEvent::Oversized`] so the caller can fail closed, or streamed through
 //! unexamined ([`Overflow::PassThrough`]) where no rewrite could be needed.
 
-use crate::sse::{SseEvent, SseParser};
+use crate::protocol::sse::{SseEvent, SseParser};
 
 /// One event of the stream, as the callback sees it.
 #[derive(Debug, PartialEq, Eq)]

@@ -20,7 +20,7 @@
 //! once at load time: an invalid glob refuses the configuration.
 
 use crate::config::ConfigError;
-use crate::operation::Operation;
+use crate::protocol::operation::Operation;
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 /// What a rule list governs.

@@ -21,8 +21,8 @@
 //! client could have sent, and any other header is refused at load time.
 
 use crate::config::ConfigError;
-use crate::operation::Operation;
-use crate::sliding_window::WindowPolicy;
+use crate::protocol::operation::Operation;
+use crate::rate_limit::sliding_window::WindowPolicy;
 use crate::template::{Escape, Scope, Template};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};

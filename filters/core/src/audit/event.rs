@@ -7,11 +7,11 @@
 //! or an array records nothing), strings are cut at `maxCaptureChars`, and
 //! the request body itself is never copied.
 
-use crate::audit_config::{AuditConfig, Capture, IdentityField, Source};
+use crate::audit::config::{AuditConfig, Capture, IdentityField, Source};
 use crate::filter_state::decision;
 use crate::json_path::{JsonPath, Step};
-use crate::jsonrpc::{JsonRpcBody, Message};
-use crate::request_facts::{MessageFacts, RequestFacts, VerifiedIdentity};
+use crate::protocol::jsonrpc::{JsonRpcBody, Message};
+use crate::protocol::request_facts::{MessageFacts, RequestFacts, VerifiedIdentity};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -296,7 +296,7 @@ pub fn capture_request(
     out
 }
 
-fn first_operation(facts: &RequestFacts) -> Option<crate::operation::Operation> {
+fn first_operation(facts: &RequestFacts) -> Option<crate::protocol::operation::Operation> {
     facts.messages.first().and_then(MessageFacts::operation)
 }
 
@@ -457,9 +457,9 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit_config::AuditConfigSpec;
+    use crate::audit::config::AuditConfigSpec;
     use crate::config::load;
-    use crate::jsonrpc;
+    use crate::protocol::jsonrpc;
     use serde_json::json;
 
     const RECIPE_CAPTURES: &str = r#"

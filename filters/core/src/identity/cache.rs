@@ -15,9 +15,9 @@
 //! - Slot names carry the configuration fingerprint: results obtained under
 //!   another endpoint or client are not reused after a config change.
 
-use crate::callout::{expiry, Outcome};
-use crate::credentials::CredentialKind;
-use crate::identity_config::CacheSettings;
+use crate::identity::callout::{expiry, Outcome};
+use crate::identity::config::CacheSettings;
+use crate::identity::credentials::CredentialKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};

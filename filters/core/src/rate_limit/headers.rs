@@ -3,14 +3,14 @@
 //!
 //! Each limit that counted the request advertises its windows as quota
 //! policies: `"tools/call";q=70;w=60` is rule 1 of
-//! [`crate::sliding_window`] (maxRequests + burstAllowance per window), and
+//! [`crate::rate_limit::sliding_window`] (maxRequests + burstAllowance per window), and
 //! with a burst `"tools/call:2w";q=120;w=120` is rule 2 (2 × maxRequests per
 //! two windows). `RateLimit` gives, per policy, the remaining quota `r` and
 //! `t`, the seconds until the oldest admission in that window ages out (when
 //! `r` next grows; 0 when nothing is counted). Both are exact: they are read
 //! from the same log the decision used.
 
-use crate::sliding_window::{ceil_secs, WindowState};
+use crate::rate_limit::sliding_window::{ceil_secs, WindowState};
 
 pub const POLICY_HEADER: &str = "ratelimit-policy";
 pub const STATE_HEADER: &str = "ratelimit";
@@ -84,7 +84,7 @@ pub fn headers(statuses: &[LimitStatus]) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sliding_window::{decide, WindowPolicy};
+    use crate::rate_limit::sliding_window::{decide, WindowPolicy};
 
     fn status(name: &str, policy: WindowPolicy, log: &mut Vec<u64>, now: u64) -> LimitStatus {
         LimitStatus {

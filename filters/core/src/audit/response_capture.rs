@@ -9,11 +9,11 @@
 //! hours costs one event's worth of memory. A later value overwrites an
 //! earlier one: for A2A streams the event keeps the last task state seen.
 
-use crate::audit_config::{Capture, Source};
-use crate::audit_event::{get_in_object, scalar};
-use crate::operation::Operation;
-use crate::request_facts::RequestFacts;
-use crate::sse::SseParser;
+use crate::audit::config::{Capture, Source};
+use crate::audit::event::{get_in_object, scalar};
+use crate::protocol::operation::Operation;
+use crate::protocol::request_facts::RequestFacts;
+use crate::protocol::sse::SseParser;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -232,7 +232,7 @@ impl ResponseCapture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit_config::{AuditConfig, AuditConfigSpec};
+    use crate::audit::config::{AuditConfig, AuditConfigSpec};
     use crate::config::load;
     use serde_json::json;
 

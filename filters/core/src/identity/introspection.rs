@@ -15,8 +15,8 @@
 //! credentials were refused, not the caller's token: that is reported as
 //! unavailable (503), never as the caller's fault.
 
-use crate::callout::{Callout, CalloutResponse, Outcome};
-use crate::identity_config::{ClientAuthMethod, OAuth2Method};
+use crate::identity::callout::{Callout, CalloutResponse, Outcome};
+use crate::identity::config::{ClientAuthMethod, OAuth2Method};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
@@ -124,7 +124,7 @@ pub fn audience_ok(claims: &Map<String, Value>, audiences: &[String]) -> bool {
 mod tests {
     use super::*;
     use crate::config::load;
-    use crate::identity_config::{IdentityConfig, IdentitySpec};
+    use crate::identity::config::{IdentityConfig, IdentitySpec};
     use serde_json::json;
 
     fn method(client_auth: &str) -> OAuth2Method {

@@ -1,12 +1,12 @@
 //! What the request body says, extracted once per request.
 //!
 //! The first of our filters that reads a request body parses it (strictly,
-//! see [`crate::jsonrpc`]), builds [`RequestFacts`] and stores them as filter
+//! see [`crate::protocol::jsonrpc`]), builds [`RequestFacts`] and stores them as filter
 //! state; the others read that instead of parsing the body again. That keeps
 //! body inspection to one parse per request however many filters need it.
 
-use crate::jsonrpc::{self, InspectError, JsonRpcBody, Message};
-use crate::operation::Operation;
+use crate::protocol::jsonrpc::{self, InspectError, JsonRpcBody, Message};
+use crate::protocol::operation::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

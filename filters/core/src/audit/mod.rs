@@ -1,0 +1,13 @@
+//! The audit trail: the recipe's "Agent Protocol Audit Logging".
+//!
+//! - [`config`]: the recipe block (destination, captures, event format)
+//! - [`event`]: one audit event per request/response pair, request captures
+//! - [`response_capture`]: response captures from JSON and SSE bodies, by JSON-RPC id
+//! - [`batch`]: the sender's batching / retry / backoff state machine
+//! - [`otlp`]: audit events as OTLP/HTTP JSON logs
+
+pub mod batch;
+pub mod config;
+pub mod event;
+pub mod otlp;
+pub mod response_capture;

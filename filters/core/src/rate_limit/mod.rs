@@ -1,0 +1,17 @@
+//! Per-agent rate limits: the recipe's "Agent Rate Limiting Policy".
+//!
+//! - [`sliding_window`]: the exact sliding-window algorithm and the burst definition
+//! - [`window_table`]: windows packed into bounded shared-data slots
+//! - [`config`]: the recipe's `limits` / `rateLimitResponse` block
+//! - [`plan`]: which windows (verified agent × operation) a request counts in
+//! - [`headers`]: IETF `RateLimit-Policy` / `RateLimit` fields
+//! - [`response`]: the 429 / JSON-RPC error reply of a limited request
+//! - [`redis`]: multi-replica windows in Redis (Lua script via webdis)
+
+pub mod config;
+pub mod headers;
+pub mod plan;
+pub mod redis;
+pub mod response;
+pub mod sliding_window;
+pub mod window_table;

@@ -1,0 +1,15 @@
+//! Per-agent tool access: the recipe's "MCP Tool Access Control Policy".
+//!
+//! - [`rules`]: per-agent tool/resource/prompt rules (globs, first match, deny beats allow)
+//! - [`config`]: the filter's configuration (the recipe's `accessRules` block)
+//! - [`denial`]: the denied response, HTTP (recipe) or JSON-RPC error
+//! - [`request_guard`]: refusing requests the ACL cannot judge (encodings, content types, paths, Mcp-* headers)
+//! - [`tools_list`]: per-agent `tools/list` filtering and the unfiltered-list cache entries
+//! - [`sse_rewrite`]: rewriting SSE events as they pass
+
+pub mod config;
+pub mod denial;
+pub mod request_guard;
+pub mod rules;
+pub mod sse_rewrite;
+pub mod tools_list;
