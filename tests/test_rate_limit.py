@@ -506,3 +506,31 @@ def test_tracked_keys_are_bounded_and_live_windows_are_kept(start_stack: Callabl
         assert counters(gw.admin_url)["wasmcustom.gw.rate_limit.table_full"] >= 1
     finally:
         s.stop()
+
+
+def _upstream_requests(gateway: Gateway, cluster: str) -> int:
+    stats = gateway.admin(f"/stats?filter=^cluster\\.{cluster}\\.upstream_rq_total$")
+    return int(stats.split(":")[-1].strip() or 0)
+
+
+@pytest.mark.timeout(120)
+def test_limited_requests_never_reach_the_upstream(gateway: Gateway) -> None:
+    """The shipped config holds request headers until the body is counted
+    (holdRequestHeaders + allow_on_headers_stop_iteration): a 429 costs the
+    A2A agent nothing, where without the hold it would see the headers and
+    then a reset. Every admitted send reaches it exactly once."""
+    from conftest import DEMO_KEYS
+
+    send = {"jsonrpc": "2.0", "id": 1, "method": "message/send",
+            "params": {"message": {"role": "user", "messageId": "m-1", "kind": "message",
+                                   "parts": [{"kind": "text", "text": "hold"}]}}}
+    headers = {"x-agent-api-key": DEMO_KEYS["alchemy-1"], "a2a-version": "0.3"}
+    before = _upstream_requests(gateway, "a2a_upstream")
+    statuses = []
+    with gateway.http(headers) as c:
+        for _ in range(40):  # the recipe allows 30 sends a minute
+            statuses.append(c.post("/a2a", json=send).status_code)
+            if statuses[-1] == 429 and statuses.count(429) >= 3:
+                break
+    assert set(statuses) <= {200, 429} and statuses.count(429) >= 3, statuses
+    assert _upstream_requests(gateway, "a2a_upstream") - before == statuses.count(200)

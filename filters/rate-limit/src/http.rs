@@ -350,9 +350,15 @@ impl HttpContext for RateLimitHttp {
             let calls = OperationCall::from_path(&self.path);
             return self.enforce(calls);
         }
-        // Let the headers go on; the body callbacks buffer and decide.
+        // The body callbacks buffer and decide. Held headers (StopIteration,
+        // allowed by allow_on_headers_stop_iteration) go on with the body
+        // once it is counted; otherwise they go on now.
         self.stage = Stage::Body;
-        Action::Continue
+        if self.config.hold_request_headers {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

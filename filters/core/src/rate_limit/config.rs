@@ -87,6 +87,12 @@ pub struct RateLimitConfigSpec {
     pub local_store: LocalStoreSpec,
     #[serde(default)]
     pub redis_store: Option<RedisStoreSpec>,
+    /// Hold the request headers until the body has been counted, so that a
+    /// limited request never reaches the upstream, not even its headers.
+    /// Needs `allow_on_headers_stop_iteration: true` on the Wasm filter in
+    /// Envoy's config (without it, held requests would hang): off by default.
+    #[serde(default)]
+    pub hold_request_headers: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +261,7 @@ pub struct RateLimitConfig {
     pub on_missing_identity: MissingIdentity,
     pub local: LocalStore,
     pub redis: Option<RedisStore>,
+    pub hold_request_headers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -389,6 +396,7 @@ impl TryFrom<RateLimitConfigSpec> for RateLimitConfig {
                 keys_per_slot: local.keys_per_slot,
             },
             redis,
+            hold_request_headers: spec.hold_request_headers,
         })
     }
 }
