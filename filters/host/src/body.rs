@@ -4,7 +4,32 @@ use gw_core::filter_state;
 use gw_core::protocol::jsonrpc::{InspectError, JsonRpcBody};
 use gw_core::protocol::request_facts::RequestFacts;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::BufferType;
+use proxy_wasm::types::{BufferType, MetricType};
+use std::cell::Cell;
+
+thread_local! {
+    static BODY_COUNTERS: Cell<Option<(u32, u32)>> = const { Cell::new(None) };
+}
+
+/// Count a parse (`wasmcustom.gw.body.parsed`) or a reuse of published facts
+/// (`wasmcustom.gw.body.facts_reused`). Every filter VM defines the same two
+/// names, and Envoy keeps one counter per name, so the pair shows for the
+/// whole chain that a body is parsed once however many filters read it.
+fn count_inspection(parsed: bool) {
+    let ids = BODY_COUNTERS.with(|cell| {
+        if cell.get().is_none() {
+            let define = |name| hostcalls::define_metric(MetricType::Counter, name).ok();
+            if let (Some(p), Some(r)) = (define("gw.body.parsed"), define("gw.body.facts_reused")) {
+                cell.set(Some((p, r)));
+            }
+        }
+        cell.get()
+    });
+    if let Some((parsed_id, reused_id)) = ids {
+        let id = if parsed { parsed_id } else { reused_id };
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
 
 /// The buffered request body (call when `end_of_stream` is true).
 pub fn request_body(body_size: usize) -> Vec<u8> {
@@ -20,8 +45,10 @@ pub fn request_body(body_size: usize) -> Vec<u8> {
 /// than the facts, such as audit's JSONPath captures, can use it).
 pub fn inspect_request(body: &[u8]) -> Result<(RequestFacts, Option<JsonRpcBody>), InspectError> {
     if let Some(facts) = crate::state::request_facts() {
+        count_inspection(false);
         return Ok((facts, None));
     }
+    count_inspection(true);
     let (parsed, facts) = RequestFacts::inspect(body)?;
     crate::state::set(filter_state::REQUEST_FACTS, &facts.to_json());
     Ok((facts, Some(parsed)))
