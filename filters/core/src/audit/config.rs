@@ -670,44 +670,7 @@ mod tests {
     use crate::config::load;
 
     /// The recipe's `policies/agent-audit-log.yaml` `config:` block, verbatim.
-    pub const RECIPE: &str = r#"
-logDestination:
-  type: http
-  url: https://audit.internal.example.com/v1/agent-events
-  batchSize: 50
-  flushIntervalMs: 5000
-captureFields:
-  request:
-    - header: x-verified-agent-id
-      as: agentId
-    - header: x-verified-agent-name
-      as: agentName
-    - header: x-verified-agent-owner
-      as: agentOwner
-    - jsonPath: "$.method"
-      as: protocolMethod
-    # MCP-specific
-    - jsonPath: "$.params.name"
-      as: toolName
-      onPath: /mcp/tools/call
-    # A2A-specific
-    - jsonPath: "$.params.message.parts[0].kind"
-      as: messageKind
-      onPath: /a2a/tasks/send
-  response:
-    - jsonPath: "$.result.isError"
-      as: toolError
-      onPath: /mcp/tools/call
-    - jsonPath: "$.result.status.state"
-      as: taskState
-      onPath: /a2a/tasks/send
-eventFormat:
-  type: structured-json
-  includeTimestamp: true
-  includeCorrelationId: true
-  includeDuration: true
-  includeRequestPath: true
-"#;
+    pub const RECIPE: &str = include_str!("../../../../examples/recipe/agent-audit-log.yaml");
 
     fn load_str(text: &str) -> Result<AuditConfig, ConfigError> {
         load::<AuditConfigSpec, AuditConfig>(text.as_bytes())

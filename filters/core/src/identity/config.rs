@@ -790,30 +790,7 @@ mod tests {
     use super::*;
     use crate::config::load;
 
-    pub const RECIPE: &str = r##"
-authMethods:
-  # API key authentication for registered agents
-  - type: apiKey
-    headerName: x-agent-api-key
-    validationEndpoint: https://identity.internal/v1/agents/validate
-  # OAuth2 client credentials for service-to-service
-  - type: oauth2ClientCredentials
-    tokenUrl: https://auth.example.com/oauth/token
-    introspectionUrl: https://auth.example.com/oauth/introspect
-    requiredScopes:
-      - mcp:tools:invoke
-      - a2a:tasks:send
-# Extract agent identity from token/key for downstream headers
-identityExtraction:
-  agentId: "#[vars.tokenClaims.agent_id]"
-  agentName: "#[vars.tokenClaims.agent_name]"
-  agentOwner: "#[vars.tokenClaims.owner]"
-# Inject identity headers for audit trail
-addHeaders:
-  X-Verified-Agent-Id: "#[vars.agentId]"
-  X-Verified-Agent-Name: "#[vars.agentName]"
-  X-Verified-Agent-Owner: "#[vars.agentOwner]"
-"##;
+    pub const RECIPE: &str = include_str!("../../../../examples/recipe/agent-authentication.yaml");
 
     fn load_cfg(text: &str) -> Result<IdentityConfig, ConfigError> {
         load::<IdentitySpec, IdentityConfig>(text.as_bytes())

@@ -569,35 +569,7 @@ impl RateLimitConfig {
 mod tests {
     use super::*;
 
-    pub const RECIPE: &str = r##"
-limits:
-  # MCP tool invocations
-  - path: /mcp/tools/call
-    keySelector: "#[attributes.headers['x-verified-agent-id']]"
-    maxRequests: 60
-    windowSeconds: 60
-    burstAllowance: 10
-  # A2A task submissions
-  - path: /a2a/tasks/send
-    keySelector: "#[attributes.headers['x-verified-agent-id']]"
-    maxRequests: 30
-    windowSeconds: 60
-  # A2A subscribe (long-running)
-  - path: /a2a/tasks/sendSubscribe
-    keySelector: "#[attributes.headers['x-verified-agent-id']]"
-    maxRequests: 10
-    windowSeconds: 60
-rateLimitResponse:
-  statusCode: 429
-  body: |
-    {
-      "error": "agent_rate_limited",
-      "agentId": "#[vars.agentId]",
-      "retryAfterSeconds": "#[vars.retryAfter]"
-    }
-  headers:
-    Retry-After: "#[vars.retryAfter]"
-"##;
+    pub const RECIPE: &str = include_str!("../../../../examples/recipe/agent-rate-limit.yaml");
 
     #[test]
     fn recipe_block_loads_as_written() {

@@ -192,22 +192,7 @@ mod tests {
         OperationCall::from_facts(&RequestFacts::inspect(body.as_bytes()).unwrap().1)
     }
 
-    const RECIPE_KEYS: &str = r##"
-limits:
-  - path: /mcp/tools/call
-    keySelector: "#[attributes.headers['x-verified-agent-id']]"
-    maxRequests: 60
-    windowSeconds: 60
-    burstAllowance: 10
-  - path: /a2a/tasks/send
-    keySelector: "#[attributes.headers['x-verified-agent-id']]"
-    maxRequests: 30
-    windowSeconds: 60
-  - path: /a2a/tasks/sendSubscribe
-    keySelector: "#[attributes.headers['x-verified-agent-id']]"
-    maxRequests: 10
-    windowSeconds: 60
-"##;
+    const RECIPE_KEYS: &str = include_str!("../../../../examples/recipe/agent-rate-limit.yaml");
 
     #[test]
     fn the_verified_agent_keys_the_window() {

@@ -121,24 +121,7 @@ pub fn refusal_reply(
 mod tests {
     use super::*;
 
-    const RECIPE: &str = r##"
-limits:
-  - path: /mcp/tools/call
-    keySelector: "#[attributes.headers['x-verified-agent-id']]"
-    maxRequests: 60
-    windowSeconds: 60
-    burstAllowance: 10
-rateLimitResponse:
-  statusCode: 429
-  body: |
-    {
-      "error": "agent_rate_limited",
-      "agentId": "#[vars.agentId]",
-      "retryAfterSeconds": "#[vars.retryAfter]"
-    }
-  headers:
-    Retry-After: "#[vars.retryAfter]"
-"##;
+    const RECIPE: &str = include_str!("../../../../examples/recipe/agent-rate-limit.yaml");
 
     fn refusal<'a>(c: &'a RateLimitConfig, agent: &'static str) -> Refusal<'a> {
         Refusal {

@@ -447,41 +447,7 @@ mod tests {
     use crate::tool_acl::rules::Agent;
 
     /// The recipe's `config:` block, verbatim.
-    pub const RECIPE: &str = r##"
-    # Define which agents can invoke which tools
-    accessRules:
-      - agentPattern: "sentinel-*"
-        allowedTools:
-          - "search_patterns"
-          - "classify_content"
-          - "read_config"
-        deniedTools:
-          - "execute_code"
-          - "write_file"
-      - agentPattern: "alchemy-*"
-        allowedTools:
-          - "generate_video"
-          - "render_scene"
-          - "read_template"
-        deniedTools:
-          - "delete_*"
-      - agentPattern: "admin-*"
-        allowedTools: ["*"]  # Full access
-    # Apply to tools/call endpoint only
-    applyTo:
-      paths:
-        - /mcp/tools/call
-    # Inspect request body to extract tool name
-    toolNameExtractor: "#[payload.params.name]"
-    deniedResponse:
-      statusCode: 403
-      body: |
-        {
-          "error": "tool_access_denied",
-          "message": "Agent '#[vars.agentId]' is not authorized to invoke tool '#[vars.toolName]'",
-          "allowedTools": "#[vars.allowedTools]"
-        }
-"##;
+    pub const RECIPE: &str = include_str!("../../../../examples/recipe/mcp-tool-acl.yaml");
 
     fn recipe() -> ToolAclConfig {
         load::<ToolAclSpec, ToolAclConfig>(RECIPE.as_bytes()).unwrap()

@@ -365,7 +365,7 @@ impl AgentView<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn list(patterns: &[&str]) -> PatternList {
@@ -389,25 +389,16 @@ mod tests {
         .unwrap()
     }
 
-    /// The recipe's three rules, in its order.
-    fn recipe() -> ToolAcl {
-        ToolAcl::new(
-            vec![
-                rule(
-                    "sentinel-*",
-                    &["search_patterns", "classify_content", "read_config"],
-                    &["execute_code", "write_file"],
-                ),
-                rule(
-                    "alchemy-*",
-                    &["generate_video", "render_scene", "read_template"],
-                    &["delete_*"],
-                ),
-                rule("admin-*", &["*"], &[]),
-            ],
-            AgentField::Id,
-            DefaultDecision::Deny,
-        )
+    /// The recipe's three rules, from its policy file as written.
+    pub(crate) fn recipe() -> ToolAcl {
+        crate::config::load::<
+            crate::tool_acl::config::ToolAclSpec,
+            crate::tool_acl::config::ToolAclConfig,
+        >(include_bytes!(
+            "../../../../examples/recipe/mcp-tool-acl.yaml"
+        ))
+        .unwrap()
+        .acl
     }
 
     fn id(agent: &str) -> Option<Agent<'_>> {

@@ -274,48 +274,9 @@ pub fn sse_message(json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tool_acl::rules::{
-        AccessRule, Agent, AgentField, DefaultDecision, PatternList, Permissions, ToolAcl,
-    };
+    use crate::tool_acl::rules::Agent;
 
-    fn perms(allowed: &[&str], denied: &[&str]) -> Permissions {
-        let l = |p: &[&str]| {
-            PatternList::compile(p.iter().map(|s| s.to_string()).collect(), "t").unwrap()
-        };
-        Permissions {
-            allowed: l(allowed),
-            denied: l(denied),
-        }
-    }
-
-    fn acl() -> ToolAcl {
-        let rule = |p: &str, a: &[&str], d: &[&str]| {
-            AccessRule::new(
-                p.into(),
-                perms(a, d),
-                Permissions::none(),
-                Permissions::none(),
-            )
-            .unwrap()
-        };
-        ToolAcl::new(
-            vec![
-                rule(
-                    "sentinel-*",
-                    &["search_patterns", "classify_content", "read_config"],
-                    &["execute_code", "write_file"],
-                ),
-                rule(
-                    "alchemy-*",
-                    &["generate_video", "render_scene", "read_template"],
-                    &["delete_*"],
-                ),
-                rule("admin-*", &["*"], &[]),
-            ],
-            AgentField::Id,
-            DefaultDecision::Deny,
-        )
-    }
+    use crate::tool_acl::rules::tests::recipe as acl;
 
     fn agent(id: &str) -> Option<Agent<'_>> {
         Some(Agent { id, name: "" })
