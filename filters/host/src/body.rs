@@ -1,14 +1,14 @@
 //! Reading the request body once and sharing what it says.
 
+use crate::abi;
 use gw_core::filter_state;
 use gw_core::jsonrpc::{InspectError, JsonRpcBody};
 use gw_core::request_facts::RequestFacts;
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::BufferType;
 
 /// The buffered request body (call when `end_of_stream` is true).
 pub fn request_body(body_size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+    abi::get_buffer(BufferType::HttpRequestBody, 0, body_size)
         .ok()
         .flatten()
         .unwrap_or_default()
