@@ -57,7 +57,7 @@ lint:
 # Rust unit tests on the host (pure policy logic).
 [group('test')]
 unit:
-    cargo test -p gw-core
+    cargo test -p gw-core -p gw-host
 
 # Only the Python end-to-end tests (rebuilds the wasm first).
 [group('test')]

@@ -22,8 +22,8 @@ use gw_core::audit::event::{
 use gw_core::audit::response_capture::{CapturePlan, ResponseCapture};
 use gw_core::filter_state;
 use gw_core::protocol::jsonrpc::{self, InspectError, JsonRpcBody};
+use gw_host::abi;
 use gw_host::state;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 use std::cell::Cell;
@@ -52,7 +52,7 @@ impl FilterShared {
             vm_id,
             queue: Cell::new(None),
             warned_no_sender: Cell::new(false),
-            instance: hostcalls::get_current_time()
+            instance: abi::get_current_time()
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or_else(String::new, |d| format!("{:x}", d.subsec_nanos())),
@@ -63,7 +63,7 @@ impl FilterShared {
         if let Some(id) = self.queue.get() {
             return Some(id);
         }
-        let id = hostcalls::resolve_shared_queue(&self.vm_id, QUEUE_NAME)
+        let id = abi::resolve_shared_queue(&self.vm_id, QUEUE_NAME)
             .ok()
             .flatten();
         self.queue.set(id);
@@ -75,7 +75,7 @@ impl FilterShared {
         metrics::add(self.metrics.events, 1);
         for _ in 0..2 {
             let Some(id) = self.queue() else { break };
-            match hostcalls::enqueue_shared_queue(id, Some(event.as_bytes())) {
+            match abi::enqueue_shared_queue(id, Some(event.as_bytes())) {
                 Ok(()) => return,
                 // The sender re-registered (reconfiguration): resolve again.
                 Err(_) => self.queue.set(None),
@@ -256,7 +256,7 @@ impl HttpContext for AuditHttp {
 
     fn on_http_request_trailers(&mut self, _: usize) -> Action {
         if let (Some(shared), BodyState::Reading) = (self.shared.clone(), self.body) {
-            let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX)
+            let bytes = abi::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX)
                 .ok()
                 .flatten()
                 .unwrap_or_default();
@@ -290,7 +290,7 @@ impl HttpContext for AuditHttp {
             return Action::Continue;
         };
         if rc.wants_chunks() {
-            let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+            let chunk = abi::get_buffer(BufferType::HttpResponseBody, 0, body_size)
                 .ok()
                 .flatten()
                 .unwrap_or_default();
@@ -337,9 +337,7 @@ impl HttpContext for AuditHttp {
 
 /// `response.code` is an integer property: 8 bytes, little-endian.
 fn response_code() -> Option<u32> {
-    let bytes = hostcalls::get_property(vec!["response", "code"])
-        .ok()
-        .flatten()?;
+    let bytes = abi::get_property(&["response", "code"]).ok().flatten()?;
     let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
     u32::try_from(u64::from_le_bytes(array))
         .ok()

@@ -3,11 +3,11 @@
 //! worker, plus the singleton) are one stat in Envoy's store.
 
 use gw_core::audit::batch::BatchStats;
-use proxy_wasm::hostcalls;
+use gw_host::abi;
 use proxy_wasm::types::MetricType;
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
-    match hostcalls::define_metric(kind, name) {
+    match abi::define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(status) => {
             log::warn!("audit: cannot define metric {name}: {status:?}");
@@ -19,14 +19,14 @@ fn define(kind: MetricType, name: &str) -> Option<u32> {
 pub fn add(metric: Option<u32>, n: u64) {
     if let (Some(id), Ok(n)) = (metric, i64::try_from(n)) {
         if n > 0 {
-            let _ = hostcalls::increment_metric(id, n);
+            let _ = abi::increment_metric(id, n);
         }
     }
 }
 
 fn set(metric: Option<u32>, value: u64) {
     if let Some(id) = metric {
-        let _ = hostcalls::record_metric(id, value);
+        let _ = abi::record_metric(id, value);
     }
 }
 

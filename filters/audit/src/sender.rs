@@ -19,6 +19,7 @@ use crate::{now_ms, QUEUE_NAME};
 use gw_core::audit::batch::{encode_json_batch, BatchPolicy, BatchSender, Outcome};
 use gw_core::audit::config::{Destination, DestinationType};
 use gw_core::audit::otlp;
+use gw_host::abi;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 use std::time::Duration;
@@ -59,14 +60,14 @@ fn tick_period(d: &Destination) -> Duration {
 
 impl Sender {
     pub fn start(destination: Destination) -> Option<Self> {
-        let queue_id = match hostcalls::register_shared_queue(QUEUE_NAME) {
+        let queue_id = match abi::register_shared_queue(QUEUE_NAME) {
             Ok(id) => id,
             Err(status) => {
                 log::error!("audit sender: cannot register shared queue {QUEUE_NAME}: {status:?}");
                 return None;
             }
         };
-        if let Err(status) = hostcalls::set_tick_period(tick_period(&destination)) {
+        if let Err(status) = abi::set_tick_period(tick_period(&destination)) {
             log::error!("audit sender: cannot set tick period: {status:?}");
             return None;
         }
@@ -83,12 +84,12 @@ impl Sender {
             destination.flush_interval_ms,
             destination.max_buffered_events
         );
-        let nanos = hostcalls::get_current_time()
+        let nanos = abi::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
         let token = format!("{nanos:x}-{queue_id:x}");
-        if let Err(status) = hostcalls::set_shared_data(LEADER_KEY, Some(token.as_bytes()), None) {
+        if let Err(status) = abi::set_shared_data(LEADER_KEY, Some(token.as_bytes()), None) {
             log::warn!("audit sender: cannot claim leadership: {status:?}");
         }
         let seed = now_ms() ^ u64::from(queue_id).rotate_left(32);
@@ -105,10 +106,10 @@ impl Sender {
 
     pub fn reconfigure(&mut self, destination: Destination) {
         self.batches.set_policy(policy(&destination));
-        if let Err(status) = hostcalls::set_tick_period(tick_period(&destination)) {
+        if let Err(status) = abi::set_tick_period(tick_period(&destination)) {
             log::warn!("audit sender: cannot set tick period: {status:?}");
         }
-        if let Ok(id) = hostcalls::register_shared_queue(QUEUE_NAME) {
+        if let Ok(id) = abi::register_shared_queue(QUEUE_NAME) {
             self.queue_id = id;
         }
         self.destination = destination;
@@ -132,7 +133,7 @@ impl Sender {
     /// Whether this sender still delivers; hands its waiting events over
     /// (back to the queue, for the leader) when it does not.
     fn check_leader(&mut self) -> bool {
-        let current = hostcalls::get_shared_data(LEADER_KEY)
+        let current = abi::get_shared_data(LEADER_KEY)
             .ok()
             .and_then(|(value, _)| value);
         let leading = match current {
@@ -146,7 +147,7 @@ impl Sender {
         if !leading {
             for event in self.batches.hand_over() {
                 if let Err(status) =
-                    hostcalls::enqueue_shared_queue(self.queue_id, Some(event.as_bytes()))
+                    abi::enqueue_shared_queue(self.queue_id, Some(event.as_bytes()))
                 {
                     log::warn!("audit sender: cannot hand an event over: {status:?}");
                 }
@@ -159,7 +160,7 @@ impl Sender {
     fn drain(&mut self) {
         let now = now_ms();
         loop {
-            match hostcalls::dequeue_shared_queue(self.queue_id) {
+            match abi::dequeue_shared_queue(self.queue_id) {
                 Ok(Some(bytes)) => match String::from_utf8(bytes) {
                     Ok(event) => {
                         self.batches.offer(now, event);
@@ -222,9 +223,7 @@ impl Sender {
             return;
         }
         self.pending = None;
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
+        let status = gw_host::headers::get(MapType::HttpCallResponseHeaders, ":status")
             .and_then(|s| s.parse::<u32>().ok())
             .unwrap_or(0);
         let outcome = Outcome::from_status(status);

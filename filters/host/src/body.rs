@@ -1,9 +1,9 @@
 //! Reading the request body once and sharing what it says.
 
+use crate::abi;
 use gw_core::filter_state;
 use gw_core::protocol::jsonrpc::{InspectError, JsonRpcBody};
 use gw_core::protocol::request_facts::RequestFacts;
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MetricType};
 use std::cell::Cell;
 
@@ -18,7 +18,7 @@ thread_local! {
 fn count_inspection(parsed: bool) {
     let ids = BODY_COUNTERS.with(|cell| {
         if cell.get().is_none() {
-            let define = |name| hostcalls::define_metric(MetricType::Counter, name).ok();
+            let define = |name| abi::define_metric(MetricType::Counter, name).ok();
             if let (Some(p), Some(r)) = (define("gw.body.parsed"), define("gw.body.facts_reused")) {
                 cell.set(Some((p, r)));
             }
@@ -27,13 +27,13 @@ fn count_inspection(parsed: bool) {
     });
     if let Some((parsed_id, reused_id)) = ids {
         let id = if parsed { parsed_id } else { reused_id };
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = abi::increment_metric(id, 1);
     }
 }
 
 /// The buffered request body (call when `end_of_stream` is true).
 pub fn request_body(body_size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+    abi::get_buffer(BufferType::HttpRequestBody, 0, body_size)
         .ok()
         .flatten()
         .unwrap_or_default()

@@ -1,7 +1,7 @@
 //! Loading plugin configuration with errors Envoy's log shows verbatim.
 
+use crate::abi;
 use gw_core::config::{self, ConfigError};
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::BufferType;
 use serde::de::DeserializeOwned;
 
@@ -13,7 +13,7 @@ where
     Spec: DeserializeOwned,
     Runtime: TryFrom<Spec, Error = ConfigError>,
 {
-    let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+    let bytes = match abi::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
         Ok(bytes) => bytes.unwrap_or_default(),
         Err(status) => {
             log::error!("{filter}: cannot read plugin configuration: {status:?}");

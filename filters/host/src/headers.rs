@@ -1,20 +1,28 @@
-//! Header maps without the SDK's UTF-8 panics.
+//! Header maps without the SDK's panics.
 //!
 //! `hostcalls::get_map` and `get_map_value` call `String::from_utf8(..)
 //! .unwrap()` on header values, and HTTP allows bytes 0x80-0xFF in values
 //! (obs-text): one such header from a client would kill the worker's VM.
-//! These helpers read bytes and decode lossily (invalid bytes become U+FFFD,
-//! which no credential or identity check accepts).
+//! Every `hostcalls` header function also panics on statuses it does not
+//! expect (Envoy answers one when a map is read from a callback where it is
+//! no longer available). These helpers read bytes through [`crate::abi`] and
+//! decode lossily (invalid bytes become U+FFFD, which no credential or
+//! identity check accepts).
 
-use proxy_wasm::hostcalls;
+use crate::abi;
 use proxy_wasm::types::MapType;
 
 /// Every header of `map` as (name, value) pairs, in order.
 pub fn all(map: MapType) -> Vec<(String, String)> {
-    match hostcalls::get_map_bytes(map) {
+    match abi::get_map_pairs(map) {
         Ok(pairs) => pairs
             .into_iter()
-            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+            .map(|(name, value)| {
+                (
+                    String::from_utf8_lossy(&name).into_owned(),
+                    String::from_utf8_lossy(&value).into_owned(),
+                )
+            })
             .collect(),
         Err(status) => {
             log::warn!("cannot read headers {map:?}: {status:?}");
@@ -25,10 +33,13 @@ pub fn all(map: MapType) -> Vec<(String, String)> {
 
 /// One header of `map` (the first value when repeated).
 pub fn get(map: MapType, name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(map, name)
-        .ok()
-        .flatten()
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
+    match abi::get_map_value_bytes(map, name) {
+        Ok(value) => value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+        Err(status) => {
+            log::debug!("cannot read header {name} of {map:?}: {status:?}");
+            None
+        }
+    }
 }
 
 /// The request headers.
@@ -38,7 +49,7 @@ pub fn request_headers() -> Vec<(String, String)> {
 
 /// Remove every value of a request header.
 pub fn remove_request_header(name: &str) {
-    if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name) {
+    if let Err(status) = abi::remove_map_value(MapType::HttpRequestHeaders, name) {
         log::warn!("cannot remove request header {name}: {status:?}");
     }
 }

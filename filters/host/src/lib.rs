@@ -1,10 +1,13 @@
 //! Thin, panic-free proxy-wasm helpers shared by the filter adapters.
 //!
 //! The SDK's trait helpers (`Context::get_property`, `HttpContext::
-//! get_http_request_body`, ...) `unwrap()` the host status, and a panic kills
-//! the Wasm VM of that worker. Every call here goes to `hostcalls` directly
-//! and turns an unexpected status into a value the filter must handle.
+//! get_http_request_body`, ...) `unwrap()` the host status, and its
+//! `hostcalls` functions `panic!` on any status they do not expect; a panic
+//! kills the Wasm VM of that worker. Every call here goes through [`abi`],
+//! our own bindings that return every status as an error the filter must
+//! handle.
 
+pub mod abi;
 pub mod body;
 pub mod config;
 pub mod headers;

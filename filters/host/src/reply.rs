@@ -1,12 +1,12 @@
 //! Local replies: the filter answers instead of the upstream.
 
-use proxy_wasm::hostcalls;
+use crate::abi;
 use serde_json::{json, Value};
 
 /// Send a local reply. Errors are logged; there is nothing better to do
 /// than let Envoy's own error handling take over.
 pub fn send(status: u32, headers: &[(&str, &str)], body: &[u8]) {
-    if let Err(s) = hostcalls::send_http_response(status, headers.to_vec(), Some(body)) {
+    if let Err(s) = abi::send_http_response(status, headers, Some(body)) {
         log::error!("cannot send local reply {status}: {s:?}");
     }
 }

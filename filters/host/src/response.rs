@@ -1,6 +1,6 @@
 //! Response headers and body, for filters that rewrite responses.
 
-use proxy_wasm::hostcalls;
+use crate::abi;
 use proxy_wasm::types::{BufferType, MapType};
 
 /// A response header (lossy UTF-8, see [`crate::headers`]). Only while
@@ -11,7 +11,7 @@ pub fn header(name: &str) -> Option<String> {
 
 /// Set (or with `None` remove) a response header.
 pub fn set_header(name: &str, value: Option<&str>) {
-    if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value) {
+    if let Err(status) = abi::set_map_value(MapType::HttpResponseHeaders, name, value) {
         log::warn!("cannot set response header {name}: {status:?}");
     }
 }
@@ -23,7 +23,7 @@ pub fn status() -> u32 {
 
 /// The response body bytes the current callback sees.
 pub fn body(body_size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+    abi::get_buffer(BufferType::HttpResponseBody, 0, body_size)
         .ok()
         .flatten()
         .unwrap_or_default()
@@ -31,7 +31,7 @@ pub fn body(body_size: usize) -> Vec<u8> {
 
 /// Replace the response body bytes the current callback sees.
 pub fn replace_body(body_size: usize, bytes: &[u8]) -> bool {
-    match hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, bytes) {
+    match abi::set_buffer(BufferType::HttpResponseBody, 0, body_size, bytes) {
         Ok(()) => true,
         Err(status) => {
             log::warn!("cannot replace response body: {status:?}");

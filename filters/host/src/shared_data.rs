@@ -5,13 +5,13 @@
 //! and keep their key space bounded. Updates go through [`update`], a CAS
 //! retry loop that is lossless across workers.
 
-use proxy_wasm::hostcalls;
+use crate::abi;
 use proxy_wasm::types::Status;
 use std::time::UNIX_EPOCH;
 
 /// The value under `key` and its CAS token (`None`, `None` when absent).
 pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-    match hostcalls::get_shared_data(key) {
+    match abi::get_shared_data(key) {
         Ok(found) => found,
         Err(status) => {
             log::warn!("cannot read shared data {key}: {status:?}");
@@ -33,7 +33,7 @@ pub fn update(
         let Some(next) = modify(current.as_deref()) else {
             return false;
         };
-        match hostcalls::set_shared_data(key, Some(&next), cas) {
+        match abi::set_shared_data(key, Some(&next), cas) {
             Ok(()) => return true,
             Err(Status::CasMismatch) => continue,
             Err(status) => {
@@ -48,7 +48,7 @@ pub fn update(
 
 /// Milliseconds since the Unix epoch by the host clock (0 if unavailable).
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
+    abi::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -1,14 +1,14 @@
 //! Filter state shared between our filters (see `gw_core::filter_state`)
 //! and request headers, without panics.
 
+use crate::abi;
 use gw_core::filter_state;
 use gw_core::protocol::request_facts::{RequestFacts, VerifiedIdentity};
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
 /// Store `value` as filter state `wasm.<key>`.
 pub fn set(key: &str, value: &str) -> bool {
-    match hostcalls::set_property(vec![key], Some(value.as_bytes())) {
+    match abi::set_property(&[key], Some(value.as_bytes())) {
         Ok(()) => true,
         Err(status) => {
             log::warn!("cannot set filter state {key}: {status:?}");
@@ -20,7 +20,7 @@ pub fn set(key: &str, value: &str) -> bool {
 /// Read filter state `wasm.<key>` set by one of our filters.
 pub fn get(key: &str) -> Option<Vec<u8>> {
     let name = format!("wasm.{key}");
-    hostcalls::get_property(vec!["filter_state", &name])
+    abi::get_property(&["filter_state", &name])
         .ok()
         .flatten()
         .filter(|v| !v.is_empty())
@@ -45,7 +45,7 @@ pub fn request_header(name: &str) -> Option<String> {
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) {
-    if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+    if let Err(status) = abi::set_map_value(MapType::HttpRequestHeaders, name, value) {
         log::warn!("cannot set request header {name}: {status:?}");
     }
 }
@@ -56,7 +56,7 @@ pub fn response_header(name: &str) -> Option<String> {
 
 /// Read a host property such as `request.path` as a string.
 pub fn property_string(path: Vec<&str>) -> Option<String> {
-    hostcalls::get_property(path)
+    abi::get_property(&path)
         .ok()
         .flatten()
         .and_then(|b| String::from_utf8(b).ok())

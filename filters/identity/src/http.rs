@@ -11,6 +11,7 @@ use gw_core::identity::denial::Denial;
 use gw_core::identity::policy::{Begin, Pending, Verdict};
 use gw_core::identity::protected_resource::RequestInfo;
 use gw_core::{filter_state, identity::api_key, identity::introspection};
+use gw_host::abi;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -73,7 +74,7 @@ pub struct IdentityHttp {
 }
 
 fn now() -> Duration {
-    hostcalls::get_current_time()
+    abi::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .unwrap_or_default()
@@ -98,7 +99,7 @@ impl IdentityHttp {
 
     fn cached(&self, hash: &str) -> Option<Outcome> {
         let key = self.slot(hash)?;
-        let (bytes, _) = hostcalls::get_shared_data(&key).ok()?;
+        let (bytes, _) = abi::get_shared_data(&key).ok()?;
         cache::decode(&bytes?, hash, now().as_millis() as u64)
     }
 
@@ -111,7 +112,7 @@ impl IdentityHttp {
         };
         // Last writer wins: a slot holds one credential's result, and two
         // workers checking the same credential store the same answer.
-        if let Err(status) = hostcalls::set_shared_data(&key, Some(&bytes), None) {
+        if let Err(status) = abi::set_shared_data(&key, Some(&bytes), None) {
             log::debug!("identity: cannot cache a result: {status:?}");
         }
     }
@@ -227,7 +228,7 @@ impl Context for IdentityHttp {
         let status = gw_host::headers::call_response_status();
         // One byte past the limit is enough to call the answer too long.
         let read = body_size.min(MAX_RESPONSE_BYTES + 1);
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, read)
+        let body = abi::get_buffer(BufferType::HttpCallResponseBody, 0, read)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -244,7 +245,7 @@ impl Context for IdentityHttp {
             .config
             .finish(pending.kind, outcome, &request.info(), now().as_secs());
         if self.apply(verdict, &request) {
-            if let Err(status) = hostcalls::resume_http_request() {
+            if let Err(status) = abi::resume_http_request() {
                 log::warn!("identity: cannot resume the request: {status:?}");
             }
         }

@@ -2,7 +2,7 @@
 
 use crate::http::IdentityHttp;
 use gw_core::identity::config::{IdentityConfig, IdentitySpec};
-use proxy_wasm::hostcalls;
+use gw_host::abi;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType};
 use std::rc::Rc;
@@ -20,7 +20,7 @@ pub struct Metrics {
 
 impl Metrics {
     fn define() -> Self {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        let counter = |name: &str| abi::define_metric(MetricType::Counter, name).ok();
         Self {
             requests: counter("gw.identity.requests"),
             allowed: counter("gw.identity.allowed"),
@@ -33,7 +33,7 @@ impl Metrics {
 
     pub fn bump(metric: Option<u32>) {
         if let Some(id) = metric {
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = abi::increment_metric(id, 1);
         }
     }
 }

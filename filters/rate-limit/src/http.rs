@@ -19,6 +19,7 @@ use gw_core::rate_limit::plan::{self, Charge, OperationCall, Plan};
 use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
 use gw_core::rate_limit::response::{self, Refusal};
 use gw_core::rate_limit::sliding_window::{ceil_secs, WindowState};
+use gw_host::abi;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -208,7 +209,7 @@ impl RateLimitHttp {
         let resume = self.stage == Stage::Waiting;
         self.stage = Stage::Done;
         if resume {
-            if let Err(status) = hostcalls::resume_http_request() {
+            if let Err(status) = abi::resume_http_request() {
                 log::warn!("rate_limit: cannot resume request: {status:?}");
             }
         }
@@ -284,10 +285,8 @@ impl Context for RateLimitHttp {
         let Some(redis) = self.config.redis.clone() else {
             return;
         };
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        let status = gw_host::headers::get(MapType::HttpCallResponseHeaders, ":status");
+        let body = abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -400,9 +399,7 @@ impl HttpContext for RateLimitHttp {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in std::mem::take(&mut self.response_headers) {
-            if let Err(status) =
-                hostcalls::add_map_value(MapType::HttpResponseHeaders, &name, &value)
-            {
+            if let Err(status) = abi::add_map_value(MapType::HttpResponseHeaders, &name, &value) {
                 log::warn!("rate_limit: cannot add {name}: {status:?}");
             }
         }

@@ -11,7 +11,7 @@ use gw_core::rate_limit::config::{LocalStore, RateLimitConfig};
 use gw_core::rate_limit::plan::Charge;
 use gw_core::rate_limit::sliding_window::WindowState;
 use gw_core::rate_limit::window_table::{self, SlotDecision};
-use proxy_wasm::hostcalls;
+use gw_host::abi;
 use proxy_wasm::types::Status;
 
 /// Give up after this many lost races on one slot (never seen in practice:
@@ -28,9 +28,9 @@ pub fn ensure_slots(store: &LocalStore) -> Result<u32, Status> {
     let mut created = 0;
     for slot in 0..store.slots {
         let key = window_table::slot_key(slot);
-        let (_, cas) = hostcalls::get_shared_data(&key)?;
+        let (_, cas) = abi::get_shared_data(&key)?;
         if cas.is_none() {
-            hostcalls::set_shared_data(&key, Some(EMPTY_SLOT), None)?;
+            abi::set_shared_data(&key, Some(EMPTY_SLOT), None)?;
             created += 1;
         }
     }
@@ -46,7 +46,7 @@ fn update<T>(
 ) -> Result<T, String> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (value, cas) =
-            hostcalls::get_shared_data(key).map_err(|s| format!("reading {key}: {s:?}"))?;
+            abi::get_shared_data(key).map_err(|s| format!("reading {key}: {s:?}"))?;
         let (out, write) = f(value.as_deref().unwrap_or(&[]));
         let Some(new) = write else {
             return Ok(out);
@@ -56,7 +56,7 @@ fn update<T>(
             // create may race with another worker's; say so.
             log::warn!("rate_limit: creating missing slot {key}");
         }
-        match hostcalls::set_shared_data(key, Some(&new), cas) {
+        match abi::set_shared_data(key, Some(&new), cas) {
             Ok(()) => return Ok(out),
             Err(Status::CasMismatch) => metrics.inc(Counter::CasRetries),
             Err(s) => return Err(format!("writing {key}: {s:?}")),
@@ -204,7 +204,7 @@ pub fn sweep(store: &LocalStore, start: u32, count: u32, now: u64) -> u64 {
     let mut reclaimed = 0;
     for i in 0..count.min(store.slots) {
         let key = window_table::slot_key((start + i) % store.slots);
-        let Ok((Some(value), Some(cas))) = hostcalls::get_shared_data(&key) else {
+        let Ok((Some(value), Some(cas))) = abi::get_shared_data(&key) else {
             continue;
         };
         let Some(swept) = window_table::sweep(&value, now) else {
@@ -212,7 +212,7 @@ pub fn sweep(store: &LocalStore, start: u32, count: u32, now: u64) -> u64 {
         };
         let before = window_table::occupancy(&value, 0).0;
         let after = window_table::occupancy(&swept, 0).0;
-        if hostcalls::set_shared_data(&key, Some(&swept), Some(cas)).is_ok() {
+        if abi::set_shared_data(&key, Some(&swept), Some(cas)).is_ok() {
             reclaimed += (before - after) as u64;
         }
     }

@@ -1,6 +1,6 @@
 //! Counters, visible in Envoy's `/stats` as `wasmcustom.gw.rate_limit.*`.
 
-use proxy_wasm::hostcalls;
+use gw_host::abi;
 use proxy_wasm::types::MetricType;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,7 +36,7 @@ pub enum Counter {
 }
 
 fn define(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
+    abi::define_metric(MetricType::Counter, name).ok()
 }
 
 impl Metrics {
@@ -65,7 +65,7 @@ impl Metrics {
             Counter::Reclaimed => self.reclaimed,
         };
         if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+            let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 

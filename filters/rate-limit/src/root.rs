@@ -4,7 +4,7 @@ use crate::http::RateLimitHttp;
 use crate::local_store;
 use crate::metrics::{Counter, Metrics};
 use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
-use proxy_wasm::hostcalls;
+use gw_host::abi;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
@@ -24,7 +24,7 @@ pub struct RateLimitRoot {
 }
 
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
+    abi::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
@@ -55,7 +55,7 @@ impl RootContext for RateLimitRoot {
             }
             // Start each VM's sweep somewhere else so the VMs share the work.
             self.sweep_cursor = (now_ms() % u64::from(config.local.slots)) as u32;
-            if let Err(status) = hostcalls::set_tick_period(TICK) {
+            if let Err(status) = abi::set_tick_period(TICK) {
                 log::warn!(
                     "rate_limit: no tick, expired windows are reclaimed only on writes: {status:?}"
                 );

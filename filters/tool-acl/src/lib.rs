@@ -54,11 +54,7 @@ pub(crate) enum Metric {
 impl Metrics {
     fn define() -> Self {
         let counter = |name: &str| {
-            proxy_wasm::hostcalls::define_metric(
-                MetricType::Counter,
-                &format!("gw.tool_acl.{name}"),
-            )
-            .ok()
+            gw_host::abi::define_metric(MetricType::Counter, &format!("gw.tool_acl.{name}")).ok()
         };
         Self {
             requests: counter("requests"),
@@ -92,8 +88,7 @@ impl Metrics {
             Metric::CacheInvalidated => self.cache_invalidated,
         };
         if let Some(id) = id {
-            let _ =
-                proxy_wasm::hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+            let _ = gw_host::abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }
