@@ -28,6 +28,34 @@ demo workers="2": build
 test *pytest_args: lint unit build
     GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
 
+# ---------------------------------------------------------------- benchmarks
+# Numbers are printed, never asserted: run on a quiet machine and compare runs.
+
+# Every benchmark: host-side policy costs, then the per-filter Envoy benchmarks.
+[group('bench')]
+bench: bench-host bench-identity bench-audit bench-rate-limit-memory
+
+# Host-side cost of policy decisions (tool ACL parse + decide, rate-limit memory per agent).
+[group('bench')]
+bench-host:
+    cargo run --release -q -p gw-core --example tool_acl_bench
+    cargo run --release -q -p gw-core --example rate_limit_memory
+
+# Identity latency per path (public, 401, cached key/token, callouts) through Envoy.
+[group('bench')]
+bench-identity: build
+    {{python}} scripts/bench_identity.py
+
+# Request latency with the audit filter while the collector is healthy, slow or stalled.
+[group('bench')]
+bench-audit: build
+    {{python}} scripts/bench_audit.py
+
+# Envoy memory for 100,000 distinct agents in the rate-limit windows.
+[group('bench')]
+bench-rate-limit-memory: build
+    {{python}} scripts/bench_rate_limit_memory.py
+
 # ---------------------------------------------------------------- build
 
 # Build the four filters for wasm32-wasip1 and copy them to dist/wasm/<name>.wasm.
