@@ -1,7 +1,7 @@
 //! Header maps without the SDK's panics.
 //!
-//! `hostcalls::get_map` and `get_map_value` call `String::from_utf8(..)
-//! .unwrap()` on header values, and HTTP allows bytes 0x80-0xFF in values
+//! `hostcalls::get_map` and `get_map_value` decode header values with a
+//! `String::from_utf8` that must not fail, and HTTP allows bytes 0x80-0xFF in values
 //! (obs-text): one such header from a client would kill the worker's VM.
 //! Every `hostcalls` header function also panics on statuses it does not
 //! expect (Envoy answers one when a map is read from a callback where it is

@@ -11,6 +11,15 @@ pub fn send(status: u32, headers: &[(&str, &str)], body: &[u8]) {
     }
 }
 
+/// [`send`] for headers held as owned strings (as policy replies build them).
+pub fn send_owned(status: u32, headers: &[(String, String)], body: &[u8]) {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    send(status, &headers, body);
+}
+
 /// `{"error": code, "message": message}` with a JSON content type.
 pub fn json_error(status: u32, code: &str, message: &str, extra_headers: &[(&str, &str)]) {
     let body = json!({"error": code, "message": message}).to_string();

@@ -158,12 +158,7 @@ impl IdentityHttp {
         }
         gw_host::state::set_decision(denial.decision());
         let reply = self.config.reply(denial, &request.info());
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        gw_host::reply::send(reply.status, &headers, reply.body.as_bytes());
+        gw_host::reply::send_owned(reply.status, &reply.headers, reply.body.as_bytes());
     }
 
     fn check(&mut self, pending: Pending, request: Request) -> Action {
@@ -275,12 +270,7 @@ impl HttpContext for IdentityHttp {
             }
             Begin::Reply(reply) => {
                 self.state = State::Done;
-                let headers: Vec<(&str, &str)> = reply
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                    .collect();
-                gw_host::reply::send(reply.status, &headers, reply.body.as_bytes());
+                gw_host::reply::send_owned(reply.status, &reply.headers, reply.body.as_bytes());
                 Action::Pause
             }
             Begin::Verdict(verdict) => {

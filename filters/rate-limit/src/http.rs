@@ -256,12 +256,7 @@ impl RateLimitHttp {
         };
         let reply = response::refusal_reply(&self.config, &refusal, self.facts.as_ref(), headers);
         gw_host::state::set_decision(decision::RATE_LIMITED);
-        let header_refs: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        gw_host::reply::send(reply.status, &header_refs, reply.body.as_bytes());
+        gw_host::reply::send_owned(reply.status, &reply.headers, reply.body.as_bytes());
         self.stage = Stage::Done;
         Action::Pause
     }

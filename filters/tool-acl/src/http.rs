@@ -412,12 +412,7 @@ impl ToolAclHttp {
         };
         if format == DenialFormat::Http {
             let r = config.denial.http(first);
-            let headers: Vec<(&str, &str)> = r
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            reply::send(u32::from(r.status), &headers, r.body.as_bytes());
+            reply::send_owned(u32::from(r.status), &r.headers, r.body.as_bytes());
             return Some(Action::Pause);
         }
         let error_for = |m: &MessageFacts| -> Value {
