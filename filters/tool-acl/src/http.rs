@@ -15,11 +15,12 @@ use crate::{Metric, Metrics};
 use gw_core::filter_state::decision;
 use gw_core::protocol::jsonrpc;
 use gw_core::protocol::operation::Operation;
-use gw_core::protocol::request_facts::{MessageFacts, RequestFacts, VerifiedIdentity};
+use gw_core::protocol::request_facts::{RequestFacts, VerifiedIdentity};
+use gw_core::tool_acl::authorize::{self, Verdict};
 use gw_core::tool_acl::config::{BatchPolicy, ToolAclConfig};
-use gw_core::tool_acl::denial::{jsonrpc_error_response, DenialContext, DenialFormat};
-use gw_core::tool_acl::request_guard::{self, Refusal, INVALID_PARAMS, INVALID_REQUEST};
-use gw_core::tool_acl::rules::{Agent, Decision, TargetKind};
+use gw_core::tool_acl::denial::jsonrpc_error_response;
+use gw_core::tool_acl::request_guard::{self, Refusal, INVALID_REQUEST};
+use gw_core::tool_acl::rules::{Agent, TargetKind};
 use gw_core::tool_acl::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
 use gw_core::tool_acl::tools_list;
 use gw_host::{reply, response, shared_data, state};
@@ -338,117 +339,36 @@ impl ToolAclHttp {
         )
     }
 
-    /// Decide every governed message; `Some` when the request was answered.
+    /// Apply the ACL's verdict; `Some` when the request was answered.
     fn authorize(&mut self, config: &ToolAclConfig, facts: &RequestFacts) -> Option<Action> {
-        let governed: Vec<(&MessageFacts, TargetKind)> = facts
-            .messages
-            .iter()
-            .filter_map(|m| {
-                let kind = TargetKind::of(m.operation()?)?;
-                config.governs(kind).then_some((m, kind))
-            })
-            .collect();
-        if governed.is_empty() {
-            return None;
-        }
-        let identity = self.identity().cloned();
-        let agent = identity.as_ref().map(|i| Agent {
-            id: &i.agent_id,
-            name: &i.agent_name,
-        });
-        let mut denied: Vec<(&MessageFacts, DenialContext)> = Vec::new();
-        for (message, kind) in governed {
-            let target = match kind {
-                TargetKind::Resource => message.uri.as_deref(),
-                TargetKind::Tool | TargetKind::Prompt => message.name.as_deref(),
-            };
-            let Some(target) = target else {
-                let field = if kind == TargetKind::Resource {
-                    "uri"
-                } else {
-                    "name"
-                };
-                return Some(self.refuse(
-                    &Refusal::new(
-                        400,
-                        INVALID_PARAMS,
-                        format!(
-                            "{} needs a string params.{field}",
-                            kind.operation().canonical_name()
-                        ),
-                    ),
-                    message.id.as_ref(),
-                ));
-            };
-            if let Decision::Deny { reason, rule } = config.acl.decide(agent, kind, target) {
-                log::info!(
-                    "tool_acl: denied {} `{target}` for agent `{}` ({})",
-                    kind.noun(),
-                    agent.map_or("", |a| a.id),
-                    reason.as_str()
-                );
-                denied.push((
-                    message,
-                    DenialContext {
-                        agent_id: agent.map_or_else(|| "unknown".to_string(), |a| a.id.to_string()),
-                        agent_name: agent.map(|a| a.name.to_string()).unwrap_or_default(),
-                        tool_name: target.to_string(),
-                        allowed_tools: rule
-                            .map(|r| r.permissions(kind).allowed.patterns().join(", "))
-                            .unwrap_or_default(),
-                        method: message.method.clone().unwrap_or_default(),
-                        reason: reason.as_str().to_string(),
-                    },
-                ));
-            }
-        }
-        let (_, first) = denied.first()?;
-        self.metrics.add(Metric::Denied, 1);
-        state::set_decision(decision::TOOL_DENIED);
-        let format = match config.denial.format {
-            DenialFormat::Auto if self.path_operation.is_some() => DenialFormat::Http,
-            DenialFormat::Auto => DenialFormat::JsonRpc,
-            f => f,
-        };
-        if format == DenialFormat::Http {
-            let r = config.denial.http(first);
-            reply::send_owned(u32::from(r.status), &r.headers, r.body.as_bytes());
-            return Some(Action::Pause);
-        }
-        let error_for = |m: &MessageFacts| -> Value {
-            match denied.iter().find(|(d, _)| std::ptr::eq(*d, m)) {
-                Some((_, ctx)) => config.denial.jsonrpc_error(ctx),
-                None => json!({
-                    "code": config.denial.jsonrpc_code,
-                    "message": "not executed: another request in this batch was denied",
-                }),
-            }
-        };
-        let body = if facts.batch {
-            let replies: Vec<Value> = facts
-                .messages
-                .iter()
-                .filter(|m| m.id.is_some() && m.method.is_some())
-                .map(|m| jsonrpc_error_response(m.id.as_ref(), error_for(m)))
-                .collect();
-            if replies.is_empty() {
-                reply::send(202, &[], b"");
-                return Some(Action::Pause);
-            }
-            Value::Array(replies)
-        } else {
-            let m = denied.first().map(|(m, _)| *m);
-            jsonrpc_error_response(
-                m.and_then(|m| m.id.as_ref()),
-                m.map(error_for).unwrap_or_default(),
-            )
-        };
-        reply::send(
-            200,
-            &[("content-type", "application/json")],
-            body.to_string().as_bytes(),
+        let on_operation_path = self.path_operation.is_some();
+        let verdict = authorize::authorize(
+            config,
+            facts,
+            || self.identity().cloned(),
+            on_operation_path,
         );
-        Some(Action::Pause)
+        match verdict {
+            Verdict::Allow => None,
+            Verdict::Refuse { refusal, id } => Some(self.refuse(&refusal, id.as_ref())),
+            Verdict::Deny { reply, first } => {
+                log::info!(
+                    "tool_acl: denied {} `{}` for agent `{}` ({})",
+                    first.method,
+                    first.tool_name,
+                    first.agent_id,
+                    first.reason
+                );
+                self.metrics.add(Metric::Denied, 1);
+                state::set_decision(decision::TOOL_DENIED);
+                reply::send_owned(
+                    u32::from(reply.status),
+                    &reply.headers,
+                    reply.body.as_bytes(),
+                );
+                Some(Action::Pause)
+            }
+        }
     }
 
     /// Remember `tools/list` ids for the response; answer from the cache.

@@ -1,5 +1,6 @@
 //! Per-agent tool access: the recipe's "MCP Tool Access Control Policy".
 //!
+//! - [`authorize`]: judging every governed message of a body (the whole decision)
 //! - [`rules`]: per-agent tool/resource/prompt rules (globs, first match, deny beats allow)
 //! - [`config`]: the filter's configuration (the recipe's `accessRules` block)
 //! - [`denial`]: the denied response, HTTP (recipe) or JSON-RPC error
@@ -7,6 +8,7 @@
 //! - [`tools_list`]: per-agent `tools/list` filtering and the unfiltered-list cache entries
 //! - [`sse_rewrite`]: rewriting SSE events as they pass
 
+pub mod authorize;
 pub mod config;
 pub mod denial;
 pub mod request_guard;
