@@ -1,8 +1,9 @@
 //! One request through the tool ACL.
 //!
 //! Request: headers are checked (content type, encoding, declared size)
-//! and passed on; the body is held (`Pause`) until complete, so nothing of
-//! it reaches the upstream before the decision. Then: parse once (or reuse
+//! and passed on, or held too with `holdRequestHeaders`; the body is held
+//! (`Pause`) until complete, so nothing of it reaches the upstream before
+//! the decision. Then: parse once (or reuse
 //! the facts an earlier filter published), refuse what cannot be judged,
 //! decide every governed message, answer a cacheable `tools/list` locally.
 //!
