@@ -108,7 +108,8 @@ def router() -> dict[str, Any]:
 
 
 def native_filters(api_key: bool) -> list[dict[str, Any]]:
-    """Envoy's own peers of our chain, as in /work/shared/notes (envoy-wasm.md)."""
+    """Envoy's own peers of our chain (docs/benchmarks.md). The mcp filter's
+    metadata is nested: namespace envoy.filters.http.mcp, params -> name."""
     pct = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "bench_rl"}
     out: list[dict[str, Any]] = []
     if api_key:
