@@ -31,9 +31,9 @@ test *pytest_args: lint unit build
 # ---------------------------------------------------------------- benchmarks
 # Numbers are printed, never asserted: run on a quiet machine and compare runs.
 
-# Every benchmark: host-side policy costs, then the per-filter Envoy benchmarks.
+# Every benchmark: host-side policy costs, the per-filter Envoy benchmarks, then the whole chain vs bare Envoy.
 [group('bench')]
-bench: bench-host bench-identity bench-audit bench-rate-limit-memory
+bench: bench-host bench-identity bench-audit bench-rate-limit-memory bench-chain
 
 # Host-side cost of policy decisions (tool ACL parse + decide, rate-limit memory per agent).
 [group('bench')]
@@ -55,6 +55,11 @@ bench-audit: build
 [group('bench')]
 bench-rate-limit-memory: build
     {{python}} scripts/bench_rate_limit_memory.py
+
+# CPU µs/request of the whole chain vs bare Envoy and Envoy's native MCP filters (wrk, 1 gateway core).
+[group('bench')]
+bench-chain *args: build
+    {{python}} scripts/bench_chain.py {{args}}
 
 # ---------------------------------------------------------------- build
 

@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""Per-request cost of the gateway chain against bare Envoy and Envoy's native
+MCP filters. Prints a table; asserts nothing.
+
+Every scenario runs the gateway Envoy with `--concurrency 1` (numbers are per
+core) on the listener, TLS and route settings of envoy/gateway.yaml; only the
+HTTP filter list (and the audit sender service) differs:
+
+  bare              router only
+  envoy-native      envoy.filters.http.mcp (REJECT_NO_MCP) + rbac on its
+                    metadata (envoy.filters.http.mcp / params.name) +
+                    local_ratelimit (filter_enabled + filter_enforced), router
+  envoy-native+key  the same with api_key_auth (x-agent-api-key) in front,
+                    the peer of our identity filter
+  audit             gw.audit (+ its sender service) only
+  identity          gw.identity only
+  audit+identity    gw.audit, gw.identity
+  +tool-acl         gw.audit, gw.identity, gw.tool_acl
+  chain             the four filters as shipped (audit -> identity -> tool-acl
+                    -> rate-limit); the rate-limit maxRequests is raised so no
+                    request is limited (the only change to the shipped config)
+
+The tool ACL and the rate limit judge the verified identity, so they are
+measured as increments (+tool-acl, chain) rather than alone: without the
+identity filter the ACL denies every call locally, which would measure a
+403 instead of a proxied request.
+
+Load: wrk (Debian `wrk`), 2 threads, 32 connections over HTTPS (HTTP/1.1,
+keep-alive), POSTing a ~300-byte MCP `tools/call` (tool read_config) to /mcp
+with the demo key gw-demo-admin-1; a short warm-up run, then the measured
+run. The upstream is a second stock Envoy that buffers the whole request body
+and answers a fixed JSON-RPC result (keeps connections alive). Audit events go
+to examples/audit_collector/collector.py (as in the demo), unless
+--audit-sink upstream sends them to the upstream Envoy instead.
+
+CPU µs/request = (utime + stime of the gateway Envoy process over the measured
+run, from /proc/<pid>/stat) / requests completed. The process total includes
+the main thread (the audit sender singleton runs there).
+
+  python scripts/bench_chain.py [--duration 10] [--warmup 2] [--only bare chain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_audit import upstream_config  # noqa: E402  (the buffering upstream Envoy)
+from stack import ROOT, Stack, envoy_binary, free_port, load_config, tail  # noqa: E402
+
+API_KEY = "gw-demo-admin-1"  # identity filter's static demo key (docs/identity.md)
+# ~300 bytes, a realistic tools/call with some arguments
+BODY = json.dumps({
+    "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+    "params": {"name": "read_config", "arguments": {
+        "key": "region", "path": "/etc/gateway/services/billing/config.yaml",
+        "fields": ["region", "zone", "replicas", "owner", "tier"],
+        "reason": "capacity review for the quarterly report, read-only access requested by agent"},
+        "_meta": {"progressToken": "bench-0001"}},
+}, separators=(",", ":"))
+HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+           "x-agent-api-key": API_KEY}
+EXPECT = "eu-west-1"  # in the upstream's fixed result: the request was proxied, not denied
+# The filter caps maxRequests and burstAllowance at 10,000 per window: with a
+# 1-second window that is 10,000 (+10,000 burst) requests/s per agent, above
+# what one gateway core serves here. wrk counts any 429 as an error (column).
+RAISED_LIMIT = {"maxRequests": 10_000, "windowSeconds": 1, "burstAllowance": 10_000}
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = [[%(body)s]]
+%(headers)s
+done = function(summary, latency, requests)
+  local s = string.format(
+    '{"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,"mean_us":%%f,' ..
+    '"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d}',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.mean,
+    summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout)
+  io.write("BENCHJSON " .. s .. "\\n")
+end
+"""
+
+HCM_PATH = ("static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config")
+
+
+def hcm(cfg: dict[str, Any]) -> dict[str, Any]:
+    node: Any = cfg
+    for k in HCM_PATH:
+        node = node[k]
+    return node
+
+
+def router() -> dict[str, Any]:
+    return {"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def native_filters(api_key: bool) -> list[dict[str, Any]]:
+    """Envoy's own peers of our chain (docs/benchmarks.md). The mcp filter's
+    metadata is nested: namespace envoy.filters.http.mcp, params -> name."""
+    pct = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "bench_rl"}
+    out: list[dict[str, Any]] = []
+    if api_key:
+        out.append({"name": "envoy.filters.http.api_key_auth", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
+            "credentials": [{"key": API_KEY, "client": "admin-1"}],
+            "key_sources": [{"header": "x-agent-api-key"}]}})
+    out += [
+        {"name": "envoy.filters.http.mcp", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp",
+            "traffic_mode": "REJECT_NO_MCP"}},
+        {"name": "envoy.filters.http.rbac", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "ALLOW", "policies": {"allowed-tools": {
+                "principals": [{"any": True}],
+                "permissions": [{"or_rules": {"rules": [
+                    {"sourced_metadata": {"metadata_matcher": {
+                        "filter": "envoy.filters.http.mcp", "path": [{"key": "params"}, {"key": "name"}],
+                        "value": {"string_match": {"exact": tool}}}}}
+                    for tool in ("search_patterns", "classify_content", "read_config")]}}]}}}}},
+        {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "bench_local_rl",
+            "token_bucket": {"max_tokens": 1_000_000_000, "tokens_per_fill": 1_000_000_000, "fill_interval": "1s"},
+            "filter_enabled": pct, "filter_enforced": {**pct, "runtime_key": "bench_rl_enforced"}}},
+    ]
+    return out
+
+
+def keep_ours(names: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
+    """Patch: keep only these gw.* filters (in shipped order) + the router; the
+    audit sender service only when gw.audit stays."""
+    def patch(cfg: dict[str, Any]) -> None:
+        h = hcm(cfg)
+        h["http_filters"] = [f for f in h["http_filters"] if f["name"] in names or not f["name"].startswith("gw.")]
+        if "gw.audit" not in names:
+            cfg.pop("bootstrap_extensions", None)
+    return patch
+
+
+def only_envoy(filters: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
+    def patch(cfg: dict[str, Any]) -> None:
+        cfg.pop("bootstrap_extensions", None)
+        hcm(cfg)["http_filters"] = [*filters, router()]
+    return patch
+
+
+def raised_rate_limit() -> str:
+    """The shipped gw_rate_limit configuration with every limit raised (RAISED_LIMIT)."""
+    from stack import wasm_filters
+
+    text = wasm_filters(load_config("envoy/gateway.yaml"))["gw_rate_limit"]["configuration"]["value"]
+    out = []
+    for line in text.splitlines():
+        for key, value in RAISED_LIMIT.items():
+            if line.strip().startswith(f"{key}:"):
+                line = line.split(f"{key}:")[0] + f"{key}: {value}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "bare": {"patch": only_envoy([])},
+    "envoy-native": {"patch": only_envoy(native_filters(api_key=False))},
+    "envoy-native+key": {"patch": only_envoy(native_filters(api_key=True))},
+    "audit": {"patch": keep_ours(("gw.audit",)), "audit": True},
+    "identity": {"patch": keep_ours(("gw.identity",))},
+    "audit+identity": {"patch": keep_ours(("gw.audit", "gw.identity")), "audit": True},
+    "+tool-acl": {"patch": keep_ours(("gw.audit", "gw.identity", "gw.tool_acl")), "audit": True},
+    "chain": {"patch": None, "audit": True, "raise_rl": True},
+}
+
+
+def cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def wrk(url: str, lua: Path, duration: float, threads: int, conns: int) -> dict[str, Any]:
+    secs = max(1, round(duration))  # wrk takes whole seconds
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--timeout", "5s", "-s", str(lua), url]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60)
+    for line in p.stdout.splitlines():
+        if line.startswith("BENCHJSON "):
+            return json.loads(line[len("BENCHJSON "):])
+    raise RuntimeError(f"wrk gave no summary (rc={p.returncode}):\n{p.stdout}\n{p.stderr}")
+
+
+def check_once(s: Stack) -> None:
+    ctx = ssl.create_default_context(cafile=str(s.ca_path))
+    req = urllib.request.Request(s.mcp_url, data=BODY.encode(), headers=HEADERS, method="POST")
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+        body = r.read().decode(errors="replace")
+        if r.status != 200 or EXPECT not in body:
+            raise RuntimeError(f"pre-check: {r.status} {body[:300]}")
+
+
+def wasm_stat(s: Stack, prefix: str) -> dict[str, str]:
+    _, body = s.admin(f"/stats?filter={prefix}")
+    return dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+
+
+def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path) -> dict[str, Any]:
+    spec = SCENARIOS[name]
+    up_port, up_admin = free_port(), free_port()
+    audit = spec.get("audit", False)
+    use_collector = audit and args.audit_sink == "collector"
+    extra: dict[str, Any] = {"mcp_upstream": up_port}
+    if audit and not use_collector:
+        extra["audit_collector"] = up_port  # the upstream Envoy answers 200 to any POST
+    kw: dict[str, Any] = {
+        "config": "envoy/gateway.yaml", "workers": 1, "run_dir": run_root / name,
+        "backends": ("audit",) if use_collector else (), "extra_upstreams": extra,
+        "envoy_log_level": args.log_level, "component_log_level": f"wasm:{args.log_level}",
+        "patch": spec.get("patch"),
+    }
+    if spec.get("raise_rl"):
+        kw["filter_configs"] = {"gw_rate_limit": raised_rate_limit()}
+    s = Stack(**kw)
+    up_cfg = run_root / name / "upstream.yaml"
+    up_cfg.parent.mkdir(parents=True, exist_ok=True)
+    up_cfg.write_text(json.dumps(upstream_config(up_port, up_admin)))
+    s.add_process("bench_upstream", [envoy_binary(), "-c", str(up_cfg), "--concurrency", str(args.upstream_workers),
+                                     "--disable-hot-restart", "--log-level", "warn"],
+                  ready_url=f"http://127.0.0.1:{up_admin}/ready")
+    s.start()
+    try:
+        check_once(s)
+        envoy = next(p for p in s.procs if p.name == "envoy")
+        assert envoy.popen is not None
+        pid = envoy.popen.pid
+        if args.warmup > 0:
+            wrk(s.mcp_url, lua, args.warmup, args.threads, args.connections)
+        load_before = loadavg()
+        t0 = cpu_ticks(pid)
+        res = wrk(s.mcp_url, lua, args.duration, args.threads, args.connections)
+        t1 = cpu_ticks(pid)
+        s.assert_alive()
+        st = wasm_stat(s, "^http.gateway.downstream_(cx|rq)_total$")
+        res["cx"] = int(st.get("http.gateway.downstream_cx_total", 0))
+        res["rq"] = int(st.get("http.gateway.downstream_rq_total", 0))
+        tick = os.sysconf("SC_CLK_TCK")
+        reqs = max(1, res["requests"])
+        res["cpu_us"] = (t1 - t0) / tick * 1e6 / reqs
+        res["cpu_util"] = (t1 - t0) / tick / (res["duration_us"] / 1e6)
+        res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+        res["load"] = f"{load_before} -> {loadavg()}"
+        res["errors"] = sum(res[k] for k in ("connect", "read", "write", "status", "timeout"))
+        if audit:
+            time.sleep(0.5)
+            st = wasm_stat(s, "^wasmcustom.gw.audit")
+            res["audit"] = " ".join(f"{k.rsplit('.', 1)[1]}={v}" for k, v in sorted(st.items())
+                                    if k.rsplit(".", 1)[1] in ("events_sent", "events_dropped", "buffered_events"))
+        return res
+    except Exception:
+        print(f"--- {name}: envoy log tail\n{tail(s.log_path('envoy'), 30)}", file=sys.stderr)
+        raise
+    finally:
+        s.stop()
+
+
+def machine() -> str:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    ver = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True).stdout.strip().split("version: ")[-1]
+    wrkv = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[:1]
+    return (f"{time.strftime('%Y-%m-%d %H:%M %Z')}  {platform.node()}  {os.cpu_count()} CPUs ({cpu}), "
+            f"Linux {platform.release()}\nEnvoy {ver}\n{wrkv[0] if wrkv else 'wrk ?'}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first (0: none)")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--upstream-workers", type=int, default=1)
+    ap.add_argument("--audit-sink", choices=("collector", "upstream"), default="collector",
+                    help="where audit batches go: examples/audit_collector (default) or the upstream Envoy")
+    ap.add_argument("--log-level", default="warn", help="gateway Envoy log level (access log is on regardless)")
+    ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), default=None)
+    args = ap.parse_args()
+
+    if not shutil.which("wrk"):
+        print("wrk not found: apt-get install -y wrk (or re-run ./dev, which installs it)", file=sys.stderr)
+        return 2
+    run_root = ROOT / ".run" / "bench-chain"
+    run_root.mkdir(parents=True, exist_ok=True)
+    lua = run_root / "post.lua"
+    lua.write_text(WRK_LUA % {"body": BODY, "headers": "\n".join(
+        f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items())})
+
+    names = args.only or list(SCENARIOS)
+    print(machine())
+    print(f"load average at start: {loadavg()}")
+    print(f"gateway Envoy --concurrency 1, log level {args.log_level} (access log to file on); upstream Envoy "
+          f"--concurrency {args.upstream_workers} (buffer + direct_response)")
+    print(f"wrk -t{args.threads} -c{args.connections}, HTTPS/1.1 keep-alive, POST /mcp tools/call read_config "
+          f"({len(BODY)}-byte body), {args.warmup:g} s warm-up + {args.duration:g} s measured per scenario")
+    print(f"audit events to: {'examples/audit_collector/collector.py' if args.audit_sink == 'collector' else 'the upstream Envoy (200 to any POST)'}")
+    print("'chain' = envoy/gateway.yaml as shipped except every rate limit raised to "
+          + ", ".join(f"{k} {v}" for k, v in RAISED_LIMIT.items()) + " (no request may be limited)\n", flush=True)
+
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = run_scenario(name, args, run_root, lua)
+
+    base = results.get("bare", {}).get("cpu_us")
+    hdr = f"{'scenario':18s} {'req/s':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'CPU µs/req':>10s} {'Δ vs bare':>9s} {'gw CPU':>6s} {'errors':>6s}"
+    print(hdr)
+    print("-" * len(hdr))
+    for name, r in results.items():
+        delta = f"{r['cpu_us'] - base:+9.1f}" if base is not None else f"{'-':>9s}"
+        print(f"{name:18s} {r['rps']:8.0f} {r['p50_us'] / 1000:7.2f} {r['p99_us'] / 1000:7.2f} "
+              f"{r['cpu_us']:10.1f} {delta} {r['cpu_util'] * 100:5.0f}% {r['errors']:6d}")
+    print()
+    for name, r in results.items():
+        extra = f"  audit: {r['audit']}" if "audit" in r else ""
+        print(f"{name:18s} load avg {r['load']}; downstream connections {r['cx']} for {r['rq']} requests "
+              f"(incl. warm-up){extra}")
+    if base is not None and "chain" in results:
+        d = results["chain"]["cpu_us"] - base
+        print(f"\nchain - bare = {d:+.1f} µs CPU/request (budget: ~25 µs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
