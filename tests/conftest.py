@@ -170,6 +170,11 @@ class Gateway:
         assert status == 200, (path, status, body[:500])
         return body
 
+    def upstream_requests(self, cluster: str) -> int:
+        """Requests Envoy has opened to `cluster` (its upstream_rq_total)."""
+        stats = self.admin(f"/stats?filter=^cluster\\.{cluster}\\.upstream_rq_total$")
+        return int(stats.split(":")[-1].strip() or 0)
+
     def upstream_stats(self, cluster: str = "mcp_upstream") -> dict[str, Any]:
         import httpx
 

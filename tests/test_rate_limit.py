@@ -508,10 +508,6 @@ def test_tracked_keys_are_bounded_and_live_windows_are_kept(start_stack: Callabl
         s.stop()
 
 
-def _upstream_requests(gateway: Gateway, cluster: str) -> int:
-    stats = gateway.admin(f"/stats?filter=^cluster\\.{cluster}\\.upstream_rq_total$")
-    return int(stats.split(":")[-1].strip() or 0)
-
 
 @pytest.mark.timeout(120)
 def test_limited_requests_never_reach_the_upstream(gateway: Gateway) -> None:
@@ -525,7 +521,7 @@ def test_limited_requests_never_reach_the_upstream(gateway: Gateway) -> None:
             "params": {"message": {"role": "user", "messageId": "m-1", "kind": "message",
                                    "parts": [{"kind": "text", "text": "hold"}]}}}
     headers = {"x-agent-api-key": DEMO_KEYS["alchemy-1"], "a2a-version": "0.3"}
-    before = _upstream_requests(gateway, "a2a_upstream")
+    before = gateway.upstream_requests("a2a_upstream")
     statuses = []
     with gateway.http(headers) as c:
         for _ in range(40):  # the recipe allows 30 sends a minute
@@ -533,4 +529,4 @@ def test_limited_requests_never_reach_the_upstream(gateway: Gateway) -> None:
             if statuses[-1] == 429 and statuses.count(429) >= 3:
                 break
     assert set(statuses) <= {200, 429} and statuses.count(429) >= 3, statuses
-    assert _upstream_requests(gateway, "a2a_upstream") - before == statuses.count(200)
+    assert gateway.upstream_requests("a2a_upstream") - before == statuses.count(200)

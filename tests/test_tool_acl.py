@@ -665,10 +665,6 @@ def test_tool_lists_too_large_to_filter_are_withheld(start_stack: Callable[..., 
 # --------------------------------------------------------------------------- header hold
 
 
-def _upstream_requests(gateway: Gateway) -> int:
-    stats = gateway.admin("/stats?filter=^cluster\\.mcp_upstream\\.upstream_rq_total$")
-    return int(stats.split(":")[-1].strip() or 0)
-
 
 def test_denied_call_never_reaches_the_upstream_not_even_its_headers(gateway: Gateway) -> None:
     """The shipped config holds request headers until the body is judged
@@ -676,12 +672,12 @@ def test_denied_call_never_reaches_the_upstream_not_even_its_headers(gateway: Ga
     upstream request for a denied call, where without the hold the server
     would see the headers and then a reset."""
     with gateway.http({"x-agent-api-key": DEMO_KEYS["sentinel-1"]} | MCP_HEADERS) as c:
-        before = _upstream_requests(gateway)
+        before = gateway.upstream_requests("mcp_upstream")
         for i in range(3):
             r = c.post("/mcp", json=tools_call("execute_code", id_=i, code="x"))
             assert r.status_code == 200 and rpc_body(r)["error"]["code"] == -32001
-        assert _upstream_requests(gateway) == before
+        assert gateway.upstream_requests("mcp_upstream") == before
         # An allowed call after the held ones still goes through, body and all.
         r = c.post("/mcp", json=tools_call("read_config", key="region"))
         assert r.status_code == 200 and rpc_body(r)["result"]["isError"] is False
-        assert _upstream_requests(gateway) == before + 1
+        assert gateway.upstream_requests("mcp_upstream") == before + 1
