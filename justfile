@@ -59,6 +59,7 @@ bench-rate-limit-memory: build
 # CPU µs/request of the whole chain vs bare Envoy and Envoy's native MCP filters (wrk, 1 gateway core).
 [group('bench')]
 bench-chain *args: build
+    cargo build --release --target {{wasm_target}} -p gw-noop
     {{python}} scripts/bench_chain.py {{args}}
 
 # ---------------------------------------------------------------- build

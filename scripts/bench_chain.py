@@ -59,6 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_audit import upstream_config  # noqa: E402  (the buffering upstream Envoy)
 from stack import ROOT, Stack, envoy_binary, free_port, load_config, tail  # noqa: E402
 
+# The empty Wasm filter (filters/noop), built by `just bench-chain`.
+NOOP_WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "gw_noop.wasm"
 API_KEY = "gw-demo-admin-1"  # identity filter's static demo key (docs/identity.md)
 # ~300 bytes, a realistic tools/call with some arguments
 BODY = json.dumps({
@@ -171,8 +173,21 @@ def raised_rate_limit() -> str:
     return "\n".join(out) + "\n"
 
 
+def noop_wasm(count: int) -> list[dict[str, Any]]:
+    """`count` empty proxy-wasm filters (filters/noop), each its own VM like
+    ours: the fixed cost of a Wasm filter per request on this Envoy."""
+    return [{"name": f"bench.noop_{i}", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {"name": f"noop_{i}", "root_id": f"noop_{i}", "vm_config": {
+            "vm_id": f"noop_{i}", "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": str(NOOP_WASM)}}}, "failure_policy": "FAIL_CLOSED"}}}
+        for i in range(count)]
+
+
 SCENARIOS: dict[str, dict[str, Any]] = {
     "bare": {"patch": only_envoy([])},
+    "noop-wasm": {"patch": only_envoy(noop_wasm(1))},
+    "4x-noop-wasm": {"patch": only_envoy(noop_wasm(4))},
     "envoy-native": {"patch": only_envoy(native_filters(api_key=False))},
     "envoy-native+key": {"patch": only_envoy(native_filters(api_key=True))},
     "audit": {"patch": keep_ours(("gw.audit",)), "audit": True},
