@@ -82,11 +82,12 @@ clean:
 
 # ---------------------------------------------------------------- checks
 
-# Format check + clippy (wasm target, warnings are errors).
+# Format check + clippy (wasm target; core and host with their tests on the host; warnings are errors).
 [group('test')]
 lint:
     cargo fmt --all --check
-    cargo clippy --target {{wasm_target}} {{ prepend("-p ", filter_crates) }} -p gw-core -p gw-host -- -D warnings
+    cargo clippy --target {{wasm_target}} {{ prepend("-p ", filter_crates) }} -p gw-core -p gw-host -p gw-noop -- -D warnings
+    cargo clippy -p gw-core -p gw-host --all-targets -- -D warnings
 
 # Rust unit tests on the host (pure policy logic).
 [group('test')]
