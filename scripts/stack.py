@@ -231,14 +231,15 @@ def load_config(path: str | Path) -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
-def _walk(node: Any, fn: Callable[[dict[str, Any]], None]) -> None:
+def walk_dicts(node: Any, fn: Callable[[dict[str, Any]], None]) -> None:
+    """Call `fn` on every mapping of a loaded config, depth first (it may edit them)."""
     if isinstance(node, dict):
         fn(node)
         for v in node.values():
-            _walk(v, fn)
+            walk_dicts(v, fn)
     elif isinstance(node, list):
         for v in node:
-            _walk(v, fn)
+            walk_dicts(v, fn)
 
 
 def wasm_filters(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -256,7 +257,7 @@ def wasm_filters(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if isinstance(vm, dict) and "vm_id" in vm:
             plugins.append(d)
 
-    _walk(cfg, visit)
+    walk_dicts(cfg, visit)
     found: dict[str, dict[str, Any]] = {}
     for d in plugins:
         vm_id = d["vm_config"]["vm_id"]
@@ -326,7 +327,7 @@ def render_config(
         elif not os.path.isabs(fn) and not fn.startswith("/dev/"):
             d["filename"] = str(ROOT / fn)
 
-    _walk(cfg, fix_files)
+    walk_dicts(cfg, fix_files)
 
     if filter_configs:
         plugins = wasm_filters(cfg)
@@ -361,7 +362,7 @@ def split_config(cfg: dict[str, Any], keep: str) -> dict[str, Any]:
         if "routes" in d and isinstance(d["routes"], list):
             d["routes"] = [r for r in d["routes"] if not str(r.get("name", "")).startswith(drop)]
 
-    _walk(cfg, visit)
+    walk_dicts(cfg, visit)
     if keep == "a2a":
         # The tool ACL governs MCP only: an A2A instance has no use for it
         # (and it would judge /mcp bodies before Envoy's 404 for the missing route).
@@ -369,7 +370,7 @@ def split_config(cfg: dict[str, Any], keep: str) -> dict[str, Any]:
             if "http_filters" in d and isinstance(d["http_filters"], list):
                 d["http_filters"] = [f for f in d["http_filters"] if f.get("name") != "gw.tool_acl"]
 
-        _walk(cfg, drop_tool_acl)
+        walk_dicts(cfg, drop_tool_acl)
         # separate instance: different default ports than the MCP one
         res["listeners"][0]["address"]["socket_address"]["port_value"] = 8444
         cfg["admin"]["address"]["socket_address"]["port_value"] = 9902

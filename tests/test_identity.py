@@ -64,20 +64,14 @@ def with_identity_in_access_log(cfg: dict[str, Any]) -> None:
     """Print the filter state identity publishes (gw_identity, gw_decision) in
     Envoy's access log, to check it end to end."""
 
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            src = node.get("text_format_source")
-            if isinstance(src, dict) and "inline_string" in src:
-                src["inline_string"] = src["inline_string"].rstrip("\n") + (
-                    " identity=%FILTER_STATE(wasm.gw_identity:PLAIN)% decision=%FILTER_STATE(wasm.gw_decision:PLAIN)%\n"
-                )
-            for v in node.values():
-                visit(v)
-        elif isinstance(node, list):
-            for v in node:
-                visit(v)
+    def add_fields(node: dict[str, Any]) -> None:
+        src = node.get("text_format_source")
+        if isinstance(src, dict) and "inline_string" in src:
+            src["inline_string"] = src["inline_string"].rstrip("\n") + (
+                " identity=%FILTER_STATE(wasm.gw_identity:PLAIN)% decision=%FILTER_STATE(wasm.gw_decision:PLAIN)%\n"
+            )
 
-    visit(cfg)
+    stack_mod.walk_dicts(cfg, add_fields)
 
 
 # --------------------------------------------------------------------------- services

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from conftest import DEMO_KEYS, ROOT, Gateway
-from stack import Stack, wasm_filters
+from stack import Stack, walk_dicts, wasm_filters
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,43 +54,37 @@ def _inject_test_identity(cfg: dict[str, Any]) -> None:
     """TEST-ONLY: swap the identity filter for set_filter_state fed by a header,
     and surface the filter state `gw_decision` as `x-test-decision` on local replies."""
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            filters = node.get("http_filters")
-            if isinstance(filters, list):
-                for i, f in enumerate(filters):
-                    if f.get("name") == "gw.identity":
-                        filters[i] = {
-                            "name": "envoy.filters.http.set_filter_state",
-                            "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-                                "on_request_headers": [{
-                                    "object_key": "wasm.gw_identity",
-                                    "factory_key": "envoy.string",
-                                    "skip_if_empty": True,
-                                    "format_string": {
-                                        "omit_empty_values": True,
-                                        "text_format_source": {"inline_string": f"%REQ({TEST_IDENTITY_HEADER})%"},
-                                    },
-                                }],
-                            },
-                        }
-            if "http_filters" in node and "stat_prefix" in node:
-                # Local replies carry the decision the filter stored as filter
-                # state (the access log has it too, but file flushes lag).
-                node["local_reply_config"] = {"mappers": [{
-                    "filter": {"status_code_filter": {"comparison": {
-                        "op": "GE", "value": {"default_value": 100, "runtime_key": "tool_acl_test.unused"}}}},
-                    "headers_to_add": [{"header": {"key": "x-test-decision",
-                                                   "value": "%FILTER_STATE(wasm.gw_decision:PLAIN)%"}}],
-                }]}
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
+    def patch(node: dict[str, Any]) -> None:
+        filters = node.get("http_filters")
+        if isinstance(filters, list):
+            for i, f in enumerate(filters):
+                if f.get("name") == "gw.identity":
+                    filters[i] = {
+                        "name": "envoy.filters.http.set_filter_state",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
+                            "on_request_headers": [{
+                                "object_key": "wasm.gw_identity",
+                                "factory_key": "envoy.string",
+                                "skip_if_empty": True,
+                                "format_string": {
+                                    "omit_empty_values": True,
+                                    "text_format_source": {"inline_string": f"%REQ({TEST_IDENTITY_HEADER})%"},
+                                },
+                            }],
+                        },
+                    }
+        if "http_filters" in node and "stat_prefix" in node:
+            # Local replies carry the decision the filter stored as filter
+            # state (the access log has it too, but file flushes lag).
+            node["local_reply_config"] = {"mappers": [{
+                "filter": {"status_code_filter": {"comparison": {
+                    "op": "GE", "value": {"default_value": 100, "runtime_key": "tool_acl_test.unused"}}}},
+                "headers_to_add": [{"header": {"key": "x-test-decision",
+                                               "value": "%FILTER_STATE(wasm.gw_decision:PLAIN)%"}}],
+            }]}
 
-    walk(cfg)
+    walk_dicts(cfg, patch)
 
 
 def shipped_acl_config() -> dict[str, Any]:
