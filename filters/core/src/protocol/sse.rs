@@ -71,6 +71,11 @@ impl SseParser {
     /// Feed one body chunk; `emit` receives each event completed by it.
     pub fn feed(&mut self, chunk: &[u8], mut emit: impl FnMut(SseEvent)) {
         let mut rest = chunk;
+        // An empty chunk (Envoy sends them, e.g. with end_of_stream) must not
+        // forget a CR that ended the previous one.
+        if rest.is_empty() {
+            return;
+        }
         if self.after_cr {
             if let Some(tail) = rest.strip_prefix(b"\n") {
                 rest = tail;
@@ -242,6 +247,14 @@ mod tests {
             let bytes: Vec<&[u8]> = stream.chunks(1).collect();
             assert_eq!(parse_chunks(&bytes).len(), 2);
         }
+    }
+
+    #[test]
+    fn empty_chunk_between_cr_and_lf_keeps_the_line_ending_whole() {
+        // Found by the chunking property test: "\r" | "" | "\n" read as two
+        // line ends, i.e. a blank line that dispatched a phantom event.
+        let events = parse_chunks(&[b"data:\r", b"", b"\nx: y\r\n"]);
+        assert_eq!(events, vec![]);
     }
 
     #[test]
