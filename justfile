@@ -62,6 +62,17 @@ bench-chain *args: build
     cargo build --release --target {{wasm_target}} -p gw-noop
     {{python}} scripts/bench_chain.py {{args}}
 
+# bench-chain with self-timed callbacks (filters built with gw-host/profile into dist/wasm-profile/).
+[group('bench')]
+bench-profile *args:
+    CARGO_TARGET_DIR=target/profile cargo build --release --target {{wasm_target}} {{ prepend("-p ", filter_crates) }} --features gw-host/profile
+    mkdir -p dist/wasm-profile
+    for crate in {{filter_crates}}; do \
+      lib="$(echo "${crate}" | tr - _)"; \
+      cp "target/profile/{{wasm_target}}/release/${lib}.wasm" "dist/wasm-profile/${lib#gw_}.wasm"; \
+    done
+    {{python}} scripts/bench_chain.py --wasm-dir dist/wasm-profile {{args}}
+
 # ---------------------------------------------------------------- build
 
 # Build the four filters for wasm32-wasip1 and copy them to dist/wasm/<name>.wasm.
@@ -88,6 +99,7 @@ lint:
     cargo fmt --all --check
     cargo clippy --target {{wasm_target}} {{ prepend("-p ", filter_crates) }} -p gw-core -p gw-host -p gw-noop -- -D warnings
     cargo clippy -p gw-core -p gw-host --all-targets -- -D warnings
+    cargo clippy --target {{wasm_target}} -p gw-host --features profile -- -D warnings
 
 # Rust unit tests on the host (pure policy logic).
 [group('test')]

@@ -232,6 +232,17 @@ def wasm_stat(s: Stack, prefix: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
 
 
+def callback_profile(stats: dict[str, str], requests: int) -> list[str]:
+    """Self-timed callbacks (wasm built with gw-host/profile): µs per request and calls per request."""
+    out = []
+    for key in sorted(k for k in stats if k.endswith(".ns")):
+        name = key[len("wasmcustom.gw.prof."):-len(".ns")]
+        calls = int(stats.get(key[:-len(".ns")] + ".calls", 0))
+        ns = int(stats[key])
+        out.append(f"{name:36s} {ns / 1000 / max(1, requests):8.1f} µs/req {calls / max(1, requests):6.2f} calls/req")
+    return out
+
+
 def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path) -> dict[str, Any]:
     spec = SCENARIOS[name]
     up_port, up_admin = free_port(), free_port()
@@ -245,6 +256,7 @@ def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path)
         "backends": ("audit",) if use_collector else (), "extra_upstreams": extra,
         "envoy_log_level": args.log_level, "component_log_level": f"wasm:{args.log_level}",
         "patch": spec.get("patch"),
+        "wasm_dir": args.wasm_dir,
     }
     if spec.get("raise_rl"):
         kw["filter_configs"] = {"gw_rate_limit": raised_rate_limit()}
@@ -278,6 +290,9 @@ def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path)
         res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
         res["load"] = f"{load_before} -> {loadavg()}"
         res["errors"] = sum(res[k] for k in ("connect", "read", "write", "status", "timeout"))
+        prof = wasm_stat(s, "^wasmcustom.gw.prof")
+        if prof:
+            res["profile"] = callback_profile(prof, res["rq"])
         if audit:
             time.sleep(0.5)
             st = wasm_stat(s, "^wasmcustom.gw.audit")
@@ -314,6 +329,8 @@ def main() -> int:
                     help="where audit batches go: examples/audit_collector (default) or the upstream Envoy")
     ap.add_argument("--log-level", default="warn", help="gateway Envoy log level (access log is on regardless)")
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), default=None)
+    ap.add_argument("--wasm-dir", type=Path, default=None,
+                    help="where the filters' .wasm files are (default dist/wasm; `just bench-profile` uses dist/wasm-profile)")
     args = ap.parse_args()
 
     if not shutil.which("wrk"):
@@ -354,6 +371,10 @@ def main() -> int:
         extra = f"  audit: {r['audit']}" if "audit" in r else ""
         print(f"{name:18s} load avg {r['load']}; downstream connections {r['cx']} for {r['rq']} requests "
               f"(incl. warm-up){extra}")
+    for name, r in results.items():
+        if r.get("profile"):
+            print(f"\n{name}: time inside the filters' callbacks (self-timed, VM entry not included)")
+            print("\n".join("  " + line for line in r["profile"]))
     if base is not None and "chain" in results:
         d = results["chain"]["cpu_us"] - base
         print(f"\nchain - bare = {d:+.1f} µs CPU/request (budget: ~25 µs)")

@@ -100,7 +100,10 @@ impl RootContext for AuditRoot {
             RootRole::Filter(shared) => Some(Rc::clone(shared)),
             _ => None,
         };
-        Some(Box::new(http::AuditHttp::new(context_id, shared)))
+        Some(gw_host::profile::wrap(
+            "audit",
+            Box::new(http::AuditHttp::new(context_id, shared)),
+        ))
     }
 }
 

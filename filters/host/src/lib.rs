@@ -11,6 +11,7 @@ pub mod abi;
 pub mod body;
 pub mod config;
 pub mod headers;
+pub mod profile;
 pub mod reply;
 pub mod response;
 pub mod shared_data;

@@ -66,6 +66,9 @@ impl RootContext for IdentityRoot {
         // Without a configuration Envoy has refused the plugin; no context
         // means the filter chain fails closed (failure_policy FAIL_CLOSED).
         let config = self.config.clone()?;
-        Some(Box::new(IdentityHttp::new(config, self.metrics)))
+        Some(gw_host::profile::wrap(
+            "identity",
+            Box::new(IdentityHttp::new(config, self.metrics)),
+        ))
     }
 }

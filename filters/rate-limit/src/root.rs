@@ -93,10 +93,9 @@ impl RootContext for RateLimitRoot {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = self.config.clone()?;
-        Some(Box::new(RateLimitHttp::new(
-            config,
-            self.metrics,
-            context_id,
-        )))
+        Some(gw_host::profile::wrap(
+            "rate_limit",
+            Box::new(RateLimitHttp::new(config, self.metrics, context_id)),
+        ))
     }
 }

@@ -119,9 +119,12 @@ impl RootContext for ToolAclRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // No configuration means on_configure failed and Envoy refused the
         // filter; a context without one must still fail closed.
-        Some(Box::new(http::ToolAclHttp::new(
-            self.config.clone(),
-            self.metrics.clone(),
-        )))
+        Some(gw_host::profile::wrap(
+            "tool_acl",
+            Box::new(http::ToolAclHttp::new(
+                self.config.clone(),
+                self.metrics.clone(),
+            )),
+        ))
     }
 }
