@@ -597,6 +597,8 @@ def test_without_a_sender_traffic_flows_and_drops_are_counted(start_stack: Calla
     with Gateway(s, default_headers).http() as c:
         for i in range(3):
             assert mcp_post(c, tools_list(i)).status_code == 200
+    # Events leave the worker's outbox on its next tick (at most 250 ms).
+    wait_until(lambda: counters(s)["events_dropped"] >= 3, timeout=10, what="the outbox flush")
     after = counters(s)
     assert after["events"] == 3 and after["events_dropped"] == 3, after
     assert "events are dropped (is the audit WasmService in bootstrap_extensions?)" in s.log_path("envoy").read_text()

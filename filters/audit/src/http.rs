@@ -19,6 +19,7 @@ use gw_core::audit::config::{normalize_path, AuditConfig, Source};
 use gw_core::audit::event::{
     build_event, capture_request, RequestBody, RequestRecord, ResponseRecord,
 };
+use gw_core::audit::outbox::Outbox;
 use gw_core::audit::response_capture::{CapturePlan, ResponseCapture};
 use gw_core::filter_state;
 use gw_core::protocol::jsonrpc::{self, InspectError, JsonRpcBody};
@@ -26,7 +27,7 @@ use gw_host::abi;
 use gw_host::state;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// What every request context of one filter configuration shares.
@@ -35,6 +36,8 @@ pub struct FilterShared {
     metrics: FilterMetrics,
     vm_id: String,
     queue: Cell<Option<u32>>,
+    /// This worker's events not yet on the queue (see `gw_core::audit::outbox`).
+    outbox: RefCell<Outbox>,
     warned_no_sender: Cell<bool>,
     /// Tells this VM's local event ids (for requests without
     /// `x-request-id`) from other workers'.
@@ -46,17 +49,24 @@ impl FilterShared {
         let vm_id = state::property_string(vec!["plugin_vm_id"])
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| DEFAULT_VM_ID.to_string());
+        let outbox = Outbox::new(config.destination.batch_size);
         Self {
-            config,
             metrics: FilterMetrics::define(),
             vm_id,
             queue: Cell::new(None),
+            outbox: RefCell::new(outbox),
             warned_no_sender: Cell::new(false),
             instance: abi::get_current_time()
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or_else(String::new, |d| format!("{:x}", d.subsec_nanos())),
+            config,
         }
+    }
+
+    /// How often the worker's root context flushes the outbox.
+    pub fn hold_ms(&self) -> u64 {
+        gw_core::audit::outbox::hold_ms(self.config.destination.flush_interval_ms)
     }
 
     fn queue(&self) -> Option<u32> {
@@ -70,18 +80,31 @@ impl FilterShared {
         id
     }
 
-    /// Hand an event to the sender; count it as dropped if there is none.
-    fn enqueue(&self, event: &str) {
+    /// Collect an event; the outbox goes to the sender when it holds a
+    /// batch, or on the next tick of this worker's root context.
+    fn record(&self, event: &str) {
         metrics::add(self.metrics.events, 1);
+        let full = self.outbox.borrow_mut().push(event);
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Hand the outbox to the sender; its events count as dropped if there
+    /// is no sender.
+    pub fn flush(&self) {
+        let Some((frame, events)) = self.outbox.borrow_mut().take() else {
+            return;
+        };
         for _ in 0..2 {
             let Some(id) = self.queue() else { break };
-            match abi::enqueue_shared_queue(id, Some(event.as_bytes())) {
+            match abi::enqueue_shared_queue(id, Some(frame.as_bytes())) {
                 Ok(()) => return,
                 // The sender re-registered (reconfiguration): resolve again.
                 Err(_) => self.queue.set(None),
             }
         }
-        metrics::add(self.metrics.dropped, 1);
+        metrics::add(self.metrics.dropped, events as u64);
         if !self.warned_no_sender.replace(true) {
             log::warn!(
                 "audit: no sender queue `{QUEUE_NAME}` in vm `{}`: events are dropped (is the audit WasmService in bootstrap_extensions?)",
@@ -331,7 +354,7 @@ impl HttpContext for AuditHttp {
             request.start_unix_ms, shared.instance, self.context_id
         );
         let event = build_event(config, request, response, &fallback_id);
-        shared.enqueue(&event.to_json());
+        shared.record(&event.to_json());
     }
 }
 

@@ -6,8 +6,9 @@
 //!   the request body once for everyone (bounded, never denies), captures
 //!   the configured fields, watches the response (JSON or SSE) on its way to
 //!   the client, and in `on_log`, which Envoy calls once for every stream,
-//!   including local replies and resets, builds one event and puts it on a
-//!   shared queue. See [`http`].
+//!   including local replies and resets, builds one event and adds it to
+//!   the worker's outbox, which goes onto a shared queue as one frame when
+//!   it holds a batch or on the worker's next tick (≤ 250 ms). See [`http`].
 //! - `role: sender`, a singleton `bootstrap_extensions` Wasm service with
 //!   the same `vm_id`: drains the queue into a bounded buffer and POSTs
 //!   batches to the collector cluster with retries. See [`sender`].
@@ -45,6 +46,14 @@ struct AuditRoot {
 }
 
 impl Context for AuditRoot {
+    fn on_done(&mut self) -> bool {
+        // The VM is stopping: hand over what this worker still holds.
+        if let RootRole::Filter(shared) = &self.role {
+            shared.flush();
+        }
+        true
+    }
+
     fn on_http_call_response(&mut self, token_id: u32, _: usize, _: usize, _: usize) {
         if let RootRole::Sender(sender) = &mut self.role {
             sender.on_http_call_response(token_id);
@@ -61,7 +70,18 @@ impl RootContext for AuditRoot {
         };
         match config.role {
             Role::Filter => {
-                self.role = RootRole::Filter(Rc::new(http::FilterShared::new(config)));
+                let shared = Rc::new(http::FilterShared::new(config));
+                // The tick flushes this worker's outbox (events wait at most
+                // this long before they reach the sender's queue).
+                let hold = std::time::Duration::from_millis(shared.hold_ms());
+                if let Err(status) = gw_host::abi::set_tick_period(hold) {
+                    log::error!("audit: cannot set tick period: {status:?}");
+                    return false;
+                }
+                if let RootRole::Filter(old) = &self.role {
+                    old.flush();
+                }
+                self.role = RootRole::Filter(shared);
                 true
             }
             Role::Sender => {
@@ -80,8 +100,10 @@ impl RootContext for AuditRoot {
     }
 
     fn on_tick(&mut self) {
-        if let RootRole::Sender(sender) = &mut self.role {
-            sender.on_tick();
+        match &mut self.role {
+            RootRole::Sender(sender) => sender.on_tick(),
+            RootRole::Filter(shared) => shared.flush(),
+            RootRole::Unconfigured => {}
         }
     }
 

@@ -1,7 +1,8 @@
 //! The singleton sender (`role: sender`), running on Envoy's main thread as
 //! a `bootstrap_extensions` Wasm service.
 //!
-//! It owns the shared queue the HTTP filters write to, drains it into the
+//! It owns the shared queue the HTTP filters write to (frames of events,
+//! see `gw_core::audit::outbox`), drains it into the
 //! bounded [`BatchSender`] as soon as Envoy signals it (`on_queue_ready`)
 //! and on every tick, and POSTs due batches with `dispatch_http_call`. The
 //! queue itself is unbounded in Envoy; draining it at once into a bounded
@@ -19,6 +20,7 @@ use crate::{now_ms, QUEUE_NAME};
 use gw_core::audit::batch::{encode_json_batch, BatchPolicy, BatchSender, Outcome};
 use gw_core::audit::config::{Destination, DestinationType};
 use gw_core::audit::otlp;
+use gw_core::audit::outbox::frame_events;
 use gw_host::abi;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
@@ -162,8 +164,10 @@ impl Sender {
         loop {
             match abi::dequeue_shared_queue(self.queue_id) {
                 Ok(Some(bytes)) => match String::from_utf8(bytes) {
-                    Ok(event) => {
-                        self.batches.offer(now, event);
+                    Ok(frame) => {
+                        for event in frame_events(&frame) {
+                            self.batches.offer(now, event.to_string());
+                        }
                     }
                     Err(_) => log::warn!("audit sender: dropped a non-UTF-8 queue item"),
                 },

@@ -3,6 +3,7 @@
 //! - [`config`]: the recipe block (destination, captures, event format)
 //! - [`event`]: one audit event per request/response pair, request captures
 //! - [`response_capture`]: response captures from JSON and SSE bodies, by JSON-RPC id
+//! - [`outbox`]: events a worker collects and enqueues in frames
 //! - [`batch`]: the sender's batching / retry / backoff state machine
 //! - [`otlp`]: audit events as OTLP/HTTP JSON logs
 
@@ -10,4 +11,5 @@ pub mod batch;
 pub mod config;
 pub mod event;
 pub mod otlp;
+pub mod outbox;
 pub mod response_capture;
