@@ -35,11 +35,13 @@ test *pytest_args: lint unit build
 [group('bench')]
 bench: bench-host bench-identity bench-audit bench-rate-limit-memory bench-chain
 
-# Host-side cost of policy decisions (tool ACL parse + decide, rate-limit memory per agent).
+# Host-side cost of policy decisions (tool ACL parse + decide, rate-limit memory per agent,
+# every pure-policy step of one proxied tools/call through the four filters).
 [group('bench')]
 bench-host:
     cargo run --release -q -p gw-core --example tool_acl_bench
     cargo run --release -q -p gw-core --example rate_limit_memory
+    cargo run --release -q -p gw-core --example chain_bench
 
 # Identity latency per path (public, 401, cached key/token, callouts) through Envoy.
 [group('bench')]
