@@ -51,9 +51,12 @@ import ssl
 import subprocess
 import sys
 import time
+import hashlib
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_audit import upstream_config  # noqa: E402  (the buffering upstream Envoy)
@@ -83,6 +86,7 @@ WRK_LUA = """
 wrk.method = "POST"
 wrk.body = [[%(body)s]]
 %(headers)s
+%(rotate)s
 done = function(summary, latency, requests)
   local s = string.format(
     '{"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,"mean_us":%%f,' ..
@@ -109,7 +113,7 @@ def router() -> dict[str, Any]:
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
-def native_filters(api_key: bool) -> list[dict[str, Any]]:
+def native_filters(api_key: bool, agents: list[tuple[str, str]] = ()) -> list[dict[str, Any]]:
     """Envoy's own peers of our chain (docs/benchmarks.md). The mcp filter's
     metadata is nested: namespace envoy.filters.http.mcp, params -> name."""
     pct = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "bench_rl"}
@@ -117,7 +121,8 @@ def native_filters(api_key: bool) -> list[dict[str, Any]]:
     if api_key:
         out.append({"name": "envoy.filters.http.api_key_auth", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
-            "credentials": [{"key": API_KEY, "client": "admin-1"}],
+            "credentials": [{"key": API_KEY, "client": "admin-1"}] + [
+                {"key": key, "client": aid} for aid, key in agents],
             "key_sources": [{"header": "x-agent-api-key"}]}})
     out += [
         {"name": "envoy.filters.http.mcp", "typed_config": {
@@ -159,6 +164,34 @@ def only_envoy(filters: list[dict[str, Any]]) -> Callable[[dict[str, Any]], None
     return patch
 
 
+def bench_agents(n: int) -> list[tuple[str, str]]:
+    """(agent id, API key) of the generated agents. `sentinel-*` ids: the
+    shipped tool ACL lets them call read_config."""
+    return [(f"sentinel-bench-{i:05d}", f"bench-agent-key-{i:05d}") for i in range(n)]
+
+
+def rotate_lua(agents: list[tuple[str, str]]) -> str:
+    """wrk: each request carries the next agent's key (round robin per thread)."""
+    if not agents:
+        return ""
+    keys = ",".join(f'"{key}"' for _, key in agents)
+    return (f"local keys = {{{keys}}}\nlocal i = 0\n"
+            "request = function()\n  i = i % #keys + 1\n"
+            '  wrk.headers["x-agent-api-key"] = keys[i]\n  return wrk.format()\nend\n')
+
+
+def identity_with_agents(agents: list[tuple[str, str]]) -> dict[str, Any]:
+    """The shipped gw_identity configuration plus the generated static agents."""
+    from stack import wasm_filters
+
+    conf = yaml.safe_load(wasm_filters(load_config("envoy/gateway.yaml"))["gw_identity"]["configuration"]["value"])
+    method = next(m for m in conf["authMethods"] if m["type"] == "apiKey")
+    method["agents"] = method.get("agents", []) + [
+        {"id": aid, "name": aid, "owner": "bench", "keySha256": hashlib.sha256(key.encode()).hexdigest()}
+        for aid, key in agents]
+    return conf
+
+
 def raised_rate_limit() -> str:
     """The shipped gw_rate_limit configuration with every limit raised (RAISED_LIMIT)."""
     from stack import wasm_filters
@@ -189,12 +222,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "noop-wasm": {"patch": only_envoy(noop_wasm(1))},
     "4x-noop-wasm": {"patch": only_envoy(noop_wasm(4))},
     "envoy-native": {"patch": only_envoy(native_filters(api_key=False))},
-    "envoy-native+key": {"patch": only_envoy(native_filters(api_key=True))},
+    "envoy-native+key": {"native_key": True},
     "audit": {"patch": keep_ours(("gw.audit",)), "audit": True},
     "identity": {"patch": keep_ours(("gw.identity",))},
     "audit+identity": {"patch": keep_ours(("gw.audit", "gw.identity")), "audit": True},
     "+tool-acl": {"patch": keep_ours(("gw.audit", "gw.identity", "gw.tool_acl")), "audit": True},
-    "chain": {"patch": None, "audit": True, "raise_rl": True},
+    "chain": {"patch": None, "audit": True, "chain": True},
 }
 
 
@@ -258,8 +291,14 @@ def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path)
         "patch": spec.get("patch"),
         "wasm_dir": args.wasm_dir,
     }
-    if spec.get("raise_rl"):
-        kw["filter_configs"] = {"gw_rate_limit": raised_rate_limit()}
+    agents = bench_agents(args.agents)
+    if spec.get("native_key"):
+        kw["patch"] = only_envoy(native_filters(api_key=True, agents=agents))
+    kw["filter_configs"] = {}
+    if agents and name not in ("bare", "noop-wasm", "4x-noop-wasm", "envoy-native"):
+        kw["filter_configs"]["gw_identity"] = identity_with_agents(agents)
+    if spec.get("chain") and not agents:
+        kw["filter_configs"]["gw_rate_limit"] = raised_rate_limit()
     s = Stack(**kw)
     up_cfg = run_root / name / "upstream.yaml"
     up_cfg.parent.mkdir(parents=True, exist_ok=True)
@@ -329,6 +368,9 @@ def main() -> int:
                     help="where audit batches go: examples/audit_collector (default) or the upstream Envoy")
     ap.add_argument("--log-level", default="warn", help="gateway Envoy log level (access log is on regardless)")
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), default=None)
+    ap.add_argument("--agents", type=int, default=2000,
+                    help="distinct agents (static API keys, round robin per request) so that the shipped per-agent "
+                         "rate limits apply as in production; 0: one agent and raised limits in 'chain'")
     ap.add_argument("--wasm-dir", type=Path, default=None,
                     help="where the filters' .wasm files are (default dist/wasm; `just bench-profile` uses dist/wasm-profile)")
     args = ap.parse_args()
@@ -340,7 +382,7 @@ def main() -> int:
     run_root.mkdir(parents=True, exist_ok=True)
     lua = run_root / "post.lua"
     lua.write_text(WRK_LUA % {"body": BODY, "headers": "\n".join(
-        f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items())})
+        f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items()), "rotate": rotate_lua(bench_agents(args.agents))})
 
     names = args.only or list(SCENARIOS)
     print(machine())
@@ -350,8 +392,12 @@ def main() -> int:
     print(f"wrk -t{args.threads} -c{args.connections}, HTTPS/1.1 keep-alive, POST /mcp tools/call read_config "
           f"({len(BODY)}-byte body), {args.warmup:g} s warm-up + {args.duration:g} s measured per scenario")
     print(f"audit events to: {'examples/audit_collector/collector.py' if args.audit_sink == 'collector' else 'the upstream Envoy (200 to any POST)'}")
-    print("'chain' = envoy/gateway.yaml as shipped except every rate limit raised to "
-          + ", ".join(f"{k} {v}" for k, v in RAISED_LIMIT.items()) + " (no request may be limited)\n", flush=True)
+    if args.agents:
+        print(f"{args.agents} agents (static keys added to the identity config, sentinel-bench-*), one per request "
+              "round robin: 'chain' = envoy/gateway.yaml with the shipped rate limits\n", flush=True)
+    else:
+        print("one agent; 'chain' = envoy/gateway.yaml as shipped except every rate limit raised to "
+              + ", ".join(f"{k} {v}" for k, v in RAISED_LIMIT.items()) + " (no request may be limited)\n", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
     for name in names:

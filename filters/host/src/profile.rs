@@ -14,8 +14,15 @@ pub fn wrap(
     inner
 }
 
+/// Time `f` as `gw.prof.<name>` (a step inside a callback).
+#[cfg(not(feature = "profile"))]
+#[inline(always)]
+pub fn span<T>(_name: &'static str, f: impl FnOnce() -> T) -> T {
+    f()
+}
+
 #[cfg(feature = "profile")]
-pub use timed::wrap;
+pub use timed::{span, wrap};
 
 #[cfg(feature = "profile")]
 mod timed {
@@ -54,6 +61,13 @@ mod timed {
             let _ = abi::increment_metric(ns_id, i64::try_from(ns).unwrap_or(0));
             let _ = abi::increment_metric(calls_id, 1);
         }
+    }
+
+    pub fn span<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
+        let start = now_ns();
+        let out = f();
+        record("span", name, now_ns().saturating_sub(start));
+        out
     }
 
     struct Timed {

@@ -12,6 +12,7 @@ use gw_core::identity::policy::{Begin, Pending, Verdict};
 use gw_core::identity::protected_resource::RequestInfo;
 use gw_core::{filter_state, identity::api_key, identity::introspection};
 use gw_host::abi;
+use gw_host::profile::span;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -122,10 +123,17 @@ impl IdentityHttp {
         self.state = State::Done;
         match verdict {
             Verdict::Allow(allowed) => {
-                for (name, value) in &allowed.headers {
-                    gw_host::state::set_request_header(name, Some(value));
-                }
-                gw_host::state::set(filter_state::VERIFIED_IDENTITY, &allowed.identity.to_json());
+                span("id.set_headers", || {
+                    for (name, value) in &allowed.headers {
+                        gw_host::state::set_request_header(name, Some(value));
+                    }
+                });
+                span("id.set_state", || {
+                    gw_host::state::set(
+                        filter_state::VERIFIED_IDENTITY,
+                        &allowed.identity.to_json(),
+                    )
+                });
                 Metrics::bump(self.metrics.allowed);
                 true
             }
@@ -253,16 +261,19 @@ impl HttpContext for IdentityHttp {
         if !matches!(self.state, State::Start) {
             return Action::Continue;
         }
-        let headers = gw_host::headers::request_headers();
+        let headers = span("id.get_headers", gw_host::headers::request_headers);
         // Before anything else: only this filter may set X-Verified-Agent-*,
         // and credentials are not the upstream's business.
-        for name in self.config.headers_to_strip(&headers) {
-            gw_host::headers::remove_request_header(&name);
-        }
-        let request = Request::read();
-        let begin = self
-            .config
-            .begin(&request.info(), &headers, now().as_secs());
+        span("id.strip", || {
+            for name in self.config.headers_to_strip(&headers) {
+                gw_host::headers::remove_request_header(&name);
+            }
+        });
+        let request = span("id.read_request", Request::read);
+        let begin = span("id.begin", || {
+            self.config
+                .begin(&request.info(), &headers, now().as_secs())
+        });
         match begin {
             Begin::Continue => {
                 self.state = State::Done;

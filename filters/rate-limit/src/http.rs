@@ -20,6 +20,7 @@ use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
 use gw_core::rate_limit::response::{self, Refusal};
 use gw_core::rate_limit::sliding_window::{ceil_secs, WindowState};
 use gw_host::abi;
+use gw_host::profile::span;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -85,8 +86,10 @@ impl RateLimitHttp {
     /// Decide a request whose operations are known. Returns the action for
     /// the callback that got us here.
     fn enforce(&mut self, calls: Vec<OperationCall>) -> Action {
-        let identity = gw_host::state::verified_identity();
-        match plan::plan(&self.config, identity.as_ref(), &calls) {
+        let identity = span("rl.identity", gw_host::state::verified_identity);
+        match span("rl.plan", || {
+            plan::plan(&self.config, identity.as_ref(), &calls)
+        }) {
             Plan::Unlimited => self.pass(Vec::new()),
             Plan::MissingIdentity => {
                 gw_host::state::set_decision(decision::UNAUTHENTICATED);
@@ -110,7 +113,9 @@ impl RateLimitHttp {
     }
 
     fn decide_locally(&mut self, agent_id: &str, charges: &[Charge]) -> Action {
-        match local_store::decide(&self.config, charges, now_ms(), &self.metrics) {
+        match span("rl.decide", || {
+            local_store::decide(&self.config, charges, now_ms(), &self.metrics)
+        }) {
             Ok(outcome) => {
                 if outcome.table_full {
                     self.metrics.inc(Counter::TableFull);
@@ -228,7 +233,7 @@ impl RateLimitHttp {
             })
             .collect();
         let headers = if self.config.headers_enabled {
-            headers::headers(&statuses)
+            span("rl.headers", || headers::headers(&statuses))
         } else {
             Vec::new()
         };
@@ -364,12 +369,12 @@ impl HttpContext for RateLimitHttp {
         if !end_of_stream {
             return Action::Pause;
         }
-        let body = gw_host::body::request_body(body_size);
+        let body = span("rl.read_body", || gw_host::body::request_body(body_size));
         if body.iter().all(u8::is_ascii_whitespace) {
             let calls = OperationCall::from_path(&self.path);
             return self.enforce(calls);
         }
-        match gw_host::body::inspect_request(&body) {
+        match span("rl.inspect", || gw_host::body::inspect_request(&body)) {
             Ok((facts, _)) => {
                 let calls = OperationCall::from_facts(&facts);
                 self.facts = Some(facts);
