@@ -335,7 +335,7 @@ impl HttpContext for AuditHttp {
             // The request ended (reset) before its body did.
             self.finish_request(config, RequestBody::None, None);
         }
-        let response = ResponseRecord {
+        let response = gw_host::profile::span("audit.read_outcome", || ResponseRecord {
             end_unix_ms: now_ms(),
             status: response_code(),
             code_details: state::property_string(vec!["response", "code_details"]),
@@ -347,14 +347,16 @@ impl HttpContext for AuditHttp {
                 .as_mut()
                 .map(ResponseCapture::take_values)
                 .unwrap_or_default(),
-        };
+        });
         let request = std::mem::take(&mut self.request);
         let fallback_id = format!(
             "{:x}-{}-{:x}",
             request.start_unix_ms, shared.instance, self.context_id
         );
-        let event = build_event(config, request, response, &fallback_id);
-        shared.record(&event.to_json());
+        let event = gw_host::profile::span("audit.build_event", || {
+            build_event(config, request, response, &fallback_id).to_json()
+        });
+        gw_host::profile::span("audit.record", || shared.record(&event));
     }
 }
 

@@ -39,13 +39,20 @@ pub fn request_body(body_size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// The facts another filter already published for this request's body
+/// (counted as a reuse), without reading the body itself.
+pub fn published_facts() -> Option<RequestFacts> {
+    let facts = crate::state::request_facts()?;
+    count_inspection(false);
+    Some(facts)
+}
+
 /// The facts of this request's body: those another filter already published,
 /// else parse `body` and publish them for the filters after us.
 /// Returns the parsed body too when we parsed it (a filter that needs more
 /// than the facts, such as audit's JSONPath captures, can use it).
 pub fn inspect_request(body: &[u8]) -> Result<(RequestFacts, Option<JsonRpcBody>), InspectError> {
-    if let Some(facts) = crate::state::request_facts() {
-        count_inspection(false);
+    if let Some(facts) = published_facts() {
         return Ok((facts, None));
     }
     count_inspection(true);

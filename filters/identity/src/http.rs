@@ -15,7 +15,7 @@ use gw_host::abi;
 use gw_host::profile::span;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::{Action, BufferType};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -29,9 +29,16 @@ struct Request {
 }
 
 impl Request {
-    fn read() -> Self {
-        let get =
-            |name| gw_host::headers::get(MapType::HttpRequestHeaders, name).unwrap_or_default();
+    /// From the request headers already read (one host call for all of
+    /// them: each single-header read is a host round trip of its own).
+    fn from_headers(headers: &[(String, String)]) -> Self {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         let path = get(":path");
         let path = path
             .split_once('?')
@@ -269,7 +276,7 @@ impl HttpContext for IdentityHttp {
                 gw_host::headers::remove_request_header(&name);
             }
         });
-        let request = span("id.read_request", Request::read);
+        let request = Request::from_headers(&headers);
         let begin = span("id.begin", || {
             self.config
                 .begin(&request.info(), &headers, now().as_secs())

@@ -369,12 +369,19 @@ impl HttpContext for RateLimitHttp {
         if !end_of_stream {
             return Action::Pause;
         }
-        let body = span("rl.read_body", || gw_host::body::request_body(body_size));
-        if body.iter().all(u8::is_ascii_whitespace) {
-            let calls = OperationCall::from_path(&self.path);
-            return self.enforce(calls);
-        }
-        match span("rl.inspect", || gw_host::body::inspect_request(&body)) {
+        // Facts published by an earlier filter spare us the body copy.
+        let inspected = match gw_host::body::published_facts() {
+            Some(facts) => Ok((facts, None)),
+            None => {
+                let body = gw_host::body::request_body(body_size);
+                if body.iter().all(u8::is_ascii_whitespace) {
+                    let calls = OperationCall::from_path(&self.path);
+                    return self.enforce(calls);
+                }
+                gw_host::body::inspect_request(&body)
+            }
+        };
+        match inspected {
             Ok((facts, _)) => {
                 let calls = OperationCall::from_facts(&facts);
                 self.facts = Some(facts);
