@@ -9,8 +9,10 @@ python := venv / "bin/python"
 pytest := venv / "bin/pytest"
 wasm_target := "wasm32-wasip1"
 
-# cargo package -> artifact name under dist/wasm/
-filter_crates := "gw-identity gw-tool-acl gw-rate-limit gw-audit"
+# The Wasm module packages (filters/wasm/*) and the modules they build, copied
+# to dist/wasm/<module>.wasm: the four filters, and the four as one (gateway).
+wasm_crates := "gw-identity-wasm gw-tool-acl-wasm gw-rate-limit-wasm gw-audit-wasm gw-gateway-wasm"
+modules := "identity tool_acl rate_limit audit gateway"
 
 # List recipes.
 default:
@@ -67,24 +69,22 @@ bench-chain *args: build
 # bench-chain with self-timed callbacks (filters built with gw-host/profile into dist/wasm-profile/).
 [group('bench')]
 bench-profile *args:
-    CARGO_TARGET_DIR=target/profile cargo build --release --target {{wasm_target}} {{ prepend("-p ", filter_crates) }} --features gw-host/profile
+    CARGO_TARGET_DIR=target/profile cargo build --release --target {{wasm_target}} {{ prepend("-p ", wasm_crates) }} --features gw-host/profile
     mkdir -p dist/wasm-profile
-    for crate in {{filter_crates}}; do \
-      lib="$(echo "${crate}" | tr - _)"; \
-      cp "target/profile/{{wasm_target}}/release/${lib}.wasm" "dist/wasm-profile/${lib#gw_}.wasm"; \
+    for module in {{modules}}; do \
+      cp "target/profile/{{wasm_target}}/release/${module}.wasm" "dist/wasm-profile/${module}.wasm"; \
     done
     {{python}} scripts/bench_chain.py --wasm-dir dist/wasm-profile {{args}}
 
 # ---------------------------------------------------------------- build
 
-# Build the four filters for wasm32-wasip1 and copy them to dist/wasm/<name>.wasm.
+# Build the Wasm modules (the four filters, and gateway = the four in one) into dist/wasm/<module>.wasm.
 [group('build')]
 build:
-    cargo build --release --target {{wasm_target}} {{ prepend("-p ", filter_crates) }}
+    cargo build --release --target {{wasm_target}} {{ prepend("-p ", wasm_crates) }}
     mkdir -p dist/wasm
-    for crate in {{filter_crates}}; do \
-      lib="$(echo "${crate}" | tr - _)"; \
-      cp "target/{{wasm_target}}/release/${lib}.wasm" "dist/wasm/${lib#gw_}.wasm"; \
+    for module in {{modules}}; do \
+      cp "target/{{wasm_target}}/release/${module}.wasm" "dist/wasm/${module}.wasm"; \
     done
     @ls -l dist/wasm
 
@@ -99,7 +99,7 @@ clean:
 [group('test')]
 lint:
     cargo fmt --all --check
-    cargo clippy --target {{wasm_target}} {{ prepend("-p ", filter_crates) }} -p gw-core -p gw-host -p gw-noop -- -D warnings
+    cargo clippy --target {{wasm_target}} --workspace -- -D warnings
     cargo clippy -p gw-core -p gw-host --all-targets -- -D warnings
     cargo clippy --target {{wasm_target}} -p gw-host --features profile -- -D warnings
 

@@ -63,6 +63,16 @@ FILTERS = {
     "gw_rate_limit": "rate_limit.wasm",
 }
 
+# The one-module chain (filters/gateway): the four filters as sections of one
+# configuration, in one Wasm VM. vm_id of a filter -> its section.
+GATEWAY_VM = "gw_gateway"
+GATEWAY_SECTIONS = {"gw_audit": "audit", "gw_identity": "identity", "gw_tool_acl": "toolAcl",
+                    "gw_rate_limit": "rateLimit"}
+FILTERS["gw_gateway"] = "gateway.wasm"
+# GW_ONE_MODULE=1: every config is rendered as its one-module equivalent
+# (one_module_config), so that the same tests run against gateway.wasm.
+ONE_MODULE = os.environ.get("GW_ONE_MODULE") == "1"
+
 # Default demo ports (the recipe's), used when free.
 DEFAULT_PORTS = {"gateway": 8443, "admin": 9901, "mcp_upstream": 3000, "a2a_upstream": 4000,
                  "identity_service": 8081, "oauth_server": 9000, "audit_collector": 9100}
@@ -332,16 +342,29 @@ def render_config(
     if filter_configs:
         plugins = wasm_filters(cfg)
         for vm_id, conf in filter_configs.items():
+            if vm_id not in plugins and vm_id in GATEWAY_SECTIONS and GATEWAY_VM in plugins:
+                # one-module config: replace that filter's section
+                gateway = plugins[GATEWAY_VM]["configuration"]
+                doc = yaml.safe_load(gateway["value"])
+                doc[GATEWAY_SECTIONS[vm_id]] = yaml.safe_load(conf) if isinstance(conf, str) else conf
+                gateway["value"] = yaml.safe_dump(doc, sort_keys=False)
+                continue
             if vm_id not in plugins:
                 raise KeyError(f"no wasm filter with vm_id {vm_id!r} in config (have {sorted(plugins)})")
             text = conf if isinstance(conf, str) else yaml.safe_dump(conf, sort_keys=False)
-            plugins[vm_id]["configuration"] = {
+            plugin = plugins[vm_id]
+            if plugin.get("vm_config", {}).get("vm_id") == GATEWAY_VM and vm_id == "gw_audit_sender":
+                text = f"audit:\n{_indent(text)}"
+            plugin["configuration"] = {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
                 "value": text,
             }
 
     if patch:
         patch(cfg)
+    if ONE_MODULE:
+        # last: the callers' filter_configs and patches address the four filters
+        cfg = one_module_config(cfg)
     return cfg
 
 
@@ -349,6 +372,64 @@ def write_config(cfg: dict[str, Any], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return out
+
+
+def _indent(text: str, n: int = 2) -> str:
+    return "".join((" " * n + line) if line.strip() else line for line in text.splitlines(True))
+
+
+def one_module_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The same gateway with the four gw.* Wasm filters as one (gateway.wasm):
+    each filter's configuration becomes a section of the gw.gateway filter's
+    configuration, verbatim, and the audit sender runs in the gateway's VM."""
+    cfg = copy.deepcopy(cfg)
+
+    def visit(d: dict[str, Any]) -> None:
+        filters = d.get("http_filters")
+        if not isinstance(filters, list):
+            return
+        ours = [f for f in filters if str(f.get("name", "")).startswith("gw.")]
+        if not ours:
+            return
+        # next to the filters' modules (render_config may have moved them)
+        module = str(Path(ours[0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"])
+                     .with_name("gateway.wasm"))
+        sections = []
+        for f in ours:
+            plugin = f["typed_config"]["config"]
+            key = GATEWAY_SECTIONS[plugin["vm_config"]["vm_id"]]
+            text = plugin.get("configuration", {}).get("value", "")
+            sections.append(f"{key}:\n{_indent(text)}" if text.strip() else f"{key}: {{}}\n")
+        gateway = {"name": "gw.gateway", "typed_config": {
+            "@type": ours[0]["typed_config"]["@type"],
+            "config": {
+                "name": GATEWAY_VM, "root_id": GATEWAY_VM,
+                "vm_config": {"vm_id": GATEWAY_VM, "runtime": "envoy.wasm.runtime.v8",
+                              "code": {"local": {"filename": module}}},
+                "failure_policy": "FAIL_CLOSED",
+                # the tool ACL and rate limit stages hold headers until they
+                # have judged the body (holdRequestHeaders)
+                "allow_on_headers_stop_iteration": True,
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                  "value": "".join(sections)},
+            }}}
+        # Where the last of ours was: a filter a test put between two of
+        # ours (e.g. set_filter_state standing in for identity) runs first.
+        at = filters.index(ours[-1]) - (len(ours) - 1)
+        rest = [f for f in filters if f not in ours]
+        d["http_filters"] = rest[:at] + [gateway] + rest[at:]
+
+    walk_dicts(cfg, visit)
+    for ext in cfg.get("bootstrap_extensions", []):
+        plugin = ext.get("typed_config", {}).get("config", {})
+        if plugin.get("vm_config", {}).get("vm_id") in GATEWAY_SECTIONS:
+            section = GATEWAY_SECTIONS[plugin["vm_config"]["vm_id"]]
+            plugin["root_id"] = plugin["vm_config"]["vm_id"] = GATEWAY_VM
+            local = plugin["vm_config"]["code"]["local"]
+            local["filename"] = str(Path(local["filename"]).with_name("gateway.wasm"))
+            text = plugin["configuration"]["value"]
+            plugin["configuration"]["value"] = f"{section}:\n{_indent(text)}"
+    return cfg
 
 
 def split_config(cfg: dict[str, Any], keep: str) -> dict[str, Any]:

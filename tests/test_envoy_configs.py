@@ -32,7 +32,8 @@ def test_validate_rejects_a_broken_wasm(wasm_built: Path, run_root: Path, tmp_pa
     bad.mkdir()
     for name in stack_mod.FILTERS.values():
         (bad / name).write_bytes((wasm_built / name).read_bytes())
-    (bad / "audit.wasm").write_bytes(b"\0asm garbage")
+    broken = "gateway.wasm" if stack_mod.ONE_MODULE else "audit.wasm"
+    (bad / broken).write_bytes(b"\0asm garbage")
     cfg = stack_mod.render_config("envoy/gateway.yaml", wasm_dir=bad,
                                   certs=stack_mod.generate_certs(run_root / "validate" / "certs"))
     out = stack_mod.write_config(cfg, tmp_path / "bad.yaml")
@@ -41,7 +42,7 @@ def test_validate_rejects_a_broken_wasm(wasm_built: Path, run_root: Path, tmp_pa
     proc = subprocess.run([stack_mod.envoy_binary(), "--mode", "validate", "-c", str(out), "--disable-hot-restart"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
-    assert "gw_audit" in proc.stdout + proc.stderr
+    assert ("gw_gateway" if stack_mod.ONE_MODULE else "gw_audit") in proc.stdout + proc.stderr
 
 
 def test_split_configs_are_up_to_date() -> None:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from conftest import Gateway
+from stack import ONE_MODULE
 
 RECIPE_TOOLS = {
     "search_patterns", "classify_content", "read_config", "execute_code", "write_file",
@@ -29,14 +30,19 @@ def run(coro: Any) -> Any:
 
 
 def test_all_four_wasm_filters_are_loaded(gateway: Gateway) -> None:
-    """Fails if Envoy were running without one of our filters."""
+    """Fails if Envoy were running without one of our filters (four modules,
+    or the one-module chain with its four sections under GW_ONE_MODULE=1)."""
     dump = json.loads(gateway.admin("/config_dump?resource=static_listeners"))
     text = json.dumps(dump)
-    for vm_id in ("gw_audit", "gw_identity", "gw_tool_acl", "gw_rate_limit"):
+    vm_ids = ("gw_gateway",) if ONE_MODULE else ("gw_audit", "gw_identity", "gw_tool_acl", "gw_rate_limit")
+    for vm_id in vm_ids:
         assert f'"vm_id": "{vm_id}"' in text, vm_id
+    if ONE_MODULE:
+        for section in ("audit:", "identity:", "toolAcl:", "rateLimit:"):
+            assert section in text, section
     stats = gateway.admin("/stats?filter=^wasm")
     lines = dict(line.split(": ", 1) for line in stats.splitlines() if ": " in line)
-    for vm_id in ("gw_audit", "gw_identity", "gw_tool_acl", "gw_rate_limit"):
+    for vm_id in vm_ids:
         assert f"wasm.{vm_id}.vm_reload_failure" in lines, (vm_id, stats[:2000])
         assert lines[f"wasm.{vm_id}.vm_reload_failure"] == "0"
     # one VM per filter per worker (+ main thread), all alive

@@ -22,7 +22,7 @@ mod sender;
 
 use gw_core::audit::config::{AuditConfig, AuditConfigSpec, Role};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::ContextType;
 use std::rc::Rc;
 
 /// Name of the shared queue between the HTTP filters and the sender.
@@ -30,10 +30,13 @@ pub const QUEUE_NAME: &str = "gw_audit_events";
 /// vm_id of both roles when the host does not tell us.
 pub const DEFAULT_VM_ID: &str = "gw_audit";
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(AuditRoot { role: RootRole::Unconfigured }));
-}}
+/// A fresh root context of the filter or its sender, as configured (the
+/// module is `filters/wasm/audit`).
+pub fn new_root() -> Box<dyn RootContext> {
+    Box::new(AuditRoot {
+        role: RootRole::Unconfigured,
+    })
+}
 
 enum RootRole {
     Unconfigured,
@@ -74,7 +77,7 @@ impl RootContext for AuditRoot {
                 // The tick flushes this worker's outbox (events wait at most
                 // this long before they reach the sender's queue).
                 let hold = std::time::Duration::from_millis(shared.hold_ms());
-                if let Err(status) = gw_host::abi::set_tick_period(hold) {
+                if let Err(status) = gw_host::flow::set_tick_period(hold) {
                     log::error!("audit: cannot set tick period: {status:?}");
                     return false;
                 }

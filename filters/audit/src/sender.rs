@@ -69,7 +69,7 @@ impl Sender {
                 return None;
             }
         };
-        if let Err(status) = abi::set_tick_period(tick_period(&destination)) {
+        if let Err(status) = gw_host::flow::set_tick_period(tick_period(&destination)) {
             log::error!("audit sender: cannot set tick period: {status:?}");
             return None;
         }
@@ -108,7 +108,7 @@ impl Sender {
 
     pub fn reconfigure(&mut self, destination: Destination) {
         self.batches.set_policy(policy(&destination));
-        if let Err(status) = abi::set_tick_period(tick_period(&destination)) {
+        if let Err(status) = gw_host::flow::set_tick_period(tick_period(&destination)) {
             log::warn!("audit sender: cannot set tick period: {status:?}");
         }
         if let Ok(id) = abi::register_shared_queue(QUEUE_NAME) {

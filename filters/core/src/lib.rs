@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod config;
 pub mod filter_state;
+pub mod gateway;
 pub mod identity;
 pub mod json_path;
 pub mod protocol;

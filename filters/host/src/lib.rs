@@ -10,6 +10,7 @@
 pub mod abi;
 pub mod body;
 pub mod config;
+pub mod flow;
 pub mod headers;
 pub mod profile;
 pub mod reply;

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 /// Send a local reply. Errors are logged; there is nothing better to do
 /// than let Envoy's own error handling take over.
 pub fn send(status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    crate::flow::note_reply();
     if let Err(s) = abi::send_http_response(status, headers, Some(body)) {
         log::error!("cannot send local reply {status}: {s:?}");
     }

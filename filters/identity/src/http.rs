@@ -255,7 +255,7 @@ impl Context for IdentityHttp {
             .config
             .finish(pending.kind, outcome, &request.info(), now().as_secs());
         if self.apply(verdict, &request) {
-            if let Err(status) = abi::resume_http_request() {
+            if let Err(status) = gw_host::flow::resume_request() {
                 log::warn!("identity: cannot resume the request: {status:?}");
             }
         }

@@ -8,9 +8,7 @@
 mod http;
 mod root;
 
-use proxy_wasm::types::LogLevel;
-
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(root::IdentityRoot::default()));
-}}
+/// A fresh root context of the filter (the module is `filters/wasm/identity`).
+pub fn new_root() -> Box<dyn proxy_wasm::traits::RootContext> {
+    Box::new(root::IdentityRoot::default())
+}

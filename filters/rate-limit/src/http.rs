@@ -214,7 +214,7 @@ impl RateLimitHttp {
         let resume = self.stage == Stage::Waiting;
         self.stage = Stage::Done;
         if resume {
-            if let Err(status) = abi::resume_http_request() {
+            if let Err(status) = gw_host::flow::resume_request() {
                 log::warn!("rate_limit: cannot resume request: {status:?}");
             }
         }

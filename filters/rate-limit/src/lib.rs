@@ -14,9 +14,7 @@ mod local_store;
 mod metrics;
 mod root;
 
-use proxy_wasm::types::LogLevel;
-
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(root::RateLimitRoot::default()));
-}}
+/// A fresh root context of the filter (the module is `filters/wasm/rate-limit`).
+pub fn new_root() -> Box<dyn proxy_wasm::traits::RootContext> {
+    Box::new(root::RateLimitRoot::default())
+}

@@ -55,7 +55,7 @@ impl RootContext for RateLimitRoot {
             }
             // Start each VM's sweep somewhere else so the VMs share the work.
             self.sweep_cursor = (now_ms() % u64::from(config.local.slots)) as u32;
-            if let Err(status) = abi::set_tick_period(TICK) {
+            if let Err(status) = gw_host::flow::set_tick_period(TICK) {
                 log::warn!(
                     "rate_limit: no tick, expired windows are reclaimed only on writes: {status:?}"
                 );

@@ -10,13 +10,16 @@ mod http;
 
 use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{ContextType, MetricType};
 use std::rc::Rc;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(ToolAclRoot { config: None, metrics: Rc::new(Metrics::default()) }));
-}}
+/// A fresh root context of the filter (the module is `filters/wasm/tool-acl`).
+pub fn new_root() -> Box<dyn RootContext> {
+    Box::new(ToolAclRoot {
+        config: None,
+        metrics: Rc::new(Metrics::default()),
+    })
+}
 
 /// Counters, visible as `wasmcustom.gw.tool_acl.*` in Envoy's stats.
 #[derive(Debug, Default)]

@@ -1,0 +1,292 @@
+//! The per-request context: the stages (each filter's own HTTP context),
+//! driven the way Envoy drives a filter chain.
+//!
+//! Requests go through the stages in chain order, responses in reverse.
+//! For each direction the chain keeps, per stage, whether it has let the
+//! headers through, which body callback it last saw and whether it let that
+//! through, and the same for trailers; [`Chain::pump`] calls each stage in
+//! order with what has arrived and it has not seen, and stops at the first
+//! stage that holds (returns `Pause`). Envoy hears `Continue` only when
+//! every stage has let everything through.
+//!
+//! While the chain holds, Envoy buffers: each body callback then reports
+//! the whole body so far, and a stage before the holder sees it again,
+//! grown. Our stages read the request body only at its end and copy the
+//! response body only when nothing before them holds it, so they never
+//! read a byte twice; a new stage must keep to that.
+//!
+//! A stage that answers locally ends the request: no later stage runs on
+//! it. A stage waiting for a callout holds; when its callback resumes the
+//! request (`gw_host::flow::resume_request`), the chain goes on from that
+//! stage and resumes Envoy only when every stage has let the request
+//! through.
+
+use gw_host::abi;
+use gw_host::flow::{Composed, Effects};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    NotRun,
+    Held,
+    Passed,
+}
+
+/// What one stage has seen and let through, in one direction.
+#[derive(Debug, Clone, Copy)]
+struct StageFlow {
+    headers: Gate,
+    /// Sequence number of the last body callback it was given.
+    body_seen: Option<u64>,
+    /// It returned Continue for that body callback.
+    body_passed: bool,
+    trailers: Gate,
+}
+
+impl StageFlow {
+    const NEW: StageFlow = StageFlow {
+        headers: Gate::NotRun,
+        body_seen: None,
+        body_passed: false,
+        trailers: Gate::NotRun,
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Request,
+    Response,
+}
+
+/// What has arrived from Envoy in one direction.
+#[derive(Debug)]
+struct Flow {
+    headers: Option<(usize, bool)>,
+    /// (sequence, size, end of stream) of the latest body callback.
+    body: Option<(u64, usize, bool)>,
+    trailers: Option<usize>,
+    stages: Vec<StageFlow>,
+}
+
+impl Flow {
+    fn new(n: usize) -> Self {
+        Self {
+            headers: None,
+            body: None,
+            trailers: None,
+            stages: vec![StageFlow::NEW; n],
+        }
+    }
+
+    fn next_body(&mut self, size: usize, end_of_stream: bool) {
+        let seq = self.body.map_or(0, |(seq, _, _)| seq + 1);
+        self.body = Some((seq, size, end_of_stream));
+    }
+}
+
+pub struct Chain {
+    stages: Vec<Box<dyn HttpContext>>,
+    request: Flow,
+    response: Flow,
+    /// A stage answered the request itself.
+    replied: bool,
+}
+
+impl Chain {
+    pub fn new(stages: Vec<Box<dyn HttpContext>>) -> Self {
+        let n = stages.len();
+        Self {
+            stages,
+            request: Flow::new(n),
+            response: Flow::new(n),
+            replied: false,
+        }
+    }
+
+    fn order(&self, direction: Direction) -> Vec<usize> {
+        let n = self.stages.len();
+        match direction {
+            Direction::Request => (0..n).collect(),
+            Direction::Response => (0..n).rev().collect(),
+        }
+    }
+
+    fn note(&mut self, effects: Effects) {
+        if effects.replied {
+            self.replied = true;
+        }
+    }
+
+    /// Give every stage, in order, what has arrived and it has not seen;
+    /// `Continue` when all let everything through.
+    fn pump(&mut self, direction: Direction) -> Action {
+        for i in self.order(direction) {
+            if self.replied && direction == Direction::Request {
+                return Action::Pause;
+            }
+            let flow = match direction {
+                Direction::Request => &self.request,
+                Direction::Response => &self.response,
+            };
+            let Some(mut st) = flow.stages.get(i).copied() else {
+                continue;
+            };
+            let (headers, body, trailers) = (flow.headers, flow.body, flow.trailers);
+            let Some(stage) = self.stages.get_mut(i) else {
+                continue;
+            };
+            let mut effects = Effects::default();
+            let mut hold = false;
+            if st.headers == Gate::NotRun {
+                let Some((n, eos)) = headers else {
+                    return Action::Pause;
+                };
+                let (action, fx) = Composed::run(|| match direction {
+                    Direction::Request => stage.on_http_request_headers(n, eos),
+                    Direction::Response => stage.on_http_response_headers(n, eos),
+                });
+                effects = fx;
+                st.headers = if action == Action::Continue {
+                    Gate::Passed
+                } else {
+                    Gate::Held
+                };
+            }
+            if let (false, Some((seq, size, eos))) = (effects.replied, body) {
+                if st.body_seen != Some(seq) {
+                    let (action, fx) = Composed::run(|| match direction {
+                        Direction::Request => stage.on_http_request_body(size, eos),
+                        Direction::Response => stage.on_http_response_body(size, eos),
+                    });
+                    effects.replied |= fx.replied;
+                    st.body_seen = Some(seq);
+                    st.body_passed = action == Action::Continue;
+                    if st.body_passed {
+                        // Continue from a body callback lets the held
+                        // headers go too (allow_on_headers_stop_iteration).
+                        st.headers = Gate::Passed;
+                    }
+                }
+                hold |= !st.body_passed;
+            }
+            if let (false, false, Some(n)) = (effects.replied, hold, trailers) {
+                if st.trailers == Gate::NotRun {
+                    let (action, fx) = Composed::run(|| match direction {
+                        Direction::Request => stage.on_http_request_trailers(n),
+                        Direction::Response => stage.on_http_response_trailers(n),
+                    });
+                    effects.replied |= fx.replied;
+                    st.trailers = if action == Action::Continue {
+                        Gate::Passed
+                    } else {
+                        Gate::Held
+                    };
+                    if st.trailers == Gate::Passed {
+                        st.headers = Gate::Passed;
+                    }
+                }
+                hold |= st.trailers == Gate::Held;
+            }
+            hold |= st.headers == Gate::Held;
+            let flow = match direction {
+                Direction::Request => &mut self.request,
+                Direction::Response => &mut self.response,
+            };
+            if let Some(slot) = flow.stages.get_mut(i) {
+                *slot = st;
+            }
+            self.note(effects);
+            if effects.replied || hold {
+                return Action::Pause;
+            }
+        }
+        Action::Continue
+    }
+
+    /// A stage resumed the request it held: it has let through everything
+    /// it was given; show it the body again so that it says so itself.
+    fn release(&mut self, i: usize) {
+        if let Some(st) = self.request.stages.get_mut(i) {
+            if st.headers == Gate::Held {
+                st.headers = Gate::Passed;
+            }
+            if st.trailers == Gate::Held {
+                st.trailers = Gate::Passed;
+            }
+            st.body_seen = None;
+        }
+    }
+}
+
+impl Context for Chain {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
+        let mut resumed = Vec::new();
+        for (i, stage) in self.stages.iter_mut().enumerate() {
+            let (_, fx) =
+                Composed::run(|| stage.on_http_call_response(token, headers, body, trailers));
+            if fx.resumed {
+                resumed.push(i);
+            }
+            if fx.replied {
+                self.replied = true;
+            }
+        }
+        if self.replied || resumed.is_empty() {
+            return;
+        }
+        for i in resumed {
+            self.release(i);
+        }
+        if self.pump(Direction::Request) == Action::Continue {
+            if let Err(status) = abi::resume_http_request() {
+                log::warn!("gateway: cannot resume the request: {status:?}");
+            }
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        for stage in &mut self.stages {
+            Composed::run(|| stage.on_done());
+        }
+        true
+    }
+}
+
+impl HttpContext for Chain {
+    fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        self.request.headers = Some((num_headers, end_of_stream));
+        self.pump(Direction::Request)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.request.next_body(body_size, end_of_stream);
+        self.pump(Direction::Request)
+    }
+
+    fn on_http_request_trailers(&mut self, num_trailers: usize) -> Action {
+        self.request.trailers = Some(num_trailers);
+        self.pump(Direction::Request)
+    }
+
+    fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        self.response.headers = Some((num_headers, end_of_stream));
+        self.pump(Direction::Response)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.response.next_body(body_size, end_of_stream);
+        self.pump(Direction::Response)
+    }
+
+    fn on_http_response_trailers(&mut self, num_trailers: usize) -> Action {
+        self.response.trailers = Some(num_trailers);
+        self.pump(Direction::Response)
+    }
+
+    fn on_log(&mut self) {
+        for stage in &mut self.stages {
+            Composed::run(|| stage.on_log());
+        }
+    }
+}

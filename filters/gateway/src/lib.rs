@@ -1,0 +1,24 @@
+//! The whole chain in one module: audit, identity, tool ACL and rate limit
+//! as stages of a single Envoy HTTP filter.
+//!
+//! Why: every proxy-wasm filter costs a VM entry per callback and its own
+//! host round trips (headers, filter state, body copies), whatever it does;
+//! four filters pay that four times (docs/benchmarks.md). Composed, Envoy
+//! calls one context, which runs the same four filters in order.
+//!
+//! - [`root`]: one root context holding each filter's root, configured from
+//!   its section (`gw_core::gateway`), with their ticks and callouts.
+//! - [`chain`]: the per-request context that drives the stages the way
+//!   Envoy drives a filter chain.
+//!
+//! The filters themselves are unchanged: they are the crates `gw-audit`,
+//! `gw-identity`, `gw-tool-acl`, `gw-rate-limit`, also built as their own
+//! modules (`filters/wasm/*`).
+
+mod chain;
+mod root;
+
+/// A fresh root context (the module is `filters/wasm/gateway`).
+pub fn new_root() -> Box<dyn proxy_wasm::traits::RootContext> {
+    Box::new(root::GatewayRoot::default())
+}
