@@ -60,7 +60,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_audit import upstream_config  # noqa: E402  (the buffering upstream Envoy)
-from stack import ROOT, Stack, envoy_binary, free_port, load_config, tail  # noqa: E402
+from stack import ROOT, Stack, envoy_binary, free_port, load_config, one_module_config, tail  # noqa: E402
 
 # The empty Wasm filter (filters/noop), built by `just bench-chain`.
 NOOP_WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "gw_noop.wasm"
@@ -146,6 +146,13 @@ def native_filters(api_key: bool, agents: list[tuple[str, str]] = ()) -> list[di
     return out
 
 
+def to_one_module(cfg: dict[str, Any]) -> None:
+    """Patch: the shipped chain as one module (gateway.wasm, stack.one_module_config)."""
+    converted = one_module_config(cfg)
+    cfg.clear()
+    cfg.update(converted)
+
+
 def keep_ours(names: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
     """Patch: keep only these gw.* filters (in shipped order) + the router; the
     audit sender service only when gw.audit stays."""
@@ -228,6 +235,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "audit+identity": {"patch": keep_ours(("gw.audit", "gw.identity")), "audit": True},
     "+tool-acl": {"patch": keep_ours(("gw.audit", "gw.identity", "gw.tool_acl")), "audit": True},
     "chain": {"patch": None, "audit": True, "chain": True},
+    "chain-1-module": {"patch": None, "audit": True, "chain": True, "one_module": True},
 }
 
 
@@ -299,6 +307,8 @@ def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path)
         kw["filter_configs"]["gw_identity"] = identity_with_agents(agents)
     if spec.get("chain") and not agents:
         kw["filter_configs"]["gw_rate_limit"] = raised_rate_limit()
+    if spec.get("one_module"):
+        kw["patch"] = to_one_module
     s = Stack(**kw)
     up_cfg = run_root / name / "upstream.yaml"
     up_cfg.parent.mkdir(parents=True, exist_ok=True)
@@ -424,6 +434,9 @@ def main() -> int:
     if base is not None and "chain" in results:
         d = results["chain"]["cpu_us"] - base
         print(f"\nchain - bare = {d:+.1f} µs CPU/request (budget: ~25 µs)")
+    if base is not None and "chain-1-module" in results:
+        d = results["chain-1-module"]["cpu_us"] - base
+        print(f"chain-1-module - bare = {d:+.1f} µs CPU/request (budget: ~25 µs)")
     return 0
 
 

@@ -23,6 +23,7 @@
 
 use gw_host::abi;
 use gw_host::flow::{Composed, Effects};
+use gw_host::memo::{with_memo, RequestMemo};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
@@ -91,6 +92,8 @@ pub struct Chain {
     response: Flow,
     /// A stage answered the request itself.
     replied: bool,
+    /// What the stages read from and wrote to the host (gw_host::memo).
+    memo: RequestMemo,
 }
 
 impl Chain {
@@ -101,7 +104,16 @@ impl Chain {
             request: Flow::new(n),
             response: Flow::new(n),
             replied: false,
+            memo: RequestMemo::default(),
         }
+    }
+
+    /// Run `f` with this request's memo installed.
+    fn memoized<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let mut memo = std::mem::take(&mut self.memo);
+        let out = with_memo(&mut memo, || f(self));
+        self.memo = memo;
+        out
     }
 
     fn order(&self, direction: Direction) -> Vec<usize> {
@@ -221,6 +233,21 @@ impl Chain {
 
 impl Context for Chain {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
+        self.memoized(|chain| chain.call_response(token, headers, body, trailers));
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.memoized(|chain| {
+            for stage in &mut chain.stages {
+                Composed::run(|| stage.on_done());
+            }
+        });
+        true
+    }
+}
+
+impl Chain {
+    fn call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
         let mut resumed = Vec::new();
         for (i, stage) in self.stages.iter_mut().enumerate() {
             let (_, fx) =
@@ -244,49 +271,44 @@ impl Context for Chain {
             }
         }
     }
-
-    fn on_done(&mut self) -> bool {
-        for stage in &mut self.stages {
-            Composed::run(|| stage.on_done());
-        }
-        true
-    }
 }
 
 impl HttpContext for Chain {
     fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
         self.request.headers = Some((num_headers, end_of_stream));
-        self.pump(Direction::Request)
+        self.memoized(|chain| chain.pump(Direction::Request))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.request.next_body(body_size, end_of_stream);
-        self.pump(Direction::Request)
+        self.memoized(|chain| chain.pump(Direction::Request))
     }
 
     fn on_http_request_trailers(&mut self, num_trailers: usize) -> Action {
         self.request.trailers = Some(num_trailers);
-        self.pump(Direction::Request)
+        self.memoized(|chain| chain.pump(Direction::Request))
     }
 
     fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
         self.response.headers = Some((num_headers, end_of_stream));
-        self.pump(Direction::Response)
+        self.memoized(|chain| chain.pump(Direction::Response))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.response.next_body(body_size, end_of_stream);
-        self.pump(Direction::Response)
+        self.memoized(|chain| chain.pump(Direction::Response))
     }
 
     fn on_http_response_trailers(&mut self, num_trailers: usize) -> Action {
         self.response.trailers = Some(num_trailers);
-        self.pump(Direction::Response)
+        self.memoized(|chain| chain.pump(Direction::Response))
     }
 
     fn on_log(&mut self) {
-        for stage in &mut self.stages {
-            Composed::run(|| stage.on_log());
-        }
+        self.memoized(|chain| {
+            for stage in &mut chain.stages {
+                Composed::run(|| stage.on_log());
+            }
+        });
     }
 }

@@ -33,6 +33,14 @@ pub fn all(map: MapType) -> Vec<(String, String)> {
 
 /// One header of `map` (the first value when repeated).
 pub fn get(map: MapType, name: &str) -> Option<String> {
+    if map == MapType::HttpRequestHeaders {
+        if let Some(headers) = crate::memo::request_headers(|| all(map)) {
+            return headers
+                .into_iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v);
+        }
+    }
     match abi::get_map_value_bytes(map, name) {
         Ok(value) => value.map(|v| String::from_utf8_lossy(&v).into_owned()),
         Err(status) => {
@@ -44,11 +52,13 @@ pub fn get(map: MapType, name: &str) -> Option<String> {
 
 /// The request headers.
 pub fn request_headers() -> Vec<(String, String)> {
-    all(MapType::HttpRequestHeaders)
+    crate::memo::request_headers(|| all(MapType::HttpRequestHeaders))
+        .unwrap_or_else(|| all(MapType::HttpRequestHeaders))
 }
 
 /// Remove every value of a request header.
 pub fn remove_request_header(name: &str) {
+    crate::memo::request_header_changed(name, None);
     if let Err(status) = abi::remove_map_value(MapType::HttpRequestHeaders, name) {
         log::warn!("cannot remove request header {name}: {status:?}");
     }

@@ -12,6 +12,7 @@ pub mod body;
 pub mod config;
 pub mod flow;
 pub mod headers;
+pub mod memo;
 pub mod profile;
 pub mod reply;
 pub mod response;

@@ -8,6 +8,7 @@ use proxy_wasm::types::MapType;
 
 /// Store `value` as filter state `wasm.<key>`.
 pub fn set(key: &str, value: &str) -> bool {
+    crate::memo::set_state(key, value.as_bytes());
     match abi::set_property(&[key], Some(value.as_bytes())) {
         Ok(()) => true,
         Err(status) => {
@@ -19,6 +20,9 @@ pub fn set(key: &str, value: &str) -> bool {
 
 /// Read filter state `wasm.<key>` set by one of our filters.
 pub fn get(key: &str) -> Option<Vec<u8>> {
+    if let Some(value) = crate::memo::state(key) {
+        return Some(value).filter(|v| !v.is_empty());
+    }
     let name = format!("wasm.{key}");
     abi::get_property(&["filter_state", &name])
         .ok()
@@ -45,6 +49,7 @@ pub fn request_header(name: &str) -> Option<String> {
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) {
+    crate::memo::request_header_changed(name, value);
     if let Err(status) = abi::set_map_value(MapType::HttpRequestHeaders, name, value) {
         log::warn!("cannot set request header {name}: {status:?}");
     }
