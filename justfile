@@ -25,10 +25,12 @@ default:
 demo workers="2": build
     {{python}} scripts/stack.py demo --workers {{workers}}
 
-# Everything CI runs: lint, Rust unit tests, wasm build, Envoy validation + end-to-end pytest.
+# Everything CI runs: lint, Rust unit tests, wasm build, Envoy validation + end-to-end pytest (four modules, then one).
 [group('test')]
 test *pytest_args: lint unit build
     GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
+    @echo "== the same end-to-end tests against the one-module chain (gateway.wasm)"
+    GW_ONE_MODULE=1 GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
 
 # ---------------------------------------------------------------- benchmarks
 # Numbers are printed, never asserted: run on a quiet machine and compare runs.
@@ -69,7 +71,7 @@ bench-chain *args: build
 # bench-chain with self-timed callbacks (filters built with gw-host/profile into dist/wasm-profile/).
 [group('bench')]
 bench-profile *args:
-    CARGO_TARGET_DIR=target/profile cargo build --release --target {{wasm_target}} {{ prepend("-p ", wasm_crates) }} --features gw-host/profile
+    CARGO_TARGET_DIR=target/profile cargo build --release --target {{wasm_target}} {{ prepend("-p ", wasm_crates) }} -p gw-host --features gw-host/profile
     mkdir -p dist/wasm-profile
     for module in {{modules}}; do \
       cp "target/profile/{{wasm_target}}/release/${module}.wasm" "dist/wasm-profile/${module}.wasm"; \
@@ -112,6 +114,11 @@ unit:
 [group('test')]
 e2e *pytest_args: build
     GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
+
+# The end-to-end tests with every config rendered as one module (gateway.wasm; GW_ONE_MODULE=1).
+[group('test')]
+e2e-one-module *pytest_args: build
+    GW_ONE_MODULE=1 GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
 
 # envoy --mode validate on every config under envoy/ (rendered: absolute paths, temp certs).
 [group('test')]

@@ -24,7 +24,7 @@ CLI:
   python scripts/stack.py demo      [--config envoy/gateway.yaml] [--workers 2]
   python scripts/stack.py render    --config envoy/gateway.yaml --out FILE
   python scripts/stack.py validate  [configs...]     (envoy --mode validate)
-  python scripts/stack.py split     (regenerate envoy/mcp-only.yaml, envoy/a2a-only.yaml)
+  python scripts/stack.py split     (regenerate envoy/mcp-only.yaml, envoy/a2a-only.yaml, envoy/one-module/*)
 """
 
 from __future__ import annotations
@@ -388,7 +388,8 @@ def one_module_config(cfg: dict[str, Any]) -> dict[str, Any]:
         filters = d.get("http_filters")
         if not isinstance(filters, list):
             return
-        ours = [f for f in filters if str(f.get("name", "")).startswith("gw.")]
+        ours = [f for f in filters
+                if f.get("typed_config", {}).get("config", {}).get("vm_config", {}).get("vm_id") in GATEWAY_SECTIONS]
         if not ours:
             return
         # next to the filters' modules (render_config may have moved them)
@@ -466,12 +467,28 @@ SPLIT_HEADER = """\
 """
 
 
+ONE_MODULE_HEADER = """\
+# GENERATED from envoy/{source} by `just envoy-split` (scripts/stack.py split).
+# Do not edit: edit envoy/gateway.yaml and regenerate (a test checks they agree).
+# The same gateway with the filters as one Wasm module (dist/wasm/gateway.wasm):
+# each filter's configuration is a section of the gw.gateway filter's, verbatim.
+# One VM entry per callback instead of four: the cheaper deployment
+# (docs/benchmarks.md).
+"""
+
+
 def split_files() -> dict[Path, str]:
     base = load_config(ENVOY_DIR / "gateway.yaml")
     out = {}
+    variants = {"gateway.yaml": base}
     for keep in ("mcp", "a2a"):
-        text = SPLIT_HEADER.format(what=keep.upper()) + yaml.safe_dump(split_config(base, keep), sort_keys=False)
+        cfg = split_config(base, keep)
+        variants[f"{keep}-only.yaml"] = cfg
+        text = SPLIT_HEADER.format(what=keep.upper()) + yaml.safe_dump(cfg, sort_keys=False)
         out[ENVOY_DIR / f"{keep}-only.yaml"] = text
+    for name, cfg in variants.items():
+        text = ONE_MODULE_HEADER.format(source=name) + yaml.safe_dump(one_module_config(cfg), sort_keys=False)
+        out[ENVOY_DIR / "one-module" / name] = text
     return out
 
 
@@ -942,6 +959,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not path.exists() or path.read_text() != text:
                     stale.append(path)
             else:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
                 print(f"wrote {os.path.relpath(path, ROOT)}")
         if stale:

@@ -11,16 +11,21 @@ import yaml
 
 import stack as stack_mod
 
-CONFIGS = sorted((stack_mod.ENVOY_DIR).glob("*.yaml"))
+CONFIGS = sorted((stack_mod.ENVOY_DIR).glob("*.yaml")) + sorted((stack_mod.ENVOY_DIR / "one-module").glob("*.yaml"))
+
+
+def _id(p: Path) -> str:
+    return str(p.relative_to(stack_mod.ENVOY_DIR))
 
 
 def test_there_are_configs() -> None:
-    names = {p.name for p in CONFIGS}
-    assert {"gateway.yaml", "mcp-only.yaml", "a2a-only.yaml"} <= names
+    names = {_id(p) for p in CONFIGS}
+    assert {"gateway.yaml", "mcp-only.yaml", "a2a-only.yaml", "one-module/gateway.yaml",
+            "one-module/mcp-only.yaml", "one-module/a2a-only.yaml"} <= names
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
 def test_envoy_validates(config: Path, wasm_built: Path, run_root: Path) -> None:
     [(path, rc, out)] = stack_mod.validate([config], run_dir=run_root / "validate")
     assert rc == 0, out
@@ -55,13 +60,20 @@ def _filters(cfg: dict) -> list[str]:
     return [f["name"] for f in hcm["http_filters"]]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
 def test_filter_chain_order_and_policy(config: Path) -> None:
     cfg = yaml.safe_load(config.read_text())
     chain = ["gw.audit", "gw.identity", "gw.tool_acl", "gw.rate_limit", "envoy.filters.http.router"]
+    sections = ["audit:", "identity:", "toolAcl:", "rateLimit:"]
     if config.name == "a2a-only.yaml":
         chain.remove("gw.tool_acl")  # the tool ACL governs MCP only
-    assert _filters(cfg) == chain
+        sections.remove("toolAcl:")
+    if config.parent.name == "one-module":
+        assert _filters(cfg) == ["gw.gateway", "envoy.filters.http.router"]
+        text = stack_mod.wasm_filters(cfg)["gw_gateway"]["configuration"]["value"]
+        assert [line for line in text.splitlines() if line and not line.startswith(" ")] == sections
+    else:
+        assert _filters(cfg) == chain
     for vm_id, plugin in stack_mod.wasm_filters(cfg).items():
         assert plugin["failure_policy"] == "FAIL_CLOSED", vm_id
         assert plugin["vm_config"]["runtime"] == "envoy.wasm.runtime.v8"
@@ -69,7 +81,7 @@ def test_filter_chain_order_and_policy(config: Path) -> None:
         yaml.safe_load(plugin["configuration"]["value"])  # the filter config is YAML
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
 def test_streaming_timeouts(config: Path) -> None:
     cfg = yaml.safe_load(config.read_text())
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
