@@ -102,13 +102,13 @@ clean:
 lint:
     cargo fmt --all --check
     cargo clippy --target {{wasm_target}} --workspace -- -D warnings
-    cargo clippy -p gw-core -p gw-host --all-targets -- -D warnings
+    cargo clippy -p gw-core -p gw-host -p gw-gateway --all-targets -- -D warnings
     cargo clippy --target {{wasm_target}} -p gw-host --features profile -- -D warnings
 
 # Rust unit tests on the host (pure policy logic).
 [group('test')]
 unit:
-    cargo test -p gw-core -p gw-host
+    cargo test -p gw-core -p gw-host -p gw-gateway
 
 # Only the Python end-to-end tests (rebuilds the wasm first).
 [group('test')]

@@ -27,6 +27,51 @@ use gw_host::memo::{with_memo, RequestMemo};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+/// What the chain needs of a stage: every proxy-wasm HTTP context has it.
+/// (A trait of our own so that the chain's tests can script stages without
+/// the SDK's host calls.)
+pub trait Stage {
+    fn request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action;
+    fn request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action;
+    fn request_trailers(&mut self, num_trailers: usize) -> Action;
+    fn response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action;
+    fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action;
+    fn response_trailers(&mut self, num_trailers: usize) -> Action;
+    fn call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize);
+    fn log(&mut self);
+    fn done(&mut self);
+}
+
+impl Stage for Box<dyn HttpContext> {
+    fn request_headers(&mut self, n: usize, eos: bool) -> Action {
+        self.on_http_request_headers(n, eos)
+    }
+    fn request_body(&mut self, n: usize, eos: bool) -> Action {
+        self.on_http_request_body(n, eos)
+    }
+    fn request_trailers(&mut self, n: usize) -> Action {
+        self.on_http_request_trailers(n)
+    }
+    fn response_headers(&mut self, n: usize, eos: bool) -> Action {
+        self.on_http_response_headers(n, eos)
+    }
+    fn response_body(&mut self, n: usize, eos: bool) -> Action {
+        self.on_http_response_body(n, eos)
+    }
+    fn response_trailers(&mut self, n: usize) -> Action {
+        self.on_http_response_trailers(n)
+    }
+    fn call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
+        self.on_http_call_response(token, headers, body, trailers);
+    }
+    fn log(&mut self) {
+        self.on_log();
+    }
+    fn done(&mut self) {
+        self.on_done();
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
     NotRun,
@@ -86,8 +131,8 @@ impl Flow {
     }
 }
 
-pub struct Chain {
-    stages: Vec<Box<dyn HttpContext>>,
+pub struct Chain<S: Stage = Box<dyn HttpContext>> {
+    stages: Vec<S>,
     request: Flow,
     response: Flow,
     /// A stage answered the request itself.
@@ -96,8 +141,8 @@ pub struct Chain {
     memo: RequestMemo,
 }
 
-impl Chain {
-    pub fn new(stages: Vec<Box<dyn HttpContext>>) -> Self {
+impl<S: Stage> Chain<S> {
+    pub fn new(stages: Vec<S>) -> Self {
         let n = stages.len();
         Self {
             stages,
@@ -155,8 +200,8 @@ impl Chain {
                     return Action::Pause;
                 };
                 let (action, fx) = Composed::run(|| match direction {
-                    Direction::Request => stage.on_http_request_headers(n, eos),
-                    Direction::Response => stage.on_http_response_headers(n, eos),
+                    Direction::Request => stage.request_headers(n, eos),
+                    Direction::Response => stage.response_headers(n, eos),
                 });
                 effects = fx;
                 st.headers = if action == Action::Continue {
@@ -168,8 +213,8 @@ impl Chain {
             if let (false, Some((seq, size, eos))) = (effects.replied, body) {
                 if st.body_seen != Some(seq) {
                     let (action, fx) = Composed::run(|| match direction {
-                        Direction::Request => stage.on_http_request_body(size, eos),
-                        Direction::Response => stage.on_http_response_body(size, eos),
+                        Direction::Request => stage.request_body(size, eos),
+                        Direction::Response => stage.response_body(size, eos),
                     });
                     effects.replied |= fx.replied;
                     st.body_seen = Some(seq);
@@ -182,11 +227,13 @@ impl Chain {
                 }
                 hold |= !st.body_passed;
             }
-            if let (false, false, Some(n)) = (effects.replied, hold, trailers) {
+            // Trailers end the stream: a stage holding the body gets them
+            // too (that is where it reads a body that had no end_of_stream).
+            if let (false, Some(n)) = (effects.replied, trailers) {
                 if st.trailers == Gate::NotRun {
                     let (action, fx) = Composed::run(|| match direction {
-                        Direction::Request => stage.on_http_request_trailers(n),
-                        Direction::Response => stage.on_http_response_trailers(n),
+                        Direction::Request => stage.request_trailers(n),
+                        Direction::Response => stage.response_trailers(n),
                     });
                     effects.replied |= fx.replied;
                     st.trailers = if action == Action::Continue {
@@ -196,9 +243,10 @@ impl Chain {
                     };
                     if st.trailers == Gate::Passed {
                         st.headers = Gate::Passed;
+                        st.body_passed = true;
                     }
                 }
-                hold |= st.trailers == Gate::Held;
+                hold = st.trailers == Gate::Held;
             }
             hold |= st.headers == Gate::Held;
             let flow = match direction {
@@ -231,7 +279,7 @@ impl Chain {
     }
 }
 
-impl Context for Chain {
+impl<S: Stage> Context for Chain<S> {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
         self.memoized(|chain| chain.call_response(token, headers, body, trailers));
     }
@@ -239,19 +287,18 @@ impl Context for Chain {
     fn on_done(&mut self) -> bool {
         self.memoized(|chain| {
             for stage in &mut chain.stages {
-                Composed::run(|| stage.on_done());
+                Composed::run(|| stage.done());
             }
         });
         true
     }
 }
 
-impl Chain {
+impl<S: Stage> Chain<S> {
     fn call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
         let mut resumed = Vec::new();
         for (i, stage) in self.stages.iter_mut().enumerate() {
-            let (_, fx) =
-                Composed::run(|| stage.on_http_call_response(token, headers, body, trailers));
+            let (_, fx) = Composed::run(|| stage.call_response(token, headers, body, trailers));
             if fx.resumed {
                 resumed.push(i);
             }
@@ -273,7 +320,7 @@ impl Chain {
     }
 }
 
-impl HttpContext for Chain {
+impl<S: Stage> HttpContext for Chain<S> {
     fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
         self.request.headers = Some((num_headers, end_of_stream));
         self.memoized(|chain| chain.pump(Direction::Request))
@@ -307,8 +354,232 @@ impl HttpContext for Chain {
     fn on_log(&mut self) {
         self.memoized(|chain| {
             for stage in &mut chain.stages {
-                Composed::run(|| stage.on_log());
+                Composed::run(|| stage.log());
             }
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    //! The chain's driving, with scripted stages (the host calls they make
+    //! hit gw_host's off-wasm stubs).
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    type Log = Rc<RefCell<Vec<String>>>;
+    /// (event, size, end_of_stream) -> action; may reply or resume.
+    type Script = Box<dyn FnMut(&str, usize, bool) -> Action>;
+
+    struct Scripted {
+        name: &'static str,
+        log: Log,
+        script: Script,
+    }
+
+    impl Scripted {
+        fn call(&mut self, event: &str, size: usize, eos: bool) -> Action {
+            let tag = if eos { "/eos" } else { "" };
+            self.log
+                .borrow_mut()
+                .push(format!("{}.{event}({size}{tag})", self.name));
+            (self.script)(event, size, eos)
+        }
+    }
+
+    impl super::Stage for Scripted {
+        fn request_headers(&mut self, n: usize, eos: bool) -> Action {
+            self.call("req_headers", n, eos)
+        }
+        fn request_body(&mut self, n: usize, eos: bool) -> Action {
+            self.call("req_body", n, eos)
+        }
+        fn request_trailers(&mut self, n: usize) -> Action {
+            self.call("req_trailers", n, false)
+        }
+        fn response_headers(&mut self, n: usize, eos: bool) -> Action {
+            self.call("resp_headers", n, eos)
+        }
+        fn response_body(&mut self, n: usize, eos: bool) -> Action {
+            self.call("resp_body", n, eos)
+        }
+        fn response_trailers(&mut self, n: usize) -> Action {
+            self.call("resp_trailers", n, false)
+        }
+        fn call_response(&mut self, token: u32, _: usize, _: usize, _: usize) {
+            self.call("callout", token as usize, false);
+        }
+        fn log(&mut self) {}
+        fn done(&mut self) {}
+    }
+
+    fn chain(stages: Vec<(&'static str, Script)>) -> (Chain<Scripted>, Log) {
+        let log: Log = Rc::default();
+        let stages = stages
+            .into_iter()
+            .map(|(name, script)| Scripted {
+                name,
+                log: Rc::clone(&log),
+                script,
+            })
+            .collect();
+        (Chain::new(stages), log)
+    }
+
+    fn take(log: &Log) -> Vec<String> {
+        std::mem::take(&mut *log.borrow_mut())
+    }
+
+    fn pass() -> Script {
+        Box::new(|_, _, _| Action::Continue)
+    }
+
+    /// Like audit: buffers the request body until its end.
+    fn buffer_body() -> Script {
+        Box::new(|event, _, eos| match event {
+            "req_body" if !eos => Action::Pause,
+            _ => Action::Continue,
+        })
+    }
+
+    /// Like the tool ACL with holdRequestHeaders: decides at the body's end.
+    fn hold_until_body() -> Script {
+        Box::new(|event, _, eos| match event {
+            "req_headers" => Action::Pause,
+            "req_body" if !eos => Action::Pause,
+            _ => Action::Continue,
+        })
+    }
+
+    #[test]
+    fn a_holder_stops_later_stages_until_it_lets_go() {
+        let (mut c, log) = chain(vec![
+            ("audit", buffer_body()),
+            ("acl", hold_until_body()),
+            ("rl", pass()),
+        ]);
+        assert_eq!(c.on_http_request_headers(5, false), Action::Pause);
+        assert_eq!(take(&log), ["audit.req_headers(5)", "acl.req_headers(5)"]);
+        assert_eq!(c.on_http_request_body(10, false), Action::Pause);
+        assert_eq!(take(&log), ["audit.req_body(10)"]);
+        assert_eq!(c.on_http_request_body(20, true), Action::Continue);
+        assert_eq!(
+            take(&log),
+            [
+                "audit.req_body(20/eos)",
+                "acl.req_body(20/eos)",
+                "rl.req_headers(5)",
+                "rl.req_body(20/eos)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_local_reply_ends_the_request_but_not_the_response() {
+        let deny: Script = Box::new(|event, _, _| {
+            if event == "req_headers" {
+                gw_host::reply::send(401, &[], b"no");
+                return Action::Pause;
+            }
+            Action::Continue
+        });
+        let (mut c, log) = chain(vec![("audit", pass()), ("id", deny), ("acl", pass())]);
+        assert_eq!(c.on_http_request_headers(5, false), Action::Pause);
+        assert_eq!(c.on_http_request_body(7, true), Action::Pause);
+        assert_eq!(take(&log), ["audit.req_headers(5)", "id.req_headers(5)"]);
+        // the local reply goes back through every stage, last first
+        assert_eq!(c.on_http_response_headers(2, false), Action::Continue);
+        assert_eq!(
+            take(&log),
+            [
+                "acl.resp_headers(2)",
+                "id.resp_headers(2)",
+                "audit.resp_headers(2)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stage_resumed_by_its_callout_lets_the_chain_go_on() {
+        let waiting = Rc::new(RefCell::new(true));
+        let w = Rc::clone(&waiting);
+        let identity: Script = Box::new(move |event, _, _| match event {
+            "callout" => {
+                *w.borrow_mut() = false;
+                gw_host::flow::resume_request().ok();
+                Action::Continue
+            }
+            _ if *w.borrow() => Action::Pause,
+            _ => Action::Continue,
+        });
+        let (mut c, log) = chain(vec![
+            ("audit", buffer_body()),
+            ("id", identity),
+            ("acl", hold_until_body()),
+        ]);
+        assert_eq!(c.on_http_request_headers(5, false), Action::Pause);
+        assert_eq!(c.on_http_request_body(9, true), Action::Pause);
+        assert_eq!(
+            take(&log),
+            [
+                "audit.req_headers(5)",
+                "id.req_headers(5)",
+                "audit.req_body(9/eos)",
+                "id.req_body(9/eos)"
+            ]
+        );
+        c.on_http_call_response(3, 0, 0, 0);
+        assert_eq!(
+            take(&log),
+            [
+                "audit.callout(3)",
+                "id.callout(3)",
+                "acl.callout(3)",
+                "id.req_body(9/eos)",
+                "acl.req_headers(5)",
+                "acl.req_body(9/eos)"
+            ]
+        );
+        assert!(c.request.stages.iter().all(|s| s.body_passed));
+    }
+
+    #[test]
+    fn trailers_reach_a_stage_holding_the_body() {
+        let (mut c, log) = chain(vec![("audit", buffer_body()), ("rl", pass())]);
+        assert_eq!(c.on_http_request_headers(5, false), Action::Continue);
+        assert_eq!(c.on_http_request_body(4, false), Action::Pause);
+        assert_eq!(c.on_http_request_trailers(1), Action::Continue);
+        assert_eq!(
+            take(&log),
+            [
+                "audit.req_headers(5)",
+                "rl.req_headers(5)",
+                "audit.req_body(4)",
+                "audit.req_trailers(1)",
+                "rl.req_body(4)",
+                "rl.req_trailers(1)"
+            ]
+        );
+    }
+
+    #[test]
+    fn response_chunks_each_reach_every_stage_when_nobody_holds() {
+        let (mut c, log) = chain(vec![("audit", pass()), ("acl", pass())]);
+        c.on_http_response_headers(1, false);
+        take(&log);
+        // two chunks of the same size are two chunks
+        assert_eq!(c.on_http_response_body(8, false), Action::Continue);
+        assert_eq!(c.on_http_response_body(8, true), Action::Continue);
+        assert_eq!(
+            take(&log),
+            [
+                "acl.resp_body(8)",
+                "audit.resp_body(8)",
+                "acl.resp_body(8/eos)",
+                "audit.resp_body(8/eos)"
+            ]
+        );
     }
 }

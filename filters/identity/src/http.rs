@@ -68,7 +68,7 @@ enum State {
     /// A callout is in flight; the request is paused until it answers.
     Waiting {
         token: u32,
-        pending: Pending,
+        pending: Box<Pending>,
         request: Request,
     },
     /// Decided: allowed (continuing) or answered locally.
@@ -205,7 +205,7 @@ impl IdentityHttp {
                 Metrics::bump(self.metrics.callouts);
                 self.state = State::Waiting {
                     token,
-                    pending,
+                    pending: Box::new(pending),
                     request,
                 };
                 Action::Pause
@@ -229,7 +229,7 @@ impl Context for IdentityHttp {
                 token,
                 pending,
                 request,
-            } if token == token_id => (pending, request),
+            } if token == token_id => (*pending, request),
             other => {
                 self.state = other;
                 return;
