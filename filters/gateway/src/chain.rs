@@ -582,4 +582,127 @@ mod tests {
             ]
         );
     }
+
+    mod properties {
+        //! Whatever the stages do, the chain lets a request go on only when
+        //! every stage has let it through, never runs a stage before the
+        //! previous one has passed the headers, runs nothing after a local
+        //! reply, and lets the request go once every stage would: the
+        //! guarantees a chain of real Envoy filters gives.
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone, Copy)]
+        struct Policy {
+            hold_headers: bool,
+            buffer_body: bool,
+            reply_at: Option<u8>, // 0 headers, 1 body end, 2 trailers
+        }
+
+        fn policy() -> impl Strategy<Value = Policy> {
+            (
+                any::<bool>(),
+                any::<bool>(),
+                prop_oneof![Just(None), (0u8..3).prop_map(Some)],
+            )
+                .prop_map(|(hold_headers, buffer_body, reply_at)| Policy {
+                    hold_headers,
+                    buffer_body,
+                    reply_at,
+                })
+        }
+
+        /// Per stage: last action, and whether it has let the headers go.
+        type Seen = Rc<RefCell<Vec<(Option<Action>, bool)>>>;
+
+        fn scripted(i: usize, p: Policy, seen: &Seen) -> Script {
+            let seen = Rc::clone(seen);
+            Box::new(move |event, _, eos| {
+                let phase = match event {
+                    "req_headers" => 0,
+                    "req_body" if eos => 1,
+                    "req_trailers" => 2,
+                    _ => 9,
+                };
+                let action = if p.reply_at == Some(phase) {
+                    gw_host::reply::send(403, &[], b"no");
+                    Action::Pause
+                } else {
+                    match event {
+                        "req_headers" if p.hold_headers && !eos => Action::Pause,
+                        "req_body" if p.buffer_body && !eos => Action::Pause,
+                        _ => Action::Continue,
+                    }
+                };
+                let mut seen = seen.borrow_mut();
+                let passed_before = seen[i].1;
+                seen[i] = (
+                    Some(action),
+                    passed_before || (action == Action::Continue && event.starts_with("req")),
+                );
+                action
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn the_chain_only_lets_go_what_every_stage_let_go(
+                policies in prop::collection::vec(policy(), 1..5),
+                chunks in 0usize..4,
+                trailers in any::<bool>(),
+            ) {
+                let seen: Seen = Rc::new(RefCell::new(vec![(None, false); policies.len()]));
+                let stages = policies
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| ("s", scripted(i, *p, &seen)))
+                    .collect();
+                let (mut c, log) = chain(stages);
+                let mut replied = false;
+                let check = |action: Action, c: &Chain<Scripted>| -> Result<(), TestCaseError> {
+                    let seen = seen.borrow();
+                    if action == Action::Continue {
+                        // no bypass: every stage has run and its last word was Continue
+                        for (i, (last, _)) in seen.iter().enumerate() {
+                            prop_assert_eq!(*last, Some(Action::Continue), "stage {} holds", i);
+                        }
+                        prop_assert!(!c.replied);
+                    }
+                    // a stage runs only after the one before it let the headers go
+                    for i in 1..seen.len() {
+                        if seen[i].0.is_some() {
+                            prop_assert!(seen[i - 1].1, "stage {} ran before {} passed", i, i - 1);
+                        }
+                    }
+                    Ok(())
+                };
+                let no_body = chunks == 0 && !trailers;
+                let mut last = c.on_http_request_headers(3, no_body);
+                check(last, &c)?;
+                replied |= c.replied;
+                for k in 1..=chunks {
+                    let before = log.borrow().len();
+                    last = c.on_http_request_body(k * 10, k == chunks && !trailers);
+                    if replied {
+                        // nothing runs on a request after a local reply
+                        prop_assert_eq!(log.borrow().len(), before);
+                        prop_assert_eq!(last, Action::Pause);
+                    }
+                    check(last, &c)?;
+                    replied |= c.replied;
+                }
+                if trailers {
+                    last = c.on_http_request_trailers(1);
+                    check(last, &c)?;
+                    replied |= c.replied;
+                }
+                // every stage lets go at the end of the stream: so must the chain
+                if !replied {
+                    prop_assert_eq!(last, Action::Continue);
+                }
+            }
+        }
+    }
 }
