@@ -132,11 +132,4 @@ impl RootContext for AuditRoot {
     }
 }
 
-/// Milliseconds since the Unix epoch, from the host clock.
-pub(crate) fn now_ms() -> u64 {
-    gw_host::abi::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use gw_host::clock::now_ms;

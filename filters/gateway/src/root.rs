@@ -4,6 +4,7 @@
 use crate::chain::Chain;
 use gw_core::gateway::{self, Stage};
 use gw_host::abi;
+use gw_host::clock::now_ms;
 use gw_host::config::{plugin_configuration, with_configuration};
 use gw_host::flow::Composed;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -32,13 +33,6 @@ fn new_stage_root(stage: Stage) -> Box<dyn RootContext> {
         Stage::ToolAcl => gw_tool_acl::new_root(),
         Stage::RateLimit => gw_rate_limit::new_root(),
     }
-}
-
-fn now_ms() -> u64 {
-    abi::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Context for GatewayRoot {
@@ -80,9 +74,12 @@ impl RootContext for GatewayRoot {
         let mut previous = std::mem::take(&mut self.stages);
         let mut stages = Vec::with_capacity(sections.len());
         for (stage, section) in sections {
-            let mut root = match previous.iter().position(|s| s.stage == stage) {
-                Some(i) => previous.swap_remove(i).root,
-                None => new_stage_root(stage),
+            let (mut root, previous_tick) = match previous.iter().position(|s| s.stage == stage) {
+                Some(i) => {
+                    let old = previous.swap_remove(i);
+                    (old.root, old.tick)
+                }
+                None => (new_stage_root(stage), None),
             };
             let size = section.len();
             let (ok, effects) =
@@ -94,7 +91,8 @@ impl RootContext for GatewayRoot {
             stages.push(StageRoot {
                 stage,
                 root,
-                tick: effects.tick,
+                // a root configured again keeps its tick unless it asks anew
+                tick: effects.tick.or(previous_tick),
                 next_tick_ms: 0,
             });
         }

@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod flow;
 pub mod headers;

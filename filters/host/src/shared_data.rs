@@ -7,7 +7,6 @@
 
 use crate::abi;
 use proxy_wasm::types::Status;
-use std::time::UNIX_EPOCH;
 
 /// The value under `key` and its CAS token (`None`, `None` when absent).
 pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -44,12 +43,4 @@ pub fn update(
     }
     log::warn!("shared data {key}: gave up after {attempts} CAS conflicts");
     false
-}
-
-/// Milliseconds since the Unix epoch by the host clock (0 if unavailable).
-pub fn now_ms() -> u64 {
-    abi::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

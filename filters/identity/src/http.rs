@@ -17,7 +17,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The request line as the policy needs it (owned: it outlives the headers
 /// callback while a callout is pending).
@@ -81,12 +81,7 @@ pub struct IdentityHttp {
     state: State,
 }
 
-fn now() -> Duration {
-    abi::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default()
-}
+use gw_host::clock::now;
 
 impl IdentityHttp {
     pub fn new(config: Rc<IdentityConfig>, metrics: Metrics) -> Self {

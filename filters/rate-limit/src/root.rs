@@ -4,11 +4,10 @@ use crate::http::RateLimitHttp;
 use crate::local_store;
 use crate::metrics::{Counter, Metrics};
 use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
-use gw_host::abi;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often a VM sweeps part of the table, and how long a full pass takes:
 /// every slot is swept at least once per `SWEEP_PASS_TICKS` seconds by every
@@ -23,13 +22,7 @@ pub struct RateLimitRoot {
     sweep_cursor: u32,
 }
 
-pub fn now_ms() -> u64 {
-    abi::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use gw_host::clock::now_ms;
 
 impl Context for RateLimitRoot {}
 

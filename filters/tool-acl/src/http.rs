@@ -24,7 +24,7 @@ use gw_core::tool_acl::request_guard::{self, Refusal, INVALID_REQUEST};
 use gw_core::tool_acl::rules::{Agent, TargetKind};
 use gw_core::tool_acl::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
 use gw_core::tool_acl::tools_list;
-use gw_host::{reply, response, shared_data, state};
+use gw_host::{reply, response, state};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use serde_json::{json, Value};
@@ -417,7 +417,7 @@ impl ToolAclHttp {
         };
         let protocol_version = self.headers.protocol_version.clone().unwrap_or_default();
         let agent_id = self.identity().map(|i| i.agent_id.clone());
-        let now = shared_data::now_ms();
+        let now = gw_host::clock::now_ms();
         let (entry, generation) = cache::lookup(
             &shared_key,
             &protocol_version,
@@ -491,7 +491,7 @@ impl ToolAclHttp {
             let ok_status = self.response_status == 200;
             match filtered.unfiltered.iter().find(|(id, _)| *id == plan.id) {
                 Some((_, result)) if ok_status => {
-                    let now = shared_data::now_ms();
+                    let now = gw_host::clock::now_ms();
                     if cache::store(
                         &plan,
                         result,
