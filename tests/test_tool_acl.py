@@ -511,14 +511,28 @@ def test_resources_and_prompts_when_configured(acl_ext: AclGateway) -> None:
     with acl_ext.http(MCP_HEADERS | ident("sentinel-1")) as c:
         r = c.post("/mcp", json=read)
         assert r.status_code == 200 and "example" in rpc_body(r)["result"]["contents"][0]["text"]
-        # allowed by the ACL, answered by the server (which has no prompts)
+        # allowed by the ACL, answered by the server (which has no such prompt)
         r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "prompts/get", "params": {"name": "summarize_x"}})
         assert r.status_code == 200 and "tool_access_denied" not in r.text
+        # lists show only what the agent may read / get (SSE for 2025-06-18, as
+        # in the tools/list test below; whatever the server picks for 2025-11-25)
+        kinds = set()
+        for version in ("2025-06-18", "2025-11-25"):
+            h = {"mcp-protocol-version": version}
+            r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 5, "method": "resources/list"}, headers=h)
+            assert r.status_code == 200, r.text
+            assert [x["uri"] for x in rpc_body(r)["result"]["resources"]] == ["config://gateway-example"], r.text
+            kinds.add(r.headers["content-type"].split(";")[0])
+            r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 6, "method": "prompts/list"}, headers=h)
+            assert [x["name"] for x in rpc_body(r)["result"]["prompts"]] == ["summarize_text"], r.text
+        assert "text/event-stream" in kinds
         r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 3, "method": "prompts/get", "params": {"name": "other"}})
         assert r.status_code == 403 and "'other'" in r.text
     with acl_ext.http(MCP_HEADERS | ident("alchemy-1")) as c:
         r = c.post("/mcp", json=read)
         assert r.status_code == 403 and "config://gateway-example" in r.json()["message"]
+        r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 7, "method": "resources/list"})
+        assert rpc_body(r)["result"]["resources"] == [], r.text
     # not governed in the shipped config
     with acl_ext.http(MCP_HEADERS | ident("alchemy-1")) as c:
         r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 4, "method": "resources/list"})

@@ -189,6 +189,21 @@ def example_resource() -> str:
     return json.dumps({"example": True})
 
 
+@mcp.resource("scene://default", description="A second resource, outside config:// (ACL tests)")
+def scene_resource() -> str:
+    return json.dumps({"scene": "default"})
+
+
+@mcp.prompt(description="Summarize a text (ACL tests: allowed by summarize_*)")
+def summarize_text(text: str) -> str:
+    return f"Summarize: {text}"
+
+
+@mcp.prompt(description="Draft an e-mail (ACL tests: not allowed by summarize_*)")
+def draft_email(subject: str) -> str:
+    return f"Draft an e-mail about {subject}"
+
+
 @mcp.custom_route("/stats", methods=["GET"])
 async def stats(request: Request) -> Response:
     _count(_http, "GET /stats")

@@ -239,7 +239,7 @@ impl HttpContext for ToolAclHttp {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
-        if !self.governed || !config.tools_list.filter || !config.governs(TargetKind::Tool) {
+        if !self.governed || config.filtered_lists().is_empty() {
             return Action::Continue;
         }
         self.response_status = response::status();
@@ -264,8 +264,8 @@ impl HttpContext for ToolAclHttp {
         } else if !self.list_ids.is_empty()
             && (media == "application/json" || media.ends_with("+json"))
         {
-            // A JSON answer to a tools/list: rewrite it whole. (MCP clients
-            // read tool lists from JSON or SSE only.)
+            // A JSON answer to a list request: rewrite it whole. (MCP
+            // clients read lists from JSON or SSE only.)
             self.response = ResponseMode::Json;
             response::set_header("content-length", None);
         }
@@ -372,7 +372,8 @@ impl ToolAclHttp {
         }
     }
 
-    /// Remember `tools/list` ids for the response; answer from the cache.
+    /// Remember the ids of the list requests whose results are filtered
+    /// (`ToolAclConfig::filtered_lists`); answer a `tools/list` from the cache.
     fn prepare_tools_list(
         &mut self,
         config: &ToolAclConfig,
@@ -380,13 +381,24 @@ impl ToolAclHttp {
         parsed: Option<jsonrpc::JsonRpcBody>,
         body: &[u8],
     ) -> Action {
-        if !config.tools_list.filter || !config.governs(TargetKind::Tool) {
+        let kinds = config.filtered_lists();
+        if kinds.is_empty() {
             return Action::Continue;
         }
+        let list_operation = |op: Operation| match op {
+            Operation::McpToolsList => Some(TargetKind::Tool),
+            Operation::McpResourcesList => Some(TargetKind::Resource),
+            Operation::McpPromptsList => Some(TargetKind::Prompt),
+            _ => None,
+        };
         self.list_ids = facts
             .messages
             .iter()
-            .filter(|m| m.operation() == Some(Operation::McpToolsList))
+            .filter(|m| {
+                m.operation()
+                    .and_then(list_operation)
+                    .is_some_and(|kind| kinds.contains(&kind))
+            })
             .filter_map(|m| m.id.clone())
             .collect();
         let (Some(_), Some(message)) = (config.tools_list.cache, facts.single()) else {
@@ -474,7 +486,8 @@ impl ToolAclHttp {
         });
         let view = config.acl.view(agent);
         let cache_ids: Vec<Value> = self.plan.iter().map(|p| p.id.clone()).collect();
-        let filtered = tools_list::filter_payload(payload, &view, &cache_ids).ok()?;
+        let kinds = config.filtered_lists();
+        let filtered = tools_list::filter_payload(payload, &view, &kinds, &cache_ids).ok()?;
         if filtered.list_changed {
             if let Some(key) = self.shared_key() {
                 if cache::invalidate(&key) {
@@ -536,7 +549,7 @@ impl ToolAclHttp {
             }
             RawEvent::Complete(bytes) => {
                 let event = sse_rewrite::parse_event(bytes)?;
-                if !tools_list::may_concern_tools(&event.data) {
+                if !tools_list::may_concern_lists(&event.data) {
                     return None;
                 }
                 let before = event.data.clone();

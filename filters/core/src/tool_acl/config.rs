@@ -252,6 +252,19 @@ impl ToolAclConfig {
     pub fn governs(&self, kind: TargetKind) -> bool {
         self.governed.contains(&kind)
     }
+
+    /// The lists filtered per agent (`toolsList.filter`): `tools/list`, and
+    /// `resources/list` / `prompts/list` when resources / prompts are
+    /// governed, so that no list shows what the agent may not use.
+    pub fn filtered_lists(&self) -> Vec<TargetKind> {
+        if !self.tools_list.filter {
+            return Vec::new();
+        }
+        [TargetKind::Tool, TargetKind::Resource, TargetKind::Prompt]
+            .into_iter()
+            .filter(|k| self.governs(*k))
+            .collect()
+    }
 }
 
 fn patterns(list: Vec<String>, path: String) -> Result<PatternList, ConfigError> {

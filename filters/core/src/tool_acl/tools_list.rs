@@ -22,31 +22,45 @@ use crate::tool_acl::rules::{AgentView, TargetKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-/// Keep only the tools `view` permits. Returns how many were removed.
-pub fn filter_result(result: &mut Map<String, Value>, view: &AgentView<'_>) -> usize {
-    match result.get_mut("tools") {
-        Some(Value::Array(tools)) => {
-            let before = tools.len();
-            tools.retain(|tool| {
-                tool.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|name| view.permits(TargetKind::Tool, name))
-            });
-            before - tools.len()
-        }
-        Some(other) => {
-            // Not a list we understand: show nothing rather than guess.
-            *other = Value::Array(Vec::new());
-            1
-        }
-        None => 0,
+/// The list a `*/list` result carries for `kind`, and the field that names
+/// each item: `tools` by `name`, `resources` by `uri`, `prompts` by `name`.
+fn list_key(kind: TargetKind) -> (&'static str, &'static str) {
+    match kind {
+        TargetKind::Tool => ("tools", "name"),
+        TargetKind::Resource => ("resources", "uri"),
+        TargetKind::Prompt => ("prompts", "name"),
     }
 }
 
-/// A JSON-RPC response message that carries a tool list.
-fn tools_result_mut(message: &mut Value) -> Option<&mut Map<String, Value>> {
-    let result = message.get_mut("result")?.as_object_mut()?;
-    result.contains_key("tools").then_some(result)
+/// Keep only the items of the `kinds` lists that `view` permits. Returns
+/// how many were removed.
+pub fn filter_result(
+    result: &mut Map<String, Value>,
+    view: &AgentView<'_>,
+    kinds: &[TargetKind],
+) -> usize {
+    let mut removed = 0;
+    for &kind in kinds {
+        let (list, field) = list_key(kind);
+        match result.get_mut(list) {
+            Some(Value::Array(items)) => {
+                let before = items.len();
+                items.retain(|item| {
+                    item.get(field)
+                        .and_then(Value::as_str)
+                        .is_some_and(|name| view.permits(kind, name))
+                });
+                removed += before - items.len();
+            }
+            Some(other) => {
+                // Not a list we understand: show nothing rather than guess.
+                *other = Value::Array(Vec::new());
+                removed += 1;
+            }
+            None => {}
+        }
+    }
+    removed
 }
 
 /// What filtering one response body (or SSE event payload) found.
@@ -63,16 +77,18 @@ pub struct Filtered {
     pub list_changed: bool,
 }
 
-/// Filter a JSON-RPC payload (a message or a batch of messages). `Err` when
-/// it is not JSON: the caller must not forward it.
+/// Filter a JSON-RPC payload (a message or a batch of messages): the lists
+/// of `kinds` (those the ACL governs) in every result. `Err` when it is not
+/// JSON: the caller must not forward it.
 pub fn filter_payload(
     payload: &[u8],
     view: &AgentView<'_>,
+    kinds: &[TargetKind],
     cache_ids: &[Value],
 ) -> Result<Filtered, String> {
     let mut value: Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     let mut out = Filtered::default();
-    let mut has_tools = false;
+    let mut has_lists = false;
     {
         let messages: Vec<&mut Value> = match &mut value {
             Value::Array(items) => items.iter_mut().collect(),
@@ -85,26 +101,34 @@ pub fn filter_payload(
                 out.list_changed = true;
             }
             let id = message.get("id").cloned();
-            if let Some(result) = tools_result_mut(message) {
-                has_tools = true;
+            let Some(result) = message.get_mut("result").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if !kinds.iter().any(|k| result.contains_key(list_key(*k).0)) {
+                continue;
+            }
+            has_lists = true;
+            if result.contains_key("tools") {
                 if let Some(id) = id.filter(|id| cache_ids.contains(id)) {
                     out.unfiltered.push((id, Value::Object(result.clone())));
                 }
-                out.removed += filter_result(result, view);
             }
+            out.removed += filter_result(result, view, kinds);
         }
     }
-    if has_tools {
+    if has_lists {
         out.rewritten = Some(value.to_string());
     }
     Ok(out)
 }
 
-/// Cheap pre-check for SSE event data: only payloads that may carry a tool
+/// Cheap pre-check for SSE event data: only payloads that may carry a
 /// list or a list-changed notification are parsed. `\u` escapes could spell
 /// either, so their presence also triggers a parse.
-pub fn may_concern_tools(data: &str) -> bool {
-    data.contains("tools") || data.contains("\\u")
+pub fn may_concern_lists(data: &str) -> bool {
+    ["tools", "resources", "prompts", "\\u"]
+        .iter()
+        .any(|word| data.contains(word))
 }
 
 /// `params` of a `tools/list` request the cache can answer: none, or only
@@ -242,7 +266,7 @@ pub fn cached_response(
         Value::Object(map) => map.clone(),
         _ => Map::new(),
     };
-    filter_result(&mut result, view);
+    filter_result(&mut result, view, &[TargetKind::Tool]);
     if let Some(ttl) = result.get("ttlMs").and_then(Value::as_u64) {
         let age = now_ms.saturating_sub(entry.stored_at_ms);
         result.insert("ttlMs".into(), Value::from(ttl.saturating_sub(age)));
@@ -277,6 +301,8 @@ mod tests {
     use crate::tool_acl::rules::Agent;
 
     use crate::tool_acl::rules::tests::recipe as acl;
+
+    const TOOLS: &[TargetKind] = &[TargetKind::Tool];
 
     fn agent(id: &str) -> Option<Agent<'_>> {
         Some(Agent { id, name: "" })
@@ -328,7 +354,8 @@ mod tests {
             ("admin-1", ALL.to_vec()),
             ("intern-1", vec![]),
         ] {
-            let out = filter_payload(body.as_bytes(), &acl.view(agent(who)), &[json!(1)]).unwrap();
+            let out =
+                filter_payload(body.as_bytes(), &acl.view(agent(who)), TOOLS, &[json!(1)]).unwrap();
             let v: Value = serde_json::from_str(out.rewritten.as_deref().unwrap()).unwrap();
             assert_eq!(names(&v), expected, "{who}");
             assert_eq!(v["result"]["nextCursor"], "page-2", "pagination kept");
@@ -341,7 +368,7 @@ mod tests {
                 ALL.len()
             );
         }
-        let none = filter_payload(body.as_bytes(), &acl.view(None), &[]).unwrap();
+        let none = filter_payload(body.as_bytes(), &acl.view(None), TOOLS, &[]).unwrap();
         let v: Value = serde_json::from_str(none.rewritten.as_deref().unwrap()).unwrap();
         assert!(names(&v).is_empty());
         assert!(none.unfiltered.is_empty(), "id not requested: not cached");
@@ -357,12 +384,12 @@ mod tests {
             {"jsonrpc":"2.0","id":3,"result":{"content":[]}}
         ])
         .to_string();
-        let out = filter_payload(body.as_bytes(), &view, &[]).unwrap();
+        let out = filter_payload(body.as_bytes(), &view, TOOLS, &[]).unwrap();
         let v: Value = serde_json::from_str(out.rewritten.as_deref().unwrap()).unwrap();
         assert_eq!(v[0]["result"]["tools"], json!([{"name":"read_config"}]));
         assert_eq!(v[1]["result"]["tools"], json!([]));
         assert_eq!(v[2]["result"]["content"], json!([]));
-        assert!(filter_payload(b"not json", &view, &[]).is_err());
+        assert!(filter_payload(b"not json", &view, TOOLS, &[]).is_err());
     }
 
     #[test]
@@ -372,21 +399,55 @@ mod tests {
         let call =
             br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"tools"}]}}"#;
         assert_eq!(
-            filter_payload(call, &view, &[]).unwrap(),
+            filter_payload(call, &view, TOOLS, &[]).unwrap(),
             Filtered::default()
         );
         let changed = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
-        let out = filter_payload(changed, &view, &[]).unwrap();
+        let out = filter_payload(changed, &view, TOOLS, &[]).unwrap();
         assert!(out.list_changed);
         assert!(out.rewritten.is_none());
-        assert!(may_concern_tools(std::str::from_utf8(changed).unwrap()));
-        assert!(may_concern_tools(r#"{"result":{"\u0074ools":[]}}"#));
-        assert!(!may_concern_tools(r#"{"method":"notifications/progress"}"#));
+        assert!(may_concern_lists(std::str::from_utf8(changed).unwrap()));
+        assert!(may_concern_lists(r#"{"result":{"\u0074ools":[]}}"#));
+        assert!(!may_concern_lists(r#"{"method":"notifications/progress"}"#));
         // escaped keys are still found once parsed
         let sneaky =
             br#"{"jsonrpc":"2.0","id":1,"result":{"\u0074ools":[{"name":"execute_code"}]}}"#;
-        let out = filter_payload(sneaky, &view, &[]).unwrap();
+        let out = filter_payload(sneaky, &view, TOOLS, &[]).unwrap();
         assert!(out.rewritten.unwrap().contains("\"tools\":[]"));
+    }
+
+    #[test]
+    fn resource_and_prompt_lists_are_filtered_when_governed() {
+        let config = crate::config::load::<
+            crate::tool_acl::config::ToolAclSpec,
+            crate::tool_acl::config::ToolAclConfig,
+        >(
+            br#"{"accessRules": [{"agentPattern": "sentinel-*", "allowedTools": ["read_config"],
+                 "allowedResources": ["config://*"], "allowedPrompts": ["summarize_*"]}],
+                 "applyTo": {"methods": ["tools/call", "resources/read", "prompts/get"]}}"#,
+        )
+        .unwrap();
+        let view = config.acl.view(agent("sentinel-1"));
+        let body = json!([
+            {"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"config://a"},{"uri":"file:///etc/passwd"},{"name":"no uri"}],"nextCursor":"c"}},
+            {"jsonrpc":"2.0","id":2,"result":{"prompts":[{"name":"summarize_text"},{"name":"draft_email"}]}}
+        ])
+        .to_string();
+        let all = [TargetKind::Tool, TargetKind::Resource, TargetKind::Prompt];
+        let out = filter_payload(body.as_bytes(), &view, &all, &[json!(1)]).unwrap();
+        let v: Value = serde_json::from_str(out.rewritten.as_deref().unwrap()).unwrap();
+        assert_eq!(v[0]["result"]["resources"], json!([{"uri":"config://a"}]));
+        assert_eq!(v[0]["result"]["nextCursor"], "c");
+        assert_eq!(
+            v[1]["result"]["prompts"],
+            json!([{"name":"summarize_text"}])
+        );
+        assert_eq!(out.removed, 3);
+        assert!(out.unfiltered.is_empty(), "only tool lists are cached");
+        // a kind the ACL does not govern is left alone
+        let tools_only = filter_payload(body.as_bytes(), &view, TOOLS, &[]).unwrap();
+        assert_eq!(tools_only, Filtered::default());
+        assert!(may_concern_lists(r#"{"result":{"prompts":[]}}"#));
     }
 
     #[test]
