@@ -137,12 +137,20 @@ impl RootContext for GatewayRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // A filter without a context fails closed on its own; the chain does
-        // too: no context, no request (failure_policy FAIL_CLOSED).
-        let mut contexts = Vec::with_capacity(self.stages.len());
+        // Never None: the SDK's dispatcher panics on it. A stage without a
+        // context (never seen: Envoy refuses a configuration that failed)
+        // is replaced by one that refuses the request.
+        let mut contexts = Vec::with_capacity(self.stages.len().max(1));
         for s in &self.stages {
             let (context, _) = Composed::run(|| s.root.create_http_context(context_id));
-            contexts.push(context?);
+            contexts.push(context.unwrap_or_else(|| {
+                Box::new(gw_host::reply::Unconfigured {
+                    filter: s.stage.key(),
+                })
+            }));
+        }
+        if contexts.is_empty() {
+            contexts.push(Box::new(gw_host::reply::Unconfigured { filter: "gateway" }));
         }
         Some(Box::new(Chain::new(contexts)))
     }

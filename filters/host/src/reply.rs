@@ -49,3 +49,27 @@ pub fn jsonrpc_error(
         body.to_string().as_bytes(),
     );
 }
+
+/// The HTTP context of a filter whose root has no configuration. Envoy
+/// refuses a plugin whose `on_configure` failed, so this should never see a
+/// request; if it does, it fails closed with a 503 rather than returning no
+/// context at all (the SDK's dispatcher panics on `None`, which kills the
+/// worker's VM).
+pub struct Unconfigured {
+    pub filter: &'static str,
+}
+
+impl proxy_wasm::traits::Context for Unconfigured {}
+
+impl proxy_wasm::traits::HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
+        log::error!("{}: no configuration; refusing the request", self.filter);
+        json_error(
+            503,
+            "gateway_misconfigured",
+            &format!("the {} filter has no valid configuration", self.filter),
+            &[],
+        );
+        proxy_wasm::types::Action::Pause
+    }
+}

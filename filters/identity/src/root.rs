@@ -63,9 +63,13 @@ impl RootContext for IdentityRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Without a configuration Envoy has refused the plugin; no context
-        // means the filter chain fails closed (failure_policy FAIL_CLOSED).
-        let config = self.config.clone()?;
+        // Without a configuration Envoy has refused the plugin; should a
+        // request still come, it is refused.
+        let Some(config) = self.config.clone() else {
+            return Some(Box::new(gw_host::reply::Unconfigured {
+                filter: "identity",
+            }));
+        };
         Some(gw_host::profile::wrap(
             "identity",
             Box::new(IdentityHttp::new(config, self.metrics)),

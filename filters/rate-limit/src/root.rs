@@ -85,7 +85,13 @@ impl RootContext for RateLimitRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
+        let Some(config) = self.config.clone() else {
+            // Envoy refuses a plugin whose configuration failed; should a
+            // request still come, it is refused.
+            return Some(Box::new(gw_host::reply::Unconfigured {
+                filter: "rate_limit",
+            }));
+        };
         Some(gw_host::profile::wrap(
             "rate_limit",
             Box::new(RateLimitHttp::new(config, self.metrics, context_id)),
