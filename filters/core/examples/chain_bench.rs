@@ -46,18 +46,9 @@ const API_KEY: &str = "gw-demo-admin-1";
 /// A fixed clock (ms since the epoch), so runs are comparable.
 const NOW_MS: u64 = 1_764_000_000_000;
 
-fn per_op(label: &str, n: u32, mut f: impl FnMut()) -> f64 {
-    for _ in 0..n / 10 {
-        f();
-    }
-    let start = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
-    println!("{label:<62} {ns:>9.0} ns/op  ({:>10.0} ops/s)", 1e9 / ns);
-    ns
-}
+#[path = "support/per_op.rs"]
+mod support;
+use support::per_op;
 
 /// Like [`per_op`] for a step that consumes its input: inputs are made in
 /// batches outside the timed loop.

@@ -10,7 +10,6 @@ use gw_core::tool_acl::rules::{Agent, TargetKind};
 use gw_core::tool_acl::tools_list::{cached_response, CacheEntry};
 use serde_json::json;
 use std::hint::black_box;
-use std::time::Instant;
 
 const CONFIG: &str = r#"
 accessRules:
@@ -24,17 +23,9 @@ accessRules:
     allowedTools: ["*"]
 "#;
 
-fn per_op(label: &str, n: u32, mut f: impl FnMut()) {
-    for _ in 0..n / 10 {
-        f();
-    }
-    let start = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
-    println!("{label:<58} {ns:>9.0} ns/op  ({:>9.0} ops/s)", 1e9 / ns);
-}
+#[path = "support/per_op.rs"]
+mod support;
+use support::per_op;
 
 fn main() -> Result<(), String> {
     let config: ToolAclConfig =
