@@ -401,6 +401,11 @@ impl ToolAclHttp {
             })
             .filter_map(|m| m.id.clone())
             .collect();
+        // The cache is for tool lists, filtered per agent: only when tools
+        // are governed.
+        if !kinds.contains(&TargetKind::Tool) {
+            return Action::Continue;
+        }
         let (Some(_), Some(message)) = (config.tools_list.cache, facts.single()) else {
             return Action::Continue;
         };
