@@ -491,8 +491,8 @@ impl ToolAclHttp {
         });
         let view = config.acl.view(agent);
         let cache_ids: Vec<Value> = self.plan.iter().map(|p| p.id.clone()).collect();
-        let kinds = config.filtered_lists();
-        let filtered = tools_list::filter_payload(payload, &view, &kinds, &cache_ids).ok()?;
+        let filtered =
+            tools_list::filter_payload(payload, &view, config.filtered_lists(), &cache_ids).ok()?;
         if filtered.list_changed {
             if let Some(key) = self.shared_key() {
                 if cache::invalidate(&key) {

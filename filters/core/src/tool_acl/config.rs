@@ -237,6 +237,9 @@ pub struct ToolAclConfig {
 #[derive(Debug, Clone)]
 pub struct ToolsListConfig {
     pub filter: bool,
+    /// What `filter` covers, worked out at load: see
+    /// [`ToolAclConfig::filtered_lists`].
+    lists: Vec<TargetKind>,
     /// `None`: caching off.
     pub cache: Option<CacheConfig>,
     pub max_response_bytes: usize,
@@ -256,14 +259,8 @@ impl ToolAclConfig {
     /// The lists filtered per agent (`toolsList.filter`): `tools/list`, and
     /// `resources/list` / `prompts/list` when resources / prompts are
     /// governed, so that no list shows what the agent may not use.
-    pub fn filtered_lists(&self) -> Vec<TargetKind> {
-        if !self.tools_list.filter {
-            return Vec::new();
-        }
-        [TargetKind::Tool, TargetKind::Resource, TargetKind::Prompt]
-            .into_iter()
-            .filter(|k| self.governs(*k))
-            .collect()
+    pub fn filtered_lists(&self) -> &[TargetKind] {
+        &self.tools_list.lists
     }
 }
 
@@ -435,6 +432,14 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
                 max_bytes: t.cache.max_bytes,
             },
         });
+        let lists = if t.filter {
+            [TargetKind::Tool, TargetKind::Resource, TargetKind::Prompt]
+                .into_iter()
+                .filter(|k| governed.contains(k))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             acl: ToolAcl::new(rules, match_by, default_decision),
             governed,
@@ -444,6 +449,7 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
             batches: spec.batches,
             tools_list: ToolsListConfig {
                 filter: t.filter,
+                lists,
                 cache,
                 max_response_bytes: t.max_response_bytes,
             },
