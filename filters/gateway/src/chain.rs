@@ -161,11 +161,12 @@ impl<S: Stage> Chain<S> {
         out
     }
 
-    fn order(&self, direction: Direction) -> Vec<usize> {
-        let n = self.stages.len();
+    /// The stage at position `k` of `direction`'s order (responses go
+    /// through the stages last first).
+    fn stage_at(&self, direction: Direction, k: usize) -> usize {
         match direction {
-            Direction::Request => (0..n).collect(),
-            Direction::Response => (0..n).rev().collect(),
+            Direction::Request => k,
+            Direction::Response => self.stages.len() - 1 - k,
         }
     }
 
@@ -178,7 +179,8 @@ impl<S: Stage> Chain<S> {
     /// Give every stage, in order, what has arrived and it has not seen;
     /// `Continue` when all let everything through.
     fn pump(&mut self, direction: Direction) -> Action {
-        for i in self.order(direction) {
+        for k in 0..self.stages.len() {
+            let i = self.stage_at(direction, k);
             if self.replied && direction == Direction::Request {
                 return Action::Pause;
             }

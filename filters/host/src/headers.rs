@@ -34,11 +34,17 @@ pub fn all(map: MapType) -> Vec<(String, String)> {
 /// One header of `map` (the first value when repeated).
 pub fn get(map: MapType, name: &str) -> Option<String> {
     if map == MapType::HttpRequestHeaders {
-        if let Some(headers) = crate::memo::request_headers(|| all(map)) {
-            return headers
-                .into_iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v);
+        let found = crate::memo::with_request_headers(
+            || all(map),
+            |headers| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            },
+        );
+        if let Some(value) = found {
+            return value;
         }
     }
     match abi::get_map_value_bytes(map, name) {

@@ -36,18 +36,23 @@ fn active<T>(f: impl FnOnce(&mut RequestMemo) -> T) -> Option<T> {
     ACTIVE.with(|a| a.borrow_mut().as_mut().map(f))
 }
 
-/// The request headers: from the memo, else read with `read` and kept.
-/// None when no memo is installed.
+/// `f` of the request headers: from the memo, else read with `read` (once,
+/// then kept). None when no memo is installed.
+pub(crate) fn with_request_headers<T>(
+    read: impl FnOnce() -> Vec<(String, String)>,
+    f: impl FnOnce(&[(String, String)]) -> T,
+) -> Option<T> {
+    active(|m| {
+        let headers = m.request_headers.get_or_insert_with(read);
+        f(headers)
+    })
+}
+
+/// The request headers (a copy; see [`with_request_headers`]).
 pub(crate) fn request_headers(
     read: impl FnOnce() -> Vec<(String, String)>,
 ) -> Option<Vec<(String, String)>> {
-    let known = active(|m| m.request_headers.clone())?;
-    if let Some(headers) = known {
-        return Some(headers);
-    }
-    let headers = read();
-    active(|m| m.request_headers = Some(headers.clone()));
-    Some(headers)
+    with_request_headers(read, <[(String, String)]>::to_vec)
 }
 
 /// A request header was replaced (`Some`) or removed (`None`).
