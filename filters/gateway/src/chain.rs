@@ -15,6 +15,11 @@
 //! response body only when nothing before them holds it, so they never
 //! read a byte twice; a new stage must keep to that.
 //!
+//! A request can end with trailers instead of a last body callback: every
+//! stage is wrapped in `gw_host::stage::EndAtTrailers`, which then gives it
+//! the buffered body with `end_of_stream` before the trailers, so the
+//! trailers cannot release a body the stage has not judged.
+//!
 //! A stage that answers locally ends the request: no later stage runs on
 //! it. A stage waiting for a callout holds; when its callback resumes the
 //! request (`gw_host::flow::resume_request`), the chain goes on from that
@@ -24,53 +29,10 @@
 use gw_host::abi;
 use gw_host::flow::{Composed, Effects};
 use gw_host::memo::{with_memo, RequestMemo};
+use gw_host::stage::EndAtTrailers;
+pub use gw_host::stage::Stage;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-
-/// What the chain needs of a stage: every proxy-wasm HTTP context has it.
-/// (A trait of our own so that the chain's tests can script stages without
-/// the SDK's host calls.)
-pub trait Stage {
-    fn request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action;
-    fn request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action;
-    fn request_trailers(&mut self, num_trailers: usize) -> Action;
-    fn response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action;
-    fn response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action;
-    fn response_trailers(&mut self, num_trailers: usize) -> Action;
-    fn call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize);
-    fn log(&mut self);
-    fn done(&mut self);
-}
-
-impl Stage for Box<dyn HttpContext> {
-    fn request_headers(&mut self, n: usize, eos: bool) -> Action {
-        self.on_http_request_headers(n, eos)
-    }
-    fn request_body(&mut self, n: usize, eos: bool) -> Action {
-        self.on_http_request_body(n, eos)
-    }
-    fn request_trailers(&mut self, n: usize) -> Action {
-        self.on_http_request_trailers(n)
-    }
-    fn response_headers(&mut self, n: usize, eos: bool) -> Action {
-        self.on_http_response_headers(n, eos)
-    }
-    fn response_body(&mut self, n: usize, eos: bool) -> Action {
-        self.on_http_response_body(n, eos)
-    }
-    fn response_trailers(&mut self, n: usize) -> Action {
-        self.on_http_response_trailers(n)
-    }
-    fn call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
-        self.on_http_call_response(token, headers, body, trailers);
-    }
-    fn log(&mut self) {
-        self.on_log();
-    }
-    fn done(&mut self) {
-        self.on_done();
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
@@ -132,7 +94,9 @@ impl Flow {
 }
 
 pub struct Chain<S: Stage = Box<dyn HttpContext>> {
-    stages: Vec<S>,
+    /// Every stage ends at trailers (`gw_host::stage`): none can let go of
+    /// a body it has not judged, whatever its own trailer callback does.
+    stages: Vec<EndAtTrailers<S>>,
     request: Flow,
     response: Flow,
     /// A stage answered the request itself.
@@ -145,7 +109,7 @@ impl<S: Stage> Chain<S> {
     pub fn new(stages: Vec<S>) -> Self {
         let n = stages.len();
         Self {
-            stages,
+            stages: stages.into_iter().map(EndAtTrailers::new).collect(),
             request: Flow::new(n),
             response: Flow::new(n),
             replied: false,
@@ -230,7 +194,9 @@ impl<S: Stage> Chain<S> {
                 hold |= !st.body_passed;
             }
             // Trailers end the stream: a stage holding the body gets them
-            // too (that is where it reads a body that had no end_of_stream).
+            // too, and its EndAtTrailers first gives it the whole body with
+            // end_of_stream (a body that ends in trailers is judged like
+            // any other).
             if let (false, Some(n)) = (effects.replied, trailers) {
                 if st.trailers == Gate::NotRun {
                     let (action, fx) = Composed::run(|| match direction {
@@ -559,8 +525,10 @@ mod tests {
                 "audit.req_headers(5)",
                 "rl.req_headers(5)",
                 "audit.req_body(4)",
+                "audit.req_body(4/eos)",
                 "audit.req_trailers(1)",
                 "rl.req_body(4)",
+                "rl.req_body(4/eos)",
                 "rl.req_trailers(1)"
             ]
         );
@@ -614,8 +582,11 @@ mod tests {
                 })
         }
 
-        /// Per stage: last action, and whether it has let the headers go.
-        type Seen = Rc<RefCell<Vec<(Option<Action>, bool)>>>;
+        /// Per stage: last action, whether it has let the headers go, and
+        /// whether it has been told the request ended (headers or body with
+        /// end_of_stream): what a stage that judges the whole body needs
+        /// before it may let anything go.
+        type Seen = Rc<RefCell<Vec<(Option<Action>, bool, bool)>>>;
 
         fn scripted(i: usize, p: Policy, seen: &Seen) -> Script {
             let seen = Rc::clone(seen);
@@ -637,10 +608,11 @@ mod tests {
                     }
                 };
                 let mut seen = seen.borrow_mut();
-                let passed_before = seen[i].1;
+                let (_, passed_before, ended_before) = seen[i];
                 seen[i] = (
                     Some(action),
                     passed_before || (action == Action::Continue && event.starts_with("req")),
+                    ended_before || (eos && event.starts_with("req")),
                 );
                 action
             })
@@ -655,7 +627,7 @@ mod tests {
                 chunks in 0usize..4,
                 trailers in any::<bool>(),
             ) {
-                let seen: Seen = Rc::new(RefCell::new(vec![(None, false); policies.len()]));
+                let seen: Seen = Rc::new(RefCell::new(vec![(None, false, false); policies.len()]));
                 let stages = policies
                     .iter()
                     .enumerate()
@@ -663,14 +635,25 @@ mod tests {
                     .collect();
                 let (mut c, log) = chain(stages);
                 let mut replied = false;
-                let check = |action: Action, c: &Chain<Scripted>| -> Result<(), TestCaseError> {
+                let check = |action: Action, c: &Chain<Scripted>, complete: bool| -> Result<(), TestCaseError> {
                     let seen = seen.borrow();
                     if action == Action::Continue {
                         // no bypass: every stage has run and its last word was Continue
-                        for (i, (last, _)) in seen.iter().enumerate() {
+                        for (i, (last, _, _)) in seen.iter().enumerate() {
                             prop_assert_eq!(*last, Some(Action::Continue), "stage {} holds", i);
                         }
                         prop_assert!(!c.replied);
+                    }
+                    if action == Action::Continue && complete {
+                        // the request is let go whole only after every stage
+                        // that judges the whole body was told it ended, even
+                        // when it ended with trailers (the stages here keep
+                        // the SDK's default Continue for trailers)
+                        for (i, p) in policies.iter().enumerate() {
+                            if p.buffer_body || p.hold_headers {
+                                prop_assert!(seen[i].2, "stage {} let go unjudged", i);
+                            }
+                        }
                     }
                     // a stage runs only after the one before it let the headers go
                     for i in 1..seen.len() {
@@ -682,22 +665,23 @@ mod tests {
                 };
                 let no_body = chunks == 0 && !trailers;
                 let mut last = c.on_http_request_headers(3, no_body);
-                check(last, &c)?;
+                check(last, &c, no_body)?;
                 replied |= c.replied;
                 for k in 1..=chunks {
                     let before = log.borrow().len();
-                    last = c.on_http_request_body(k * 10, k == chunks && !trailers);
+                    let end = k == chunks && !trailers;
+                    last = c.on_http_request_body(k * 10, end);
                     if replied {
                         // nothing runs on a request after a local reply
                         prop_assert_eq!(log.borrow().len(), before);
                         prop_assert_eq!(last, Action::Pause);
                     }
-                    check(last, &c)?;
+                    check(last, &c, end)?;
                     replied |= c.replied;
                 }
                 if trailers {
                     last = c.on_http_request_trailers(1);
-                    check(last, &c)?;
+                    check(last, &c, true)?;
                     replied |= c.replied;
                 }
                 // every stage lets go at the end of the stream: so must the chain

@@ -53,6 +53,11 @@ macro_rules! host_functions {
 host_functions! {
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64);
     fn proxy_set_tick_period_milliseconds(period: u32);
+    fn proxy_get_buffer_status(
+        buffer_type: u32,
+        return_buffer_size: *mut usize,
+        return_flags: *mut u32,
+    );
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -298,6 +303,14 @@ pub fn get_current_time() -> Result<SystemTime, Status> {
 pub fn set_tick_period(period: Duration) -> Result<(), Status> {
     let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
     check(unsafe { proxy_set_tick_period_milliseconds(ms) })
+}
+
+/// Length of a buffer (e.g. the request body Envoy holds for us).
+pub fn get_buffer_status(buffer_type: BufferType) -> Result<usize, Status> {
+    let mut size: usize = 0;
+    let mut flags: u32 = 0;
+    check(unsafe { proxy_get_buffer_status(buffer_type as u32, &mut size, &mut flags) })?;
+    Ok(size)
 }
 
 /// Bytes of a buffer; `Ok(None)` when the host has none (`NotFound`).

@@ -18,4 +18,5 @@ pub mod profile;
 pub mod reply;
 pub mod response;
 pub mod shared_data;
+pub mod stage;
 pub mod state;

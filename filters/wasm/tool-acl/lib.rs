@@ -5,5 +5,10 @@ use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| gw_tool_acl::new_root());
+    // Trailers end the body for this filter as for every stage of the
+    // one-module chain (gw_host::stage): it judges a body that ends in
+    // trailers before the trailers may release it.
+    proxy_wasm::set_root_context(|_| {
+        Box::new(gw_host::stage::EndAtTrailersRoot(gw_tool_acl::new_root()))
+    });
 }}
