@@ -690,3 +690,20 @@ def test_denied_call_never_reaches_the_upstream_not_even_its_headers(gateway: Ga
         r = c.post("/mcp", json=tools_call("read_config", key="region"))
         assert r.status_code == 200 and rpc_body(r)["result"]["isError"] is False
         assert gateway.upstream_requests("mcp_upstream") == before + 1
+
+
+def test_tool_lists_are_never_compressed_past_the_filter(acl: AclGateway) -> None:
+    """The gateway filters tool lists in the answer, so it must read the
+    answer: the client's Accept-Encoding never reaches the MCP server, and
+    the list comes back filtered."""
+    before = acl.upstream_stats().get("http", {}).get("accept-encoding", 0)
+    with acl.http(MCP_HEADERS | ident("sentinel-1")) as c:
+        for enc in ("gzip", "br, gzip;q=1", "identity"):
+            r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                       headers={"accept-encoding": enc})
+            assert r.status_code == 200
+            assert "content-encoding" not in r.headers or r.headers["content-encoding"] == "identity"
+            assert listed(r) <= SENTINEL | {"whoami"}, listed(r)
+        r = c.post("/mcp", json=tools_call("read_config", key="region"), headers={"accept-encoding": "gzip"})
+        assert r.status_code == 200
+    assert acl.upstream_stats().get("http", {}).get("accept-encoding", 0) == before

@@ -208,7 +208,7 @@ def draft_email(subject: str) -> str:
 async def stats(request: Request) -> Response:
     _count(_http, "GET /stats")
     with _lock:
-        body = {"methods": dict(_methods), "tools": dict(_tools)}
+        body = {"methods": dict(_methods), "tools": dict(_tools), "http": dict(_http)}
     return JSONResponse(body)
 
 
@@ -217,6 +217,7 @@ async def stats_reset(request: Request) -> Response:
     with _lock:
         _methods.clear()
         _tools.clear()
+        _http.clear()
     return JSONResponse({"ok": True})
 
 
@@ -229,11 +230,23 @@ def build_app() -> Any:
     # Host/Origin (DNS-rebinding) checks are the gateway's job; this server only
     # ever listens on loopback behind it, and the Host it sees is the gateway's.
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    return mcp.streamable_http_app(
+    app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=True,
         transport_security=security,
     )
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        # Request headers the gateway must not pass on (tests read them in
+        # /stats "http"): an Accept-Encoding would let the answer come back
+        # compressed, past the tool-list filter.
+        if scope["type"] == "http" and scope["path"] == "/mcp":
+            for name, _ in scope["headers"]:
+                if name == b"accept-encoding":
+                    _count(_http, "accept-encoding")
+        await app(scope, receive, send)
+
+    return recording
 
 
 def main() -> None:

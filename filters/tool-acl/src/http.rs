@@ -41,6 +41,9 @@ enum ResponseMode {
     Sse(Box<SseRewriter>),
     /// The answer was replaced by an error: drop whatever else arrives.
     Discard,
+    /// The answer cannot be filtered (compressed): its first body chunk
+    /// becomes an error, the rest is dropped.
+    Refuse,
 }
 
 pub(crate) struct ToolAclHttp {
@@ -166,6 +169,12 @@ impl HttpContext for ToolAclHttp {
         self.governed = true;
         self.path_operation = request_guard::path_operation(&canonical, endpoint);
         self.metrics.add(Metric::Inspected, 1);
+        // Tool lists in the answer are filtered here, so the answer must
+        // be readable: ask the upstream for an uncompressed one (an answer
+        // compressed anyway is refused, never passed on unfiltered).
+        if header("accept-encoding").is_some() {
+            gw_host::headers::remove_request_header("accept-encoding");
+        }
         if end_of_stream {
             // No body (GET of the SSE stream, DELETE of a session): nothing
             // names a tool; the response side still filters SSE streams.
@@ -246,6 +255,19 @@ impl HttpContext for ToolAclHttp {
         let media = response::header("content-type")
             .and_then(|v| v.split(';').next().map(|m| m.trim().to_ascii_lowercase()))
             .unwrap_or_default();
+        let encoded =
+            request_guard::check_content_encoding(response::header("content-encoding").as_deref())
+                .is_err();
+        if encoded && (media == "text/event-stream" || !self.list_ids.is_empty()) {
+            // A compressed stream or list answer cannot be filtered: an
+            // upstream that ignored our identity Accept-Encoding gets its
+            // answer replaced by an error, never passed through unread.
+            self.response = ResponseMode::Refuse;
+            response::set_header("content-encoding", None);
+            response::set_header("content-length", None);
+            response::set_header("content-type", Some("application/json"));
+            return Action::Continue;
+        }
         if media == "text/event-stream" {
             // Streams answering a tools/list fail closed on an event too big
             // to filter; other streams (tool results, the GET stream) pass
@@ -280,6 +302,12 @@ impl HttpContext for ToolAclHttp {
             ResponseMode::Pass => Action::Continue,
             ResponseMode::Discard => {
                 response::replace_body(body_size, b"");
+                Action::Continue
+            }
+            ResponseMode::Refuse => {
+                self.response = ResponseMode::Discard;
+                let err = self.list_error("compressed response: the gateway cannot filter it");
+                response::replace_body(body_size, err.as_bytes());
                 Action::Continue
             }
             ResponseMode::Json => {
