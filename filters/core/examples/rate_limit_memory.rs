@@ -39,7 +39,7 @@ fn main() {
         "ns/decision"
     );
     for per_agent in [1u32, 10, 70, 120] {
-        let mut table: Vec<Vec<u8>> = vec![vec![1u8]; slots as usize];
+        let mut table: Vec<Vec<u8>> = vec![window_table::EMPTY_SLOT.to_vec(); slots as usize];
         let mut refused = 0u64;
         let mut decisions = 0u64;
         let start_ns = Instant::now();

@@ -17,8 +17,6 @@ use proxy_wasm::types::Status;
 /// Give up after this many lost races on one slot (never seen in practice:
 /// it would take other workers writing the same slot continuously).
 const MAX_CAS_ATTEMPTS: u32 = 64;
-/// Written into a slot on creation: the encoded empty slot.
-const EMPTY_SLOT: &[u8] = &[1];
 
 /// Create the slots that do not exist yet. Called from `on_configure`, which
 /// Envoy runs on the main thread when it loads the filter, before any worker
@@ -30,7 +28,7 @@ pub fn ensure_slots(store: &LocalStore) -> Result<u32, Status> {
         let key = window_table::slot_key(slot);
         let (_, cas) = abi::get_shared_data(&key)?;
         if cas.is_none() {
-            abi::set_shared_data(&key, Some(EMPTY_SLOT), None)?;
+            abi::set_shared_data(&key, Some(window_table::EMPTY_SLOT), None)?;
             created += 1;
         }
     }

@@ -57,8 +57,13 @@ pub const RESPONSE_VARS: &[&str] = &[
 /// Longest window accepted: log offsets are u32 milliseconds and a burst
 /// keeps 2W of history.
 pub const MAX_WINDOW_SECONDS: u32 = 7 * 24 * 3600;
-/// Largest quota accepted: the exact log keeps one timestamp per admission.
-pub const MAX_REQUESTS: u32 = 10_000;
+/// Largest quota accepted (counts are u32, and 2 × (M + B) must fit).
+/// The local store's state per key is bounded whatever the quota
+/// (`sliding_window`).
+pub const MAX_REQUESTS: u32 = 1_000_000_000;
+/// Largest quota with the Redis store, whose sorted sets keep one member per
+/// admission (memory in Redis grows with the quota).
+pub const MAX_REDIS_REQUESTS: u64 = 10_000;
 
 const DEFAULT_BODY: &str = "{\n  \"error\": \"agent_rate_limited\",\n  \"agentId\": \"#[vars.agentId]\",\n  \"retryAfterSeconds\": \"#[vars.retryAfter]\"\n}\n";
 const DEFAULT_JSONRPC_MESSAGE: &str = "Rate limit exceeded: retry after #[vars.retryAfter] s";
@@ -376,6 +381,16 @@ impl TryFrom<RateLimitConfigSpec> for RateLimitConfig {
                         "redisStore.keyPrefix",
                         "must not contain `/` or line breaks",
                     ));
+                }
+                for (i, l) in limits.iter().enumerate() {
+                    if l.policy.max_admissions() > MAX_REDIS_REQUESTS {
+                        return Err(ConfigError::at(
+                            format!("limits[{i}].maxRequests"),
+                            format!(
+                                "with redisStore a key remembers at most {MAX_REDIS_REQUESTS} admissions (2 × maxRequests with a burst, maxRequests without): Redis keeps one entry per admission"
+                            ),
+                        ));
+                    }
                 }
                 Ok(RedisStore {
                     authority: r.authority.unwrap_or_else(|| r.cluster.clone()),

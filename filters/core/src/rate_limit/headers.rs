@@ -84,9 +84,14 @@ pub fn headers(statuses: &[LimitStatus]) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rate_limit::sliding_window::{decide, WindowPolicy};
+    use crate::rate_limit::sliding_window::{decide, Admissions, WindowPolicy};
 
-    fn status(name: &str, policy: WindowPolicy, log: &mut Vec<u64>, now: u64) -> LimitStatus {
+    fn status(
+        name: &str,
+        policy: WindowPolicy,
+        log: &mut Vec<Admissions>,
+        now: u64,
+    ) -> LimitStatus {
         LimitStatus {
             name: name.into(),
             windows: decide(&policy, log, now, 1).windows,

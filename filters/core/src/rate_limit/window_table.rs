@@ -16,15 +16,26 @@
 //! fixed size whatever the agent id, no raw ids in memory, and distinct keys
 //! never share a record (a collision needs ~2^64 keys).
 //!
-//! Slot encoding (little endian): `format: u8 = 1`, then records
-//! `id: [u8; 16] | expires_ms: u64 | base_ms: u64 | count: u16 | count × u32`,
-//! the u32s being admission times as offsets from `base_ms` (ascending).
-//! A record costs 34 + 4 × entries bytes.
+//! Slot encoding (little endian): `format: u8 = 2`, then records
+//! `id: [u8; 16] | expires_ms: u64 | base_ms: u64 | words: u16 | words × u32`.
+//! The words are the key's history (`sliding_window::Admissions`), as
+//! offsets from `base_ms` (ascending):
+//! - exact policies (1 ms buckets, at most 128 admissions): one offset per
+//!   admission, so a quiet key costs 38 bytes and the recipe's 60 + 10 per
+//!   minute at most 34 + 4 × 120;
+//! - bucketed policies (larger quotas): `(offset, admitted)` pairs, one per
+//!   bucket, at most 129 pairs (34 + 8 × 129 bytes) whatever the quota, so
+//!   a busy agent's record is no bigger than that.
+//!
+//! (Format 1 is read as garbage: a module upgrade starts windows afresh
+//! once.)
 
-use crate::rate_limit::sliding_window::{self, Verdict, WindowPolicy};
+use crate::rate_limit::sliding_window::{self, Admissions, Verdict, WindowPolicy};
 use sha2::{Digest, Sha256};
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// An empty slot, as written when the slot is created.
+pub const EMPTY_SLOT: &[u8] = &[FORMAT];
 const HEADER: usize = 16 + 8 + 8 + 2;
 
 /// Identity of one (limit, key) window.
@@ -79,14 +90,33 @@ struct Record<'a> {
 }
 
 impl Record<'_> {
-    fn log(&self) -> Vec<u64> {
+    /// The history, read the way `policy` wrote it (see the module doc).
+    fn history(&self, policy: &WindowPolicy) -> Vec<Admissions> {
         let base = read_u64(self.bytes, 24);
-        self.bytes
+        let mut words = self
+            .bytes
             .get(HEADER..)
             .unwrap_or(&[])
             .chunks_exact(4)
-            .map(|c| base + u64::from(u32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
-            .collect()
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4])));
+        let mut history: Vec<Admissions> = Vec::new();
+        if policy.bucket_ms() > 1 {
+            while let (Some(offset), Some(count)) = (words.next(), words.next()) {
+                history.push(Admissions {
+                    start_ms: base + u64::from(offset),
+                    count,
+                });
+            }
+        } else {
+            for offset in words {
+                let start_ms = base + u64::from(offset);
+                match history.last_mut() {
+                    Some(last) if last.start_ms == start_ms => last.count += 1,
+                    _ => history.push(Admissions { start_ms, count: 1 }),
+                }
+            }
+        }
+        history
     }
 }
 
@@ -128,28 +158,54 @@ fn records(value: &[u8]) -> Result<Vec<Record<'_>>, String> {
     Ok(out)
 }
 
-fn encode_record(out: &mut Vec<u8>, id: &KeyId, log: &[u64], retention_ms: u64) {
-    let (Some(&base), Some(&last)) = (log.first(), log.last()) else {
+fn encode_record(out: &mut Vec<u8>, id: &KeyId, history: &[Admissions], policy: &WindowPolicy) {
+    let Some(base) = history.first().map(|a| a.start_ms) else {
         return;
     };
     // Offsets are u32 milliseconds: config validation keeps windows short
-    // enough (2W ≤ 14 days < 49 days) that they always fit.
+    // enough (2W ≤ 14 days < 49 days) that they always fit. A policy bounds
+    // the words far below u16::MAX (at most 258).
+    let offset = |a: &Admissions| u32::try_from(a.start_ms - base).unwrap_or(u32::MAX);
+    let bucketed = policy.bucket_ms() > 1;
+    let words: usize = if bucketed {
+        2 * history.len()
+    } else {
+        history.iter().map(|a| a.count as usize).sum()
+    };
+    let words = words.min(usize::from(u16::MAX));
+    out.reserve(HEADER + 4 * words);
     out.extend_from_slice(&id.0);
-    out.extend_from_slice(&(last.saturating_add(retention_ms)).to_le_bytes());
+    out.extend_from_slice(&sliding_window::expires_at(history, policy).to_le_bytes());
     out.extend_from_slice(&base.to_le_bytes());
-    out.extend_from_slice(&(log.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
-    for &e in log.iter().take(usize::from(u16::MAX)) {
-        out.extend_from_slice(&(u32::try_from(e - base).unwrap_or(u32::MAX)).to_le_bytes());
+    out.extend_from_slice(&(words as u16).to_le_bytes());
+    let mut left = words;
+    for a in history {
+        let (word, times) = if bucketed {
+            (offset(a), 1)
+        } else {
+            (offset(a), a.count as usize)
+        };
+        for _ in 0..times.min(left) {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        left = left.saturating_sub(times);
+        if bucketed && left > 0 {
+            out.extend_from_slice(&a.count.to_le_bytes());
+            left -= 1;
+        }
+        if left == 0 {
+            break;
+        }
     }
 }
 
-/// Rebuild a slot: live records other than `id`, then `id`'s new log.
+/// Rebuild a slot: live records other than `id`, then `id`'s new history.
 fn rebuild(
     records: &[Record<'_>],
     now: u64,
     id: &KeyId,
-    log: &[u64],
-    retention_ms: u64,
+    history: &[Admissions],
+    policy: &WindowPolicy,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + records.iter().map(|r| r.bytes.len()).sum::<usize>());
     out.push(FORMAT);
@@ -158,7 +214,7 @@ fn rebuild(
             out.extend_from_slice(r.bytes);
         }
     }
-    encode_record(&mut out, id, log, retention_ms);
+    encode_record(&mut out, id, history, policy);
     out
 }
 
@@ -178,7 +234,7 @@ pub fn admit(
         Err(e) => (Vec::new(), Some(e)),
     };
     let mine = records.iter().find(|r| r.id == id.0 && r.expires_ms > now);
-    let mut log = mine.map(Record::log).unwrap_or_default();
+    let mut history = mine.map(|r| r.history(policy)).unwrap_or_default();
     if mine.is_none() {
         let live: Vec<u64> = records
             .iter()
@@ -195,9 +251,9 @@ pub fn admit(
             );
         }
     }
-    let verdict = sliding_window::decide(policy, &mut log, now, n);
+    let verdict = sliding_window::decide(policy, &mut history, now, n);
     let decision = if verdict.admitted {
-        let value = rebuild(&records, now, id, &log, policy.retention_ms());
+        let value = rebuild(&records, now, id, &history, policy);
         SlotDecision::Admitted { verdict, value }
     } else {
         SlotDecision::Refused { verdict }
@@ -217,13 +273,11 @@ pub fn release(
 ) -> Option<Vec<u8>> {
     let records = records(value).ok()?;
     let mine = records.iter().find(|r| r.id == id.0)?;
-    let mut log = mine.log();
-    let before = log.len();
-    sliding_window::release(&mut log, at, n);
-    if log.len() == before {
+    let mut history = mine.history(policy);
+    if !sliding_window::release(&mut history, policy, at, n) {
         return None;
     }
-    Some(rebuild(&records, now, id, &log, policy.retention_ms()))
+    Some(rebuild(&records, now, id, &history, policy))
 }
 
 /// Drop expired records. `None` when nothing expired (no write needed).
@@ -239,7 +293,7 @@ pub fn sweep(value: &[u8], now: u64) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// (live records, live admission entries) of a slot, for metrics and benchmarks.
+/// (live records, live history words) of a slot, for metrics and benchmarks.
 pub fn occupancy(value: &[u8], now: u64) -> (usize, usize) {
     records(value)
         .map(|rs| {
@@ -251,9 +305,9 @@ pub fn occupancy(value: &[u8], now: u64) -> (usize, usize) {
         .unwrap_or((0, 0))
 }
 
-/// Bytes one record takes with `entries` admissions in its log.
-pub fn record_size(entries: usize) -> usize {
-    HEADER + 4 * entries
+/// Bytes one record takes with `words` history words (see the module doc).
+pub fn record_size(words: usize) -> usize {
+    HEADER + 4 * words
 }
 
 #[cfg(test)]
@@ -385,9 +439,41 @@ mod tests {
         }
         let rs = records(&value).unwrap();
         assert_eq!(
-            rs[0].log(),
-            (0..70).map(|i| now + i * 7).collect::<Vec<_>>()
+            rs[0].history(&p),
+            (0..70)
+                .map(|i| Admissions {
+                    start_ms: now + i * 7,
+                    count: 1
+                })
+                .collect::<Vec<_>>()
         );
         assert_eq!(rs[0].expires_ms, now + 69 * 7 + 120_000);
+    }
+
+    #[test]
+    fn a_busy_key_keeps_a_bounded_record() {
+        // 1,000,000 per minute, admitted 20 times a millisecond for 2 s:
+        // the record holds one pair per bucket, not one entry per admission.
+        let id = KeyId::of("tools/call", "busy");
+        let p = WindowPolicy::new(1_000_000, 60, 0);
+        let mut value = Vec::new();
+        let now = 1_764_000_000_000u64;
+        for i in 0..40_000u64 {
+            value = admitted(&admit(&value, &id, &p, now + i / 20, 1, 4).0)
+                .unwrap()
+                .clone();
+        }
+        let history = records(&value).unwrap()[0].history(&p);
+        assert_eq!(
+            history.iter().map(|a| u64::from(a.count)).sum::<u64>(),
+            40_000
+        );
+        assert!(value.len() <= 1 + record_size(2 * p.max_buckets() as usize));
+        assert!(
+            history.len() <= 4,
+            "{} buckets of {} ms",
+            history.len(),
+            p.bucket_ms()
+        );
     }
 }
