@@ -27,8 +27,10 @@ from conftest import DEMO_KEYS, ROOT, Gateway
 from stack import PYTHON, Proc, Stack, free_port
 
 OAUTH_DIR = ROOT / "examples" / "oauth_server"
+# envoy/gateway.yaml's `resource` and required audience; the OAuth server
+# mints tokens for it by default, and for OTHER_RESOURCE when asked.
 RESOURCE = "https://gateway.test"
-OTHER_RESOURCE = "https://other.test"
+OTHER_RESOURCE = "https://other-service.test"
 VALIDATION_TIMEOUT_MS = 1000
 MCP_ACCEPT = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
 TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
@@ -47,16 +49,24 @@ CLIENT_SCOPES = {
 }
 
 
-def identity_config(validation_timeout_ms: int = VALIDATION_TIMEOUT_MS) -> str:
-    """gateway.yaml's identity block, with audiences checked and a longer
-    negative TTL (so negative caching can be observed)."""
+def shipped_identity() -> dict[str, Any]:
+    """envoy/gateway.yaml's identity block, as shipped."""
     import yaml
 
     gateway = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
-    conf = yaml.safe_load(stack_mod.wasm_filters(gateway)["gw_identity"]["configuration"]["value"])
+    return yaml.safe_load(stack_mod.wasm_filters(gateway)["gw_identity"]["configuration"]["value"])
+
+
+def identity_config(validation_timeout_ms: int = VALIDATION_TIMEOUT_MS, **top: Any) -> str:
+    """gateway.yaml's identity block as shipped (its audience included), with
+    a longer negative TTL (so negative caching can be observed) and `top`
+    keys set at the top level (cache, maxCalloutsInFlight)."""
+    import yaml
+
+    conf = shipped_identity()
     conf["authMethods"][0]["timeoutMs"] = validation_timeout_ms
-    conf["authMethods"][1]["audiences"] = [RESOURCE]
-    conf["cache"] = {"maxEntries": 1024, "ttlSeconds": 300, "negativeTtlSeconds": 60}
+    conf["cache"] = {"maxEntries": 1024, "negativeTtlSeconds": 60}
+    conf.update(top)
     return yaml.safe_dump(conf, sort_keys=False)
 
 
@@ -105,9 +115,9 @@ class Services:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         agents_file.write_text(json.dumps(agents))
         self.procs = [
+            # its default resources: RESOURCE and OTHER_RESOURCE
             Proc("oauth_server",
-                 [node, str(OAUTH_DIR / "server.js"), "--port", str(self.oauth_port),
-                  "--resource", RESOURCE, "--resource", OTHER_RESOURCE, "--short-ttl", "2"],
+                 [node, str(OAUTH_DIR / "server.js"), "--port", str(self.oauth_port), "--short-ttl", "2"],
                  self.run_dir / "oauth_server.log", ready=lambda: _ok(f"{self.oauth_url}/healthz")),
             Proc("identity_service",
                  [PYTHON, str(ROOT / "examples" / "identity_service" / "service.py"), "--port", str(self.identity_port),
@@ -147,7 +157,13 @@ class Services:
 
     # ---- identity service
     def validations(self) -> int:
-        return httpx.get(f"{self.identity_url}/stats", timeout=5).json()["validations"]
+        return self.identity_stats()["validations"]
+
+    def identity_stats(self) -> dict[str, int]:
+        return httpx.get(f"{self.identity_url}/stats", timeout=5).json()
+
+    def reset_identity_stats(self) -> None:
+        assert httpx.post(f"{self.identity_url}/stats/reset", json={}, timeout=5).status_code == 200
 
     def faults(self, **faults: Any) -> None:
         r = httpx.post(f"{self.identity_url}/faults", json=faults, timeout=5)
@@ -252,8 +268,9 @@ def test_protected_resource_metadata_rfc9728(gw: Gateway) -> None:
     with gw.http() as c:
         doc = c.get(url).json()
         root = c.get("/.well-known/oauth-protected-resource").json()
-    assert doc["resource"] == f"{gw.base_url}/mcp"
-    assert root["resource"] == gw.base_url
+    # the configured resource (RFC 8707 audience of the tokens), for every document
+    assert doc["resource"] == RESOURCE
+    assert root["resource"] == RESOURCE
     assert doc["authorization_servers"] == ["http://127.0.0.1:9000"]  # origin of tokenUrl
     assert doc["scopes_supported"] == ["mcp:tools:invoke", "a2a:tasks:send"]
     assert doc["bearer_methods_supported"] == ["header"]
@@ -291,11 +308,15 @@ def test_valid_service_key_is_validated_once_then_cached(gw: Gateway, services: 
 
 @pytest.mark.timeout(60)
 def test_invalid_key_is_401_and_briefly_cached(gw: Gateway, services: Services) -> None:
+    """The same unknown key 50 times costs one validation callout (negative
+    cache), and none of the 50 reaches the MCP server."""
     unknown = "unknown-" + secrets.token_hex(8)
-    before = services.validations()
-    for _ in range(3):
-        assert_denied(post_mcp(gw, key(unknown)), 401, "invalid_api_key")
+    before, upstream = services.validations(), gw.upstream_stats()["methods"]
+    with gw.http({**MCP_ACCEPT, **key(unknown)}) as c:
+        for _ in range(50):
+            assert_denied(c.post("/mcp", json=TOOLS_LIST), 401, "invalid_api_key")
     assert services.validations() - before == 1
+    assert gw.upstream_stats()["methods"] == upstream
     # a disabled agent: the service says 403, the client gets 401
     assert_denied(post_mcp(gw, key("svc-key-retired-1")), 401, "invalid_api_key")
 
@@ -453,11 +474,72 @@ def test_missing_scope_is_403_insufficient_scope(gw: Gateway, services: Services
     assert_denied(send_a2a(gw, bearer(sentinel)), 403, "insufficient_scope")
 
 
+WHOAMI_CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+
+
 @pytest.mark.timeout(60)
-def test_token_for_another_audience_is_401(gw: Gateway, services: Services) -> None:
+def test_token_for_another_resource_is_401_and_never_reaches_mcp(gw: Gateway, services: Services) -> None:
+    """Finding 2 of issue 10: a client-credentials token the real OAuth server
+    minted for another service (RFC 8707 `resource=https://other-service.test`)
+    is refused by the shipped config's audience, on /mcp and
+    /mcp/tools/call, and nothing reaches the MCP server."""
     token = services.token("admin-oauth", resource=OTHER_RESOURCE)
-    body = assert_denied(post_mcp(gw, bearer(token)), 401, "invalid_token")
-    assert "audience" in body["message"]
+    before = gw.upstream_stats()["tools"].get("whoami", 0)
+    for path in ("/mcp", "/mcp/tools/call"):
+        r = post_mcp(gw, bearer(token), path=path, body=WHOAMI_CALL)
+        body = assert_denied(r, 401, "invalid_token")
+        assert "audience" in body["message"]
+        params = challenge(r)
+        assert params["error"] == "invalid_token"
+        assert params["resource_metadata"] == f"{gw.base_url}/.well-known/oauth-protected-resource/mcp"
+    assert gw.upstream_stats()["tools"].get("whoami", 0) == before
+    # the same client's token for this gateway's resource goes through
+    mine = services.token("admin-oauth", resource=RESOURCE)
+    assert post_mcp(gw, bearer(mine), body=WHOAMI_CALL).status_code == 200
+    assert gw.upstream_stats()["tools"].get("whoami", 0) == before + 1
+
+
+SHIPPED_CONFIGS = sorted((ROOT / "envoy").glob("*.yaml")) + sorted((ROOT / "envoy" / "one-module").glob("*.yaml"))
+
+
+def test_every_shipped_config_requires_the_gateway_audience() -> None:
+    """Every shipped config (four modules and one module) names its RFC 9728
+    resource as the audience bearer tokens must carry."""
+    import yaml
+
+    assert len(SHIPPED_CONFIGS) == 6, SHIPPED_CONFIGS
+    for path in SHIPPED_CONFIGS:
+        cfg = yaml.safe_load(path.read_text())
+        plugins = stack_mod.wasm_filters(cfg)
+        if "gw_identity" in plugins:
+            conf = yaml.safe_load(plugins["gw_identity"]["configuration"]["value"])
+        else:
+            conf = yaml.safe_load(plugins["gw_gateway"]["configuration"]["value"])["identity"]
+        [oauth] = [m for m in conf["authMethods"] if m["type"] == "oauth2ClientCredentials"]
+        assert oauth["resource"] == RESOURCE, path
+        assert oauth["audiences"] == [oauth["resource"]], path
+
+
+@pytest.mark.timeout(120)
+def test_config_without_audiences_is_refused_at_load(wasm_built: Path, run_root: Path, tmp_path: Path) -> None:
+    """Envoy refuses an identity config with bearer tokens and no audiences,
+    and says which key and why (both deployments: GW_ONE_MODULE renders the
+    gateway section)."""
+    import subprocess
+
+    import yaml
+
+    conf = shipped_identity()
+    del conf["authMethods"][1]["audiences"]
+    cfg = stack_mod.render_config("envoy/gateway.yaml", filter_configs={"gw_identity": yaml.safe_dump(conf)},
+                                  certs=stack_mod.generate_certs(run_root / "validate" / "certs"))
+    out = stack_mod.write_config(cfg, tmp_path / "no-audiences.yaml")
+    proc = subprocess.run([stack_mod.envoy_binary(), "--mode", "validate", "-c", str(out), "--disable-hot-restart"],
+                          capture_output=True, text=True, timeout=120)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log[-2000:]
+    assert "authMethods[1].audiences" in log, log[-2000:]
+    assert "any other service" in log, log[-2000:]
 
 
 @pytest.mark.timeout(60)
@@ -528,3 +610,136 @@ def test_endpoints_down_fail_closed_but_static_keys_work(start_stack: Callable[.
     assert "introspection" in body["message"]
     assert post_mcp(down, key(DEMO_KEYS["admin-1"])).status_code == 200  # static keys first: no callout
     assert_denied(post_mcp(down, {}), 401, "missing_credentials")
+
+
+# --------------------------------------------------------------------------- cache lifetime, callout bound
+
+
+TIGHT_TOKEN_TTL = 2
+TIGHT_MAX_CALLOUTS = 4
+# One worker: the bound is per worker, and with one the test knows which
+# worker's slots it fills (Envoy gives connections to workers as it likes).
+TIGHT_WORKERS = 1
+
+
+@pytest.fixture(scope="module")
+def tight(start_stack: Callable[..., Stack], services: Services) -> Gateway:
+    """A gateway with a 2 s token cache and 4 callouts in flight per worker
+    (validation timeout 8 s, so slow callouts stay in flight)."""
+    s = start_stack(
+        "identity_tight",
+        config="envoy/gateway.yaml",
+        workers=TIGHT_WORKERS,
+        filter_configs={"gw_identity": identity_config(
+            8000, cache={"maxEntries": 1024, "tokenTtlSeconds": TIGHT_TOKEN_TTL},
+            maxCalloutsInFlight=TIGHT_MAX_CALLOUTS)},
+        extra_upstreams={"identity_service": services.identity_port, "oauth_server": services.oauth_port},
+    )
+    return Gateway(s, {})
+
+
+@pytest.mark.timeout(60)
+def test_revoked_token_is_refused_once_the_token_ttl_has_passed(tight: Gateway, services: Services) -> None:
+    """Finding 5 of issue 10: a token revoked at the OAuth server (RFC 7009)
+    stops working once its cache entry (tokenTtlSeconds) has expired, and the
+    refused call never reaches the MCP server."""
+    token = services.token("admin-oauth")
+    before = tight.upstream_stats()["tools"].get("whoami", 0)
+    assert post_mcp(tight, bearer(token), body=WHOAMI_CALL).status_code == 200
+    assert tight.upstream_stats()["tools"].get("whoami", 0) == before + 1
+    services.revoke("admin-oauth", token)
+    time.sleep(TIGHT_TOKEN_TTL + 1)  # past the cache TTL: not a latency assertion
+    introspections = services.introspections()
+    r = post_mcp(tight, bearer(token), body=WHOAMI_CALL)
+    assert_denied(r, 401, "invalid_token")
+    assert challenge(r)["error"] == "invalid_token"
+    assert services.introspections() == introspections + 1  # asked again, told inactive
+    assert tight.upstream_stats()["tools"].get("whoami", 0) == before + 1
+
+
+def _identity_counter(gw: Gateway, name: str) -> int:
+    stats = gw.admin(f"/stats?filter=wasmcustom\\.gw\\.identity\\.{name}$")
+    found = re.findall(rf"gw\.identity\.{name}: (\d+)", stats)
+    return sum(int(n) for n in found)
+
+
+@pytest.mark.timeout(120)
+def test_unknown_key_flood_is_bounded_and_fails_closed(tight: Gateway, services: Services,
+                                                      faults: Callable[..., None]) -> None:
+    """200 random unknown keys at once against a slow validation service: the
+    service never has more than maxCalloutsInFlight x workers calls in flight,
+    every request beyond that is refused at once with 503 (and counted), the
+    others get 401, and nothing reaches the MCP server."""
+    faults(delayMs=3000)
+    services.reset_identity_stats()
+    upstream, opened = tight.upstream_stats()["methods"], tight.upstream_requests("mcp_upstream")
+    rejected_before = _identity_counter(tight, "callouts_rejected")
+
+    async def flood() -> list[httpx.Response]:
+        # 4 HTTP/2 connections, 50 streams each. GET: the request is one HEADERS frame, so no client
+        # is still sending a body when the gateway's 503 ends the stream.
+        clients = [tight.ahttp(MCP_ACCEPT, http2=True) for _ in range(4)]
+        try:
+            calls = [clients[i % 4].get("/mcp", headers=key("flood-" + secrets.token_hex(12)))
+                     for i in range(200)]
+            return await asyncio.gather(*calls)
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    responses = run(flood())
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {401, 503}, statuses
+    busy = [r for r in responses if r.status_code == 503]
+    for r in busy:
+        body = assert_denied(r, 503, "identity_unavailable")
+        assert "in flight" in body["message"], body
+    stats = services.identity_stats()
+    print(f"flood: {statuses.count(401)} x 401 (one callout each), {len(busy)} x 503 refused at the bound, "
+          f"service max in flight {stats['maxInFlight']} (bound {TIGHT_MAX_CALLOUTS} x {TIGHT_WORKERS} workers)")
+    assert 1 <= stats["maxInFlight"] <= TIGHT_MAX_CALLOUTS * TIGHT_WORKERS, stats
+    assert busy, "no request was refused: the bound did not bite"
+    # every 401 cost exactly one callout (random keys: no cache hits), every 503 none
+    assert stats["validations"] == statuses.count(401), (stats, statuses.count(401))
+    assert _identity_counter(tight, "callouts_rejected") - rejected_before == len(busy)
+    assert tight.upstream_stats()["methods"] == upstream
+    assert tight.upstream_requests("mcp_upstream") == opened
+    assert all(r.http_version == "HTTP/2" for r in responses)
+    tight.stack.assert_alive()
+    # once the flood is over, slots are free again: a valid service key works
+    faults()
+    assert post_mcp(tight, key("svc-key-fault-3")).status_code == 200
+
+
+@pytest.mark.timeout(120)
+def test_reset_requests_give_their_callout_slots_back(tight: Gateway, services: Services,
+                                                      faults: Callable[..., None]) -> None:
+    """Clients that reset their requests while the validation callout is
+    pending (Envoy cancels the callout and deletes the context) must not keep
+    their slots: after three rounds that fill every slot and reset, unknown
+    keys still get their callout (401), not 503."""
+    faults(delayMs=3000)
+
+    async def fill_and_reset() -> None:
+        services.reset_identity_stats()
+        client = tight.ahttp(MCP_ACCEPT, http2=True)
+        calls = [asyncio.ensure_future(client.get("/mcp", headers=key("reset-" + secrets.token_hex(12))))
+                 for _ in range(2 * TIGHT_MAX_CALLOUTS)]
+        # wait (no time limit but the test's) until every slot holds a callout
+        while services.identity_stats()["inFlight"] < TIGHT_MAX_CALLOUTS * TIGHT_WORKERS:
+            await asyncio.sleep(0.05)
+        for c in calls:
+            c.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        await client.aclose()  # the connection goes: Envoy resets every stream on it
+
+    for _ in range(3):
+        run(fill_and_reset())
+    faults()
+    before = services.validations()
+    with tight.http(MCP_ACCEPT) as c:
+        for _ in range(TIGHT_MAX_CALLOUTS + 2):
+            r = c.get("/mcp", headers=key("after-" + secrets.token_hex(12)))
+            assert_denied(r, 401, "invalid_api_key")
+    assert services.validations() - before == TIGHT_MAX_CALLOUTS + 2
+    tight.stack.assert_alive()

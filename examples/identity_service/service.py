@@ -20,9 +20,11 @@ list of {"id", "name", "owner", "keySha256", "disabled"?}.
 
 Other endpoints:
     GET  /healthz        200 {"ok": true}
-    GET  /stats          {"validations": n, "valid": n, "invalid": n}: how many
-                         validation calls were served (tests prove the gateway
-                         caches with it)
+    GET  /stats          {"validations": n, "valid": n, "invalid": n,
+                         "inFlight": n, "maxInFlight": n}: how many validation
+                         calls were served, how many are being served now and
+                         the most ever served at once (tests prove the gateway
+                         caches and bounds its callouts with it)
     POST /stats/reset    zero the counters
     POST /faults         only with --enable-faults: {"delayMs": n, "mode":
                          "normal" | "garbage" | "error"} makes later validation
@@ -71,12 +73,28 @@ class State:
         self.enable_faults = enable_faults
         self.lock = threading.Lock()
         self.counts = {"validations": 0, "valid": 0, "invalid": 0}
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.faults: dict[str, Any] = {}
 
     def count(self, *keys: str) -> None:
         with self.lock:
             for k in keys:
                 self.counts[k] += 1
+
+    def enter(self) -> None:
+        with self.lock:
+            self.counts["validations"] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {**self.counts, "inFlight": self.in_flight, "maxInFlight": self.max_in_flight}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -110,8 +128,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._send(200, {"ok": True})
         elif self.path == "/stats":
-            with self.state.lock:
-                self._send(200, dict(self.state.counts))
+            self._send(200, self.state.snapshot())
         else:
             self._send(404, {"error": "not_found"})
 
@@ -127,6 +144,8 @@ class Handler(BaseHTTPRequestHandler):
             with self.state.lock:
                 for k in self.state.counts:
                     self.state.counts[k] = 0
+                # in-flight calls still count; the maximum starts again from them
+                self.state.max_in_flight = self.state.in_flight
             self._send(200, {"ok": True})
         elif self.path == "/faults" and self.state.enable_faults:
             if not isinstance(body, dict):
@@ -139,7 +158,14 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "not_found"})
 
     def _validate(self, body: Any) -> None:
-        self.state.count("validations")
+        # counted in flight until the answer is written (the delay included)
+        self.state.enter()
+        try:
+            self._validate_counted(body)
+        finally:
+            self.state.leave()
+
+    def _validate_counted(self, body: Any) -> None:
         with self.state.lock:
             faults = dict(self.state.faults)
         if faults.get("delayMs"):

@@ -27,7 +27,13 @@
 // GET /stats returns {"introspection": n, "token": n} (requests served), so
 // tests can prove the gateway caches introspection results.
 //
-// Run: node server.js --port 9000 [--resource https://gateway.test/mcp ...] [--short-ttl 2]
+// Resource indicators (RFC 8707): tokens are minted for https://gateway.test
+// (the default, the shipped gateway's `resource` and required audience) or,
+// when a client asks for it with `resource=`, https://other-service.test (a
+// stand-in for another service of the same authorization server: the gateway
+// must refuse those tokens). --resource replaces the list.
+//
+// Run: node server.js --port 9000 [--resource https://gateway.test ...] [--short-ttl 2]
 
 import { parseArgs } from 'node:util';
 import Provider from 'oidc-provider';
@@ -38,7 +44,7 @@ const { values: args } = parseArgs({
     port: { type: 'string', default: '9000' },
     // Resource indicators this server issues tokens for. The first is the
     // default when a client asks for none.
-    resource: { type: 'string', multiple: true, default: ['https://gateway.test'] },
+    resource: { type: 'string', multiple: true, default: ['https://gateway.test', 'https://other-service.test'] },
     'token-ttl': { type: 'string', default: '600' },
     'short-ttl': { type: 'string', default: '2' },
   },

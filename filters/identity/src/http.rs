@@ -3,6 +3,7 @@
 //! being checked.
 
 use crate::root::Metrics;
+use gw_core::identity::budget::CalloutBudget;
 use gw_core::identity::cache;
 use gw_core::identity::callout::{CalloutResponse, Outcome, MAX_RESPONSE_BYTES};
 use gw_core::identity::config::IdentityConfig;
@@ -16,8 +17,33 @@ use gw_host::profile::span;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
+
+/// One slot of the worker's callout budget, held while a callout is in
+/// flight. Dropping it gives the slot back, whichever way the wait ends:
+/// the answer arrives, or the request goes away first (client reset: Envoy
+/// cancels the callout and deletes the context, which drops its state).
+struct CalloutSlot(Rc<RefCell<CalloutBudget>>);
+
+impl CalloutSlot {
+    fn acquire(budget: &Rc<RefCell<CalloutBudget>>) -> Option<Self> {
+        let taken = budget
+            .try_borrow_mut()
+            .map(|mut b| b.try_acquire())
+            .unwrap_or(false);
+        taken.then(|| Self(budget.clone()))
+    }
+}
+
+impl Drop for CalloutSlot {
+    fn drop(&mut self) {
+        if let Ok(mut budget) = self.0.try_borrow_mut() {
+            budget.release();
+        }
+    }
+}
 
 /// The request line as the policy needs it (owned: it outlives the headers
 /// callback while a callout is pending).
@@ -70,6 +96,8 @@ enum State {
         token: u32,
         pending: Box<Pending>,
         request: Request,
+        /// Released when this state is left or dropped.
+        _slot: CalloutSlot,
     },
     /// Decided: allowed (continuing) or answered locally.
     Done,
@@ -78,16 +106,22 @@ enum State {
 pub struct IdentityHttp {
     config: Rc<IdentityConfig>,
     metrics: Metrics,
+    budget: Rc<RefCell<CalloutBudget>>,
     state: State,
 }
 
 use gw_host::clock::now;
 
 impl IdentityHttp {
-    pub fn new(config: Rc<IdentityConfig>, metrics: Metrics) -> Self {
+    pub fn new(
+        config: Rc<IdentityConfig>,
+        metrics: Metrics,
+        budget: Rc<RefCell<CalloutBudget>>,
+    ) -> Self {
         Self {
             config,
             metrics,
+            budget,
             state: State::Start,
         }
     }
@@ -106,11 +140,16 @@ impl IdentityHttp {
         cache::decode(&bytes?, hash, now().as_millis() as u64)
     }
 
-    fn remember(&self, hash: &str, outcome: &Outcome) {
+    fn remember(&self, pending: &Pending, outcome: &Outcome) {
+        let hash = pending.hash.as_str();
         let Some(key) = self.slot(hash) else { return };
-        let Some(bytes) =
-            cache::encode(hash, outcome, now().as_millis() as u64, &self.config.cache)
-        else {
+        let Some(bytes) = cache::encode(
+            hash,
+            pending.kind,
+            outcome,
+            now().as_millis() as u64,
+            &self.config.cache,
+        ) else {
             return;
         };
         // Last writer wins: a slot holds one credential's result, and two
@@ -183,6 +222,14 @@ impl IdentityHttp {
                 Action::Pause
             };
         }
+        // The cache did not know the credential: a callout, if this worker
+        // has a slot left for one.
+        let Some(slot) = CalloutSlot::acquire(&self.budget) else {
+            Metrics::bump(self.metrics.callouts_rejected);
+            let limit = self.config.max_callouts_in_flight;
+            self.deny(&Denial::callouts_exhausted(limit), &request);
+            return Action::Pause;
+        };
         let callout = &pending.callout;
         let headers: Vec<(&str, &str)> = callout
             .headers
@@ -202,6 +249,7 @@ impl IdentityHttp {
                     token,
                     pending: Box::new(pending),
                     request,
+                    _slot: slot,
                 };
                 Action::Pause
             }
@@ -220,10 +268,13 @@ impl IdentityHttp {
 impl Context for IdentityHttp {
     fn on_http_call_response(&mut self, token_id: u32, _: usize, body_size: usize, _: usize) {
         let (pending, request) = match std::mem::replace(&mut self.state, State::Done) {
+            // The callout has answered: its slot goes back as this arm's
+            // binding is dropped.
             State::Waiting {
                 token,
                 pending,
                 request,
+                _slot,
             } if token == token_id => (*pending, request),
             other => {
                 self.state = other;
@@ -245,7 +296,7 @@ impl Context for IdentityHttp {
             CredentialKind::ApiKey => api_key::classify(response),
             CredentialKind::Bearer => introspection::classify(response),
         };
-        self.remember(&pending.hash, &outcome);
+        self.remember(&pending, &outcome);
         let verdict = self
             .config
             .finish(pending.kind, outcome, &request.info(), now().as_secs());

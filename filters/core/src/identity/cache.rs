@@ -9,9 +9,11 @@
 //!   entry replaces an older one in the same slot). Its size is bounded
 //!   whatever clients send; an entry records its full hash and its expiry,
 //!   and a lookup ignores entries for another credential or past expiry.
-//! - Valid results live until the credential's `exp` or `ttlSeconds`,
-//!   whichever is sooner; invalid results `negativeTtlSeconds`; an
-//!   unavailable endpoint is never cached (the next request tries again).
+//! - Valid results live until the credential's `exp` or the method's TTL
+//!   (`apiKeyTtlSeconds`, `tokenTtlSeconds`), whichever is sooner, so an
+//!   entry never outlives the credential; invalid results
+//!   `negativeTtlSeconds`; an unavailable endpoint is never cached (the next
+//!   request tries again).
 //! - Slot names carry the configuration fingerprint: results obtained under
 //!   another endpoint or client are not reused after a config change.
 
@@ -60,26 +62,45 @@ struct Entry {
     invalid: Option<String>,
 }
 
+/// How long (ms) the outcome of a `kind` credential may be cached from
+/// `now_ms`; 0 means not at all.
+pub fn ttl_ms(
+    kind: CredentialKind,
+    outcome: &Outcome,
+    now_ms: u64,
+    settings: &CacheSettings,
+) -> u64 {
+    match outcome {
+        Outcome::Valid(claims) => {
+            let ttl = match kind {
+                CredentialKind::ApiKey => settings.api_key_ttl_seconds,
+                CredentialKind::Bearer => settings.token_ttl_seconds,
+            };
+            let ttl = ttl.saturating_mul(1000);
+            // Never past the credential's own expiry: a cached entry must not
+            // make an expired credential valid again.
+            match expiry(claims) {
+                Some(exp) => ttl.min(exp.saturating_mul(1000).saturating_sub(now_ms)),
+                None => ttl,
+            }
+        }
+        Outcome::Invalid(_) => settings.negative_ttl_seconds.saturating_mul(1000),
+        Outcome::Unavailable(_) => 0,
+    }
+}
+
 /// The entry to store for an outcome, or `None` when it must not be cached.
 pub fn encode(
     hash: &str,
+    kind: CredentialKind,
     outcome: &Outcome,
     now_ms: u64,
     settings: &CacheSettings,
 ) -> Option<Vec<u8>> {
-    let (ttl_ms, claims, invalid) = match outcome {
-        Outcome::Valid(claims) => {
-            let mut ttl = settings.ttl_seconds.saturating_mul(1000);
-            if let Some(exp) = expiry(claims) {
-                ttl = ttl.min(exp.saturating_mul(1000).saturating_sub(now_ms));
-            }
-            (ttl, Some(claims.clone()), None)
-        }
-        Outcome::Invalid(why) => (
-            settings.negative_ttl_seconds.saturating_mul(1000),
-            None,
-            Some(why.clone()),
-        ),
+    let ttl_ms = ttl_ms(kind, outcome, now_ms, settings);
+    let (claims, invalid) = match outcome {
+        Outcome::Valid(claims) => (Some(claims.clone()), None),
+        Outcome::Invalid(why) => (None, Some(why.clone())),
         Outcome::Unavailable(_) => return None,
     };
     if ttl_ms == 0 {
@@ -115,9 +136,12 @@ mod tests {
 
     const S: CacheSettings = CacheSettings {
         max_entries: 8,
-        ttl_seconds: 300,
+        api_key_ttl_seconds: 300,
+        token_ttl_seconds: 30,
         negative_ttl_seconds: 10,
     };
+    const KEY: CredentialKind = CredentialKind::ApiKey;
+    const BEARER: CredentialKind = CredentialKind::Bearer;
 
     fn claims(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
@@ -152,41 +176,88 @@ mod tests {
         let now = 1_000_000_000_000u64;
         let exp_in_60s = (now / 1000) + 60;
         let valid = Outcome::Valid(claims(json!({"active": true, "exp": exp_in_60s})));
-        let bytes = encode(&h, &valid, now, &S).unwrap();
+        // an API key answer with exp in 60 s: exp bounds the 300 s TTL
+        let bytes = encode(&h, KEY, &valid, now, &S).unwrap();
         assert_eq!(decode(&bytes, &h, now + 59_000), Some(valid.clone()));
         assert_eq!(decode(&bytes, &h, now + 60_000), None);
+        // a token with exp in 60 s: the 30 s token TTL bounds it
+        let bytes = encode(&h, BEARER, &valid, now, &S).unwrap();
+        assert!(decode(&bytes, &h, now + 29_999).is_some());
+        assert_eq!(decode(&bytes, &h, now + 30_000), None);
         // another credential in the same slot is a miss
         let other = credential_hash(CredentialKind::Bearer, "u");
         assert_eq!(decode(&bytes, &other, now), None);
-        // without exp: the TTL
+        // without exp: the method's TTL
         let valid = Outcome::Valid(claims(json!({"agent_id": "a"})));
-        let bytes = encode(&h, &valid, now, &S).unwrap();
+        let bytes = encode(&h, KEY, &valid, now, &S).unwrap();
         assert!(decode(&bytes, &h, now + 299_000).is_some());
         assert!(decode(&bytes, &h, now + 300_000).is_none());
-        // already expired: not cached
+        let bytes = encode(&h, BEARER, &valid, now, &S).unwrap();
+        assert!(decode(&bytes, &h, now + 29_000).is_some());
+        assert!(decode(&bytes, &h, now + 30_000).is_none());
+        // already expired, or expiring this millisecond: not cached
         let expired = Outcome::Valid(claims(json!({"exp": now / 1000 - 1})));
-        assert_eq!(encode(&h, &expired, now, &S), None);
+        assert_eq!(encode(&h, BEARER, &expired, now, &S), None);
+        let now_exp = Outcome::Valid(claims(json!({"exp": now / 1000})));
+        assert_eq!(encode(&h, KEY, &now_exp, now, &S), None);
+        // a TTL of 0 turns caching of that method off
+        let off = CacheSettings {
+            token_ttl_seconds: 0,
+            ..S
+        };
+        assert_eq!(encode(&h, BEARER, &valid, now, &off), None);
+        assert!(encode(&h, KEY, &valid, now, &off).is_some());
+    }
+
+    #[test]
+    fn ttl_arithmetic_never_overflows_and_never_outlives_exp() {
+        let huge = CacheSettings {
+            api_key_ttl_seconds: u64::MAX,
+            token_ttl_seconds: u64::MAX,
+            negative_ttl_seconds: u64::MAX,
+            ..S
+        };
+        let no_exp = Outcome::Valid(Map::new());
+        assert_eq!(ttl_ms(KEY, &no_exp, u64::MAX, &huge), u64::MAX);
+        // exp far in the future, as a float, or absurd: bounded by the TTL
+        for exp in [json!(u64::MAX), json!(1.9e18), json!(4_000_000_000u64)] {
+            let o = Outcome::Valid(claims(json!({ "exp": exp })));
+            assert!(ttl_ms(BEARER, &o, 1_000, &S) <= 30_000, "{o:?}");
+        }
+        // exp in the past (seconds) is 0 whatever the clock
+        for now in [0u64, 1_000, u64::MAX] {
+            let o = Outcome::Valid(claims(json!({"exp": 0})));
+            assert_eq!(ttl_ms(KEY, &o, now, &S), 0);
+        }
+        // exp in 5 s from a clock at a sub-second offset: 4.5 s
+        let o = Outcome::Valid(claims(json!({"exp": 1_005})));
+        assert_eq!(ttl_ms(BEARER, &o, 1_000_500, &S), 4_500);
+        assert_eq!(ttl_ms(KEY, &Outcome::Invalid("x".into()), 0, &S), 10_000);
+        assert_eq!(ttl_ms(BEARER, &Outcome::Unavailable("x".into()), 0, &S), 0);
     }
 
     #[test]
     fn negative_entries_are_brief_and_errors_are_not_cached() {
         let h = credential_hash(CredentialKind::ApiKey, "k");
         let now = 5_000;
-        let bytes = encode(&h, &Outcome::Invalid("no".into()), now, &S).unwrap();
+        let bytes = encode(&h, KEY, &Outcome::Invalid("no".into()), now, &S).unwrap();
         assert_eq!(
             decode(&bytes, &h, now + 9_999),
             Some(Outcome::Invalid("no".into()))
         );
         assert_eq!(decode(&bytes, &h, now + 10_000), None);
         assert_eq!(
-            encode(&h, &Outcome::Unavailable("down".into()), now, &S),
+            encode(&h, KEY, &Outcome::Unavailable("down".into()), now, &S),
             None
         );
         let off = CacheSettings {
             negative_ttl_seconds: 0,
             ..S
         };
-        assert_eq!(encode(&h, &Outcome::Invalid("no".into()), now, &off), None);
+        assert_eq!(
+            encode(&h, KEY, &Outcome::Invalid("no".into()), now, &off),
+            None
+        );
     }
 
     #[test]
@@ -194,6 +265,6 @@ mod tests {
         assert_eq!(decode(b"not json", "h", 0), None);
         assert_eq!(decode(br#"{"h":"h","x":9}"#, "h", 0), None);
         let big = Outcome::Valid(claims(json!({"x": "y".repeat(MAX_ENTRY_BYTES)})));
-        assert_eq!(encode("h", &big, 0, &S), None);
+        assert_eq!(encode("h", KEY, &big, 0, &S), None);
     }
 }

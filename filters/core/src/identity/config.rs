@@ -36,8 +36,25 @@ use std::collections::{BTreeMap, HashMap};
 pub const DEFAULT_API_KEY_HEADER: &str = "x-agent-api-key";
 pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_CACHE_ENTRIES: u32 = 4_096;
-pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 300;
+/// Longest life of a cached valid API key (the validation service's `exp`
+/// shortens it). Keys are long-lived registrations: 5 minutes keeps the
+/// validation service out of the hot path.
+pub const DEFAULT_API_KEY_TTL_SECONDS: u64 = 300;
+/// Longest life of a cached active token (its `exp` shortens it). A token
+/// revoked at the authorization server keeps working this long at most: 30 s
+/// bounds that window while costing one introspection per token per 30 s
+/// per Envoy process.
+pub const DEFAULT_TOKEN_TTL_SECONDS: u64 = 30;
+/// Life of a negative result (unknown key, inactive token): a flood of the
+/// same bad credential costs one callout per 10 s, and a key registered a
+/// moment ago works within 10 s.
 pub const DEFAULT_NEGATIVE_TTL_SECONDS: u64 = 10;
+/// Longest TTL accepted for any cache entry (a day).
+pub const MAX_CACHE_TTL_SECONDS: u64 = 86_400;
+/// Validation / introspection callouts one Envoy worker may have in flight;
+/// beyond that a request that needs a callout is refused with 503, so a
+/// flood of unknown credentials cannot pile up on the identity services.
+pub const DEFAULT_MAX_CALLOUTS_IN_FLIGHT: u32 = 32;
 /// Prefix of the headers the filter owns: any such header from the client is
 /// removed before anything else happens.
 pub const VERIFIED_HEADER_PREFIX: &str = "x-verified-agent-";
@@ -72,6 +89,9 @@ pub struct IdentitySpec {
     pub public_paths: Option<Vec<String>>,
     #[serde(default)]
     pub cache: CacheSpec,
+    /// Validation / introspection callouts in flight per Envoy worker.
+    #[serde(default = "default_max_callouts")]
+    pub max_callouts_in_flight: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,9 +154,10 @@ pub struct OAuth2Spec {
     /// Scopes requests matching a path / HTTP method need on top.
     #[serde(default)]
     pub scope_rules: Vec<ScopeRuleSpec>,
-    /// The token's `aud` must contain one of these (unchecked when empty).
+    /// The token's `aud` must contain one of these. Required and non-empty:
+    /// without it a token minted for any other service would be accepted.
     #[serde(default)]
-    pub audiences: Vec<String>,
+    pub audiences: Option<Vec<String>>,
     /// RFC 9728 metadata: `authorization_servers` (default: origin of tokenUrl).
     #[serde(default)]
     pub authorization_servers: Vec<String>,
@@ -201,8 +222,10 @@ pub struct IdentityExtractionSpec {
 pub struct CacheSpec {
     #[serde(default = "default_cache_entries")]
     pub max_entries: u32,
-    #[serde(default = "default_cache_ttl")]
-    pub ttl_seconds: u64,
+    #[serde(default = "default_api_key_ttl")]
+    pub api_key_ttl_seconds: u64,
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl_seconds: u64,
     #[serde(default = "default_negative_ttl")]
     pub negative_ttl_seconds: u64,
 }
@@ -211,7 +234,8 @@ impl Default for CacheSpec {
     fn default() -> Self {
         Self {
             max_entries: DEFAULT_CACHE_ENTRIES,
-            ttl_seconds: DEFAULT_CACHE_TTL_SECONDS,
+            api_key_ttl_seconds: DEFAULT_API_KEY_TTL_SECONDS,
+            token_ttl_seconds: DEFAULT_TOKEN_TTL_SECONDS,
             negative_ttl_seconds: DEFAULT_NEGATIVE_TTL_SECONDS,
         }
     }
@@ -220,8 +244,14 @@ impl Default for CacheSpec {
 fn default_cache_entries() -> u32 {
     DEFAULT_CACHE_ENTRIES
 }
-fn default_cache_ttl() -> u64 {
-    DEFAULT_CACHE_TTL_SECONDS
+fn default_api_key_ttl() -> u64 {
+    DEFAULT_API_KEY_TTL_SECONDS
+}
+fn default_token_ttl() -> u64 {
+    DEFAULT_TOKEN_TTL_SECONDS
+}
+fn default_max_callouts() -> u32 {
+    DEFAULT_MAX_CALLOUTS_IN_FLIGHT
 }
 fn default_negative_ttl() -> u64 {
     DEFAULT_NEGATIVE_TTL_SECONDS
@@ -408,7 +438,10 @@ pub struct IdentityExtraction {
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
     pub max_entries: u32,
-    pub ttl_seconds: u64,
+    /// Longest life of a valid API key result.
+    pub api_key_ttl_seconds: u64,
+    /// Longest life of an active token result.
+    pub token_ttl_seconds: u64,
     pub negative_ttl_seconds: u64,
 }
 
@@ -423,6 +456,8 @@ pub struct IdentityConfig {
     pub forward_credentials: bool,
     pub public_paths: Vec<PathPattern>,
     pub cache: CacheSettings,
+    /// Callouts one worker may have in flight (at least 1).
+    pub max_callouts_in_flight: u32,
     /// Short hash of the configuration's security-relevant parts: cache
     /// entries written under another configuration are not reused.
     pub fingerprint: String,
@@ -470,6 +505,31 @@ fn scope_list(scopes: Vec<String>) -> Result<Vec<String>, String> {
         }
     }
     Ok(scopes)
+}
+
+/// `audiences` is required: RFC 8707 / the MCP authorization spec make the
+/// resource server check that a token was issued for it, and an empty list
+/// would accept tokens minted for any other service of the same
+/// authorization server (a token confused-deputy). No default is guessed:
+/// the request's own `:authority` is client-controlled.
+fn audience_list(audiences: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let why = "required: list the audience(s) a token must be issued for, normally this \
+               gateway's RFC 9728 `resource` (e.g. [https://gateway.example.com]); without \
+               it a token minted for any other service of the authorization server would be \
+               accepted";
+    let audiences = match audiences {
+        Some(list) if !list.is_empty() => list,
+        _ => return Err(ConfigError::at("audiences", why)),
+    };
+    for (i, audience) in audiences.iter().enumerate() {
+        if audience.trim().is_empty() || audience.trim() != audience {
+            return Err(ConfigError::at(
+                format!("audiences[{i}]"),
+                "an audience is a non-empty string without surrounding spaces",
+            ));
+        }
+    }
+    Ok(audiences)
 }
 
 impl TryFrom<ApiKeySpec> for ApiKeyMethod {
@@ -622,12 +682,13 @@ impl TryFrom<OAuth2Spec> for OAuth2Method {
             Endpoint::origin(url)
                 .ok_or_else(|| ConfigError::at("tokenUrl", format!("`{url}` is not a URL")))?;
         }
+        let audiences = audience_list(spec.audiences)?;
         Ok(Self {
             introspection,
             client_auth,
             required_scopes,
             scope_rules,
-            audiences: spec.audiences,
+            audiences,
             authorization_servers,
             resource: spec.resource,
             resource_name: spec.resource_name,
@@ -728,13 +789,35 @@ impl TryFrom<IdentitySpec> for IdentityConfig {
 
         let cache = CacheSettings {
             max_entries: spec.cache.max_entries,
-            ttl_seconds: spec.cache.ttl_seconds,
+            api_key_ttl_seconds: spec.cache.api_key_ttl_seconds,
+            token_ttl_seconds: spec.cache.token_ttl_seconds,
             negative_ttl_seconds: spec.cache.negative_ttl_seconds,
         };
         if cache.max_entries > 1_000_000 {
             return Err(ConfigError::at(
                 "cache.maxEntries",
                 "at most 1000000 entries",
+            ));
+        }
+        for (key, ttl) in [
+            ("cache.apiKeyTtlSeconds", cache.api_key_ttl_seconds),
+            ("cache.tokenTtlSeconds", cache.token_ttl_seconds),
+            ("cache.negativeTtlSeconds", cache.negative_ttl_seconds),
+        ] {
+            if ttl > MAX_CACHE_TTL_SECONDS {
+                return Err(ConfigError::at(
+                    key,
+                    format!("at most {MAX_CACHE_TTL_SECONDS} seconds, got {ttl}"),
+                ));
+            }
+        }
+        let max_callouts_in_flight = spec.max_callouts_in_flight;
+        if !(1..=100_000).contains(&max_callouts_in_flight) {
+            return Err(ConfigError::at(
+                "maxCalloutsInFlight",
+                format!(
+                    "between 1 and 100000 (0 would refuse every credential that needs a callout), got {max_callouts_in_flight}"
+                ),
             ));
         }
 
@@ -747,6 +830,7 @@ impl TryFrom<IdentitySpec> for IdentityConfig {
             forward_credentials: spec.forward_credentials,
             public_paths,
             cache,
+            max_callouts_in_flight,
             fingerprint,
         })
     }
@@ -854,7 +938,8 @@ authMethods:
         requiredScopes: [a2a:tasks:send]
 forwardCredentials: true
 publicPaths: [/healthz]
-cache: { maxEntries: 16, ttlSeconds: 60, negativeTtlSeconds: 2 }
+cache: { maxEntries: 16, apiKeyTtlSeconds: 60, tokenTtlSeconds: 5, negativeTtlSeconds: 2 }
+maxCalloutsInFlight: 7
 "##,
         )
         .unwrap();
@@ -880,6 +965,10 @@ cache: { maxEntries: 16, ttlSeconds: 60, negativeTtlSeconds: 2 }
         assert!(cfg.is_public("/healthz"));
         assert!(!cfg.is_public("/.well-known/agent-card.json"));
         assert_eq!(cfg.cache.max_entries, 16);
+        assert_eq!(cfg.cache.api_key_ttl_seconds, 60);
+        assert_eq!(cfg.cache.token_ttl_seconds, 5);
+        assert_eq!(cfg.cache.negative_ttl_seconds, 2);
+        assert_eq!(cfg.max_callouts_in_flight, 7);
         assert_eq!(cfg.fingerprint.len(), 8);
     }
 
@@ -902,45 +991,110 @@ cache: { maxEntries: 16, ttlSeconds: 60, negativeTtlSeconds: 2 }
             ),
             ("authMethods: [{type: apiKey}]", "authMethods[0]"),
             (
-                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', requiredScopes: ['bad scope']}]",
+                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x], requiredScopes: ['bad scope']}]",
                 "authMethods[0].requiredScopes",
             ),
             (
-                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', scopeRules: [{paths: ['mcp'], requiredScopes: [x]}]}]",
+                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x], scopeRules: [{paths: ['mcp'], requiredScopes: [x]}]}]",
                 "authMethods[0].scopeRules[0].paths",
             ),
             (
-                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', clientAuth: {method: bearer}}]",
+                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x], clientAuth: {method: bearer}}]",
                 "authMethods[0].clientAuth.token",
             ),
             (
-                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', clientAuth: {clientSecret: x}}]",
+                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x], clientAuth: {clientSecret: x}}]",
                 "authMethods[0].clientAuth.clientId",
             ),
             (
-                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', timeoutMs: 0}]",
+                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x], timeoutMs: 0}]",
                 "authMethods[0].introspectionUrl",
             ),
             (
-                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i'}]\nidentityExtraction: {agentId: '#[vars.claims.x]'}",
+                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x]}]\nidentityExtraction: {agentId: '#[vars.claims.x]'}",
                 "identityExtraction.agentId",
             ),
             (
-                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i'}]\naddHeaders: {Authorization: x}",
+                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x]}]\naddHeaders: {Authorization: x}",
                 "addHeaders.Authorization",
             ),
             (
-                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i'}]\npublicPaths: ['/a*b']",
+                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x]}]\npublicPaths: ['/a*b']",
                 "publicPaths[0]",
             ),
             (
-                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i'}, {type: oauth2ClientCredentials, introspectionUrl: 'http://a/i'}]",
+                "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x]}, {type: oauth2ClientCredentials, introspectionUrl: 'http://a/i', audiences: [x]}]",
                 "authMethods[1]",
             ),
         ] {
             let err = load_cfg(text).unwrap_err();
             assert_eq!(err.path, path, "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn defaults_are_short_for_tokens_and_bounded_for_callouts() {
+        let cfg = load_cfg(RECIPE).unwrap();
+        assert_eq!(cfg.cache.api_key_ttl_seconds, 300);
+        assert_eq!(cfg.cache.token_ttl_seconds, 30);
+        assert_eq!(cfg.cache.negative_ttl_seconds, 10);
+        assert_eq!(cfg.max_callouts_in_flight, DEFAULT_MAX_CALLOUTS_IN_FLIGHT);
+    }
+
+    #[test]
+    fn bearer_tokens_need_audiences() {
+        let base = "authMethods: [{type: oauth2ClientCredentials, introspectionUrl: 'http://a/i'";
+        for (extra, path) in [
+            ("", "authMethods[0].audiences"),
+            (", audiences: []", "authMethods[0].audiences"),
+            (", audiences: ['']", "authMethods[0].audiences[0]"),
+            (", audiences: [' https://g']", "authMethods[0].audiences[0]"),
+        ] {
+            let err = load_cfg(&format!("{base}{extra}}}]")).unwrap_err();
+            assert_eq!(err.path, path, "{extra}: {err}");
+        }
+        let err = load_cfg(&format!("{base}}}]")).unwrap_err();
+        assert!(err.to_string().contains("any other service"), "{err}");
+        // the recipe's block as written has none: refused, naming the key
+        let verbatim: String = RECIPE
+            .lines()
+            .filter(|l| !l.contains("audiences"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            load_cfg(&verbatim).unwrap_err().path,
+            "authMethods[1].audiences"
+        );
+        // API keys alone need no audience
+        assert!(
+            load_cfg("authMethods: [{type: apiKey, validationEndpoint: 'http://v/x'}]").is_ok()
+        );
+        let cfg = load_cfg(&format!("{base}, audiences: [https://g, https://h]}}]")).unwrap();
+        assert_eq!(cfg.oauth2.unwrap().audiences, ["https://g", "https://h"]);
+    }
+
+    #[test]
+    fn cache_and_callout_bounds_are_checked() {
+        let base = "authMethods: [{type: apiKey, validationEndpoint: 'http://v/x'}]\n";
+        for (extra, path) in [
+            ("cache: {tokenTtlSeconds: 86401}", "cache.tokenTtlSeconds"),
+            (
+                "cache: {apiKeyTtlSeconds: 100000}",
+                "cache.apiKeyTtlSeconds",
+            ),
+            (
+                "cache: {negativeTtlSeconds: 99999999}",
+                "cache.negativeTtlSeconds",
+            ),
+            ("maxCalloutsInFlight: 0", "maxCalloutsInFlight"),
+            ("maxCalloutsInFlight: 100001", "maxCalloutsInFlight"),
+        ] {
+            let err = load_cfg(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(err.path, path, "{extra}: {err}");
+        }
+        // the old single TTL is gone: named, not silently ignored
+        let err = load_cfg(&format!("{base}cache: {{ttlSeconds: 5}}")).unwrap_err();
+        assert!(err.to_string().contains("ttlSeconds"), "{err}");
     }
 
     #[test]

@@ -166,7 +166,7 @@ mod tests {
         load::<IdentitySpec, IdentityConfig>(text.as_bytes()).unwrap()
     }
 
-    const BOTH: &str = "authMethods:\n  - {type: apiKey, validationEndpoint: 'http://id/v'}\n  - {type: oauth2ClientCredentials, introspectionUrl: 'http://as/i'}\n";
+    const BOTH: &str = "authMethods:\n  - {type: apiKey, validationEndpoint: 'http://id/v'}\n  - {type: oauth2ClientCredentials, introspectionUrl: 'http://as/i', audiences: [g]}\n";
     const KEY_ONLY: &str =
         "authMethods:\n  - {type: apiKey, headerName: X-Key, validationEndpoint: 'http://id/v'}\n";
 

@@ -10,7 +10,7 @@
 //! | `invalid_token`         | 401 | introspection says inactive, token expired, wrong audience |
 //! | `insufficient_scope`    | 403 | token lacks a scope this path needs |
 //! | `no_agent_identity`     | 403 | credential valid but `identityExtraction.agentId` renders empty |
-//! | `identity_unavailable`  | 503 | validation/introspection endpoint down, slow (timeout), erroring or answering garbage |
+//! | `identity_unavailable`  | 503 | validation/introspection endpoint down, slow (timeout), erroring or answering garbage; too many callouts in flight |
 
 use crate::filter_state::decision;
 use serde_json::json;
@@ -75,6 +75,14 @@ impl Denial {
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "identity_unavailable", message)
+    }
+    /// The worker already has `limit` callouts in flight: refused now
+    /// rather than queued (see `budget`).
+    pub fn callouts_exhausted(limit: u32) -> Self {
+        Self::unavailable(format!(
+            "cannot verify the credential now: too many credential checks in flight \
+             (maxCalloutsInFlight {limit} per worker); retry shortly"
+        ))
     }
 
     fn bearer_error(mut self, error: &'static str) -> Self {
@@ -148,6 +156,9 @@ mod tests {
         );
         assert_eq!(d.decision(), "unauthenticated");
         assert_eq!(Denial::unavailable("x").decision(), "unavailable");
+        let busy = Denial::callouts_exhausted(4);
+        assert_eq!((busy.status, busy.error), (503, "identity_unavailable"));
+        assert!(busy.message.contains("in flight"), "{}", busy.message);
     }
 
     #[test]

@@ -107,11 +107,9 @@ pub fn granted_scopes(claims: &Map<String, Value>) -> Vec<&str> {
 }
 
 /// Whether the token's `aud` (a string or an array) names one of `audiences`.
-/// Always true when no audience is configured.
+/// An empty list matches nothing (the configuration refuses one anyway):
+/// a missing audience check must fail closed, not open.
 pub fn audience_ok(claims: &Map<String, Value>, audiences: &[String]) -> bool {
-    if audiences.is_empty() {
-        return true;
-    }
     let matches = |v: &Value| v.as_str().is_some_and(|a| audiences.iter().any(|x| x == a));
     match claims.get("aud") {
         Some(Value::Array(list)) => list.iter().any(matches),
@@ -129,7 +127,7 @@ mod tests {
 
     fn method(client_auth: &str) -> OAuth2Method {
         let text = format!(
-            "authMethods:\n  - type: oauth2ClientCredentials\n    introspectionUrl: http://127.0.0.1:9000/oauth/introspect\n    introspectionCluster: oauth_server\n{client_auth}"
+            "authMethods:\n  - type: oauth2ClientCredentials\n    introspectionUrl: http://127.0.0.1:9000/oauth/introspect\n    introspectionCluster: oauth_server\n    audiences: [https://gateway.test]\n{client_auth}"
         );
         load::<IdentitySpec, IdentityConfig>(text.as_bytes())
             .unwrap()
@@ -223,7 +221,7 @@ mod tests {
         let claims = json!({"scope": "a  b:c", "aud": ["x", "y"]});
         let claims = claims.as_object().unwrap();
         assert_eq!(granted_scopes(claims), ["a", "b:c"]);
-        assert!(audience_ok(claims, &[]));
+        assert!(!audience_ok(claims, &[]));
         assert!(audience_ok(claims, &["y".into()]));
         assert!(!audience_ok(claims, &["z".into()]));
         let single = json!({"aud": "z"});

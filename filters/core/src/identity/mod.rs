@@ -5,12 +5,14 @@
 //! - [`api_key`]: static agents (SHA-256 keys) and the API key validation contract
 //! - [`introspection`]: RFC 7662 token introspection requests and answers
 //! - [`callout`]: identity callouts and what their answers mean (fail closed)
+//! - [`budget`]: bound on validation / introspection callouts in flight
 //! - [`cache`]: bounded shared-data cache of credential checks, keyed by hash
 //! - [`protected_resource`]: RFC 9728 metadata and `WWW-Authenticate` targets
 //! - [`denial`]: 401/403/503 answers of the identity filter
 //! - [`policy`]: from request headers to an identity verdict
 
 pub mod api_key;
+pub mod budget;
 pub mod cache;
 pub mod callout;
 pub mod config;

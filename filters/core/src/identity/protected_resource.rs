@@ -99,7 +99,7 @@ mod tests {
 
     fn oauth(extra: &str) -> OAuth2Method {
         let text = format!(
-            "authMethods:\n  - type: oauth2ClientCredentials\n    tokenUrl: https://auth.example.com/oauth/token\n    introspectionUrl: https://auth.example.com/oauth/introspect\n    requiredScopes: [mcp:tools:invoke]\n    scopeRules: [{{paths: [/a2a], requiredScopes: [a2a:tasks:send]}}]\n{extra}"
+            "authMethods:\n  - type: oauth2ClientCredentials\n    tokenUrl: https://auth.example.com/oauth/token\n    introspectionUrl: https://auth.example.com/oauth/introspect\n    requiredScopes: [mcp:tools:invoke]\n    audiences: [https://gateway.test]\n    scopeRules: [{{paths: [/a2a], requiredScopes: [a2a:tasks:send]}}]\n{extra}"
         );
         load::<IdentitySpec, IdentityConfig>(text.as_bytes())
             .unwrap()
