@@ -214,7 +214,7 @@ VALIDATION_FAULTS = {
     "5xx-503": ({"mode": "error", "status": 503}, "unavailable (503)"),
     "json-array": ({"mode": "json", "json": [{"valid": True, "agent_id": "fault"}]}, "not an object"),
     "json-string": ({"mode": "json", "json": "valid"}, "not an object"),
-    "huge-200": ({"mode": "huge"}, ""),
+    "huge-200": ({"mode": "huge"}, "more than 65536 bytes"),
     "redirect-302": ({"mode": "json", "status": 302, "json": {"location": "elsewhere"}}, "HTTP 302"),
 }
 
@@ -280,7 +280,7 @@ INTROSPECTION_FAULTS = {
     "active-missing": ({"mode": "json", "json": {"agent_id": "admin-x", "scope": "mcp:tools:invoke"}},
                        "boolean `active`"),
     "json-array": ({"mode": "json", "json": [{"active": True}]}, "not an object"),
-    "huge-200": ({"mode": "huge"}, ""),
+    "huge-200": ({"mode": "huge"}, "more than 65536 bytes"),
 }
 
 
