@@ -273,6 +273,8 @@ def test_validation_answer_without_a_string_agent_id_yields_no_identity(id_run: 
 INTROSPECTION_FAULTS = {
     "slow": ({"delayMs": 3000}, "timed out"),  # the shipped timeoutMs is 2000
     "5xx-500": ({"mode": "error", "status": 500}, "HTTP 500"),
+    # the gateway's own client credentials refused: still a 503, never a 401 to the agent
+    "client-refused-401": ({"mode": "error", "status": 401}, "HTTP 401"),
     "5xx-503": ({"mode": "error", "status": 503}, "unavailable (503)"),
     "garbage": ({"mode": "garbage"}, "not JSON"),
     "active-as-string": ({"mode": "json", "json": {"active": "true", "agent_id": "admin-x",
@@ -304,6 +306,33 @@ def test_introspection_fault_fails_closed_and_is_not_cached(id_run: Run, idp: Fa
     assert id_run.mcp_count() == before + 2
     events = id_run.finish()
     assert events[id_run.rids[0]]["decision"] == "unavailable"
+
+
+@pytest.mark.timeout(90)
+def test_identity_endpoints_going_down_mid_run_and_coming_back(id_run: Run, idp: FaultyIdp) -> None:
+    """The validation service and introspection (one process here) die while
+    Envoy runs: credentials that need a callout get 503, static keys keep
+    working; once the process is back, the same credentials work (nothing
+    negative was cached for them). test_identity covers endpoints that are
+    down from the start."""
+    agent_key = key(f"svc-key-admin-fault-{len(VALIDATION_FAULTS)}")
+    token = bearer(idp.services.token("admin-oauth"))
+    before = id_run.mcp_count()
+    assert idp.front is not None
+    idp.front.stop()
+    try:
+        assert_denied(id_run.post(tools_call(), agent_key), 503, "identity_unavailable")
+        assert_denied(id_run.post(tools_call(), token), 503, "identity_unavailable")
+        assert id_run.mcp_count() == before
+        id_run.allowed_call_succeeds()
+    finally:
+        idp.front.start()
+        wait_until(lambda: _ok(f"{idp.front_url}/healthz"), what="the identity service back")
+    assert id_run.post(tools_call(), agent_key).status_code == 200
+    assert id_run.post(tools_call(), token).status_code == 200
+    assert id_run.mcp_count() == before + 3
+    events = id_run.finish()
+    assert [events[r]["decision"] for r in id_run.rids[:2]] == ["unavailable", "unavailable"]
 
 
 # =========================================================================== Redis / webdis
