@@ -402,6 +402,9 @@ def main() -> int:
         s.assert_alive()
         crashes = [ln for ln in s.log_path("envoy").read_text(errors="replace").splitlines() if VM_CRASH.search(ln)]
 
+        (run_dir / "rss.csv").write_text("seconds,rss_kib\n" + "".join(f"{t - t0:.1f},{kib}\n" for t, kib in samples))
+        per_minute = [next(kib for t, kib in samples if t - t0 >= 60 * m) for m in range(int(elapsed // 60) + 1)
+                      if any(t - t0 >= 60 * m for t, _ in samples)]
         warm = [kib for t, kib in samples if t - t0 >= min(30, args.duration / 4)] or [kib for _, kib in samples]
         rss_start, rss_end, rss_max = warm[0], warm[-1], max(kib for _, kib in samples)
 
@@ -437,7 +440,8 @@ def main() -> int:
             ("Envoy RSS before load (MiB)", f"{rss_before / 1024:.1f}"),
             ("Envoy RSS after warm-up / end / max (MiB)",
              f"{rss_start / 1024:.1f} / {rss_end / 1024:.1f} / {rss_max / 1024:.1f}"),
-            ("RSS samples", len(samples)),
+            ("Envoy RSS each minute (MiB)", " ".join(f"{kib / 1024:.1f}" for kib in per_minute)),
+            ("RSS samples", f"{len(samples)} (all in {run_dir / 'rss.csv'})"),
             ("Wasm VM crashes", len(crashes)),
             ("processes alive", "yes"),
         ]
