@@ -78,6 +78,12 @@ bench-profile *args:
     done
     {{python}} scripts/bench_chain.py --wasm-dir dist/wasm-profile {{args}}
 
+# Soak (not in CI, not in `test`): mixed MCP + A2A traffic from many agents at >= 1,000 req/s through the
+# shipped config for 5 minutes (--duration N to change); checks audit exactly-once, exact limits, RSS, crashes.
+[group('bench')]
+soak *args: build
+    {{python}} scripts/soak.py {{args}}
+
 # ---------------------------------------------------------------- build
 
 # Build the Wasm modules (the four filters, and gateway = the four in one) into dist/wasm/<module>.wasm.

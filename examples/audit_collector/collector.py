@@ -30,9 +30,14 @@ Introspection and fault injection (for tests and demos):
 * ``POST /admin/block`` ``{"block": true}`` -> hold every batch request
   without answering until ``{"block": false}`` (a collector that stalls);
 * ``POST /admin/delay`` ``{"ms": 500}`` -> answer every batch that late;
+* ``POST /admin/limit`` ``{"maxEvents": 2}`` -> answer 413 to every batch of
+  more than 2 events, as a collector with a request size limit does
+  (``{"maxEvents": null}`` clears);
 * ``POST /admin/reset`` -> forget events and counters (and truncate --out).
 
 The same knobs exist as flags: ``--fail-status``, ``--delay-ms``.
+``--count-only`` keeps only the eventId counts in memory (``GET /events`` is
+then empty): for long soak runs.
 
 Run: python examples/audit_collector/collector.py --port 9100 --out audit-events.jsonl
 """
@@ -73,7 +78,7 @@ def otlp_check(raw: bytes) -> str | None:
 
 
 class State:
-    def __init__(self, out: Path | None, fail_status: int | None, delay_ms: int) -> None:
+    def __init__(self, out: Path | None, fail_status: int | None, delay_ms: int, keep_events: bool = True) -> None:
         self.lock = threading.Lock()
         self.out = out
         self.events: list[dict[str, Any]] = []
@@ -84,6 +89,9 @@ class State:
         self.fail_status = fail_status
         self.fail_count: int | None = None
         self.delay_ms = delay_ms
+        self.keep_events = keep_events
+        self.max_events: int | None = None
+        self.too_large = 0
         self.unblocked = threading.Event()
         self.unblocked.set()
         self.held = 0
@@ -95,7 +103,8 @@ class State:
         with self.lock:
             self.batches.append({"at": time.time(), "size": len(events), "format": kind, "path": path})
             for e in events:
-                self.events.append(e)
+                if self.keep_events:
+                    self.events.append(e)
                 if isinstance(e.get("eventId"), str):
                     self.ids[e["eventId"]] += 1
             if self.out:
@@ -126,6 +135,7 @@ class State:
                 "batch_times": [b["at"] for b in self.batches],
                 "failures_injected": self.failures_injected,
                 "rejected": self.rejected,
+                "too_large": self.too_large,
                 "held": self.held,
                 "otlp_schema": OTLP_SCHEMA,
                 "blocked": not self.unblocked.is_set(),
@@ -138,6 +148,7 @@ class State:
             self.batches.clear()
             self.failures_injected = 0
             self.rejected = 0
+            self.too_large = 0
             if self.out:
                 self.out.write_text("")
 
@@ -250,6 +261,11 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 events = body.get("events") if isinstance(body, dict) else body
                 if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
                     return self._reject('expected a JSON array of events or {"events": [...]}')
+                with state.lock:
+                    too_large = state.max_events is not None and len(events) > state.max_events
+                    state.too_large += too_large
+                if too_large:
+                    return self._send(413, {"error": "payload_too_large", "maxEvents": state.max_events})
                 state.accept(events, "json", path)
                 self._send(200, {"accepted": len(events)})
             finally:
@@ -277,6 +293,9 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                     state.unblocked.set()
             elif path == "/admin/delay":
                 state.delay_ms = int(body.get("ms") or 0)
+            elif path == "/admin/limit":
+                with state.lock:
+                    state.max_events = body.get("maxEvents")
             elif path == "/admin/reset":
                 state.reset()
             else:
@@ -293,10 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("audit-events.jsonl"), help="JSON-lines file ('-' for none)")
     ap.add_argument("--fail-status", type=int, default=None, help="answer every batch with this status")
     ap.add_argument("--delay-ms", type=int, default=0, help="answer every batch this late")
+    ap.add_argument("--count-only", action="store_true", help="keep no events in memory, only eventId counts")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     out = None if str(args.out) == "-" else args.out
-    state = State(out, args.fail_status, args.delay_ms)
+    state = State(out, args.fail_status, args.delay_ms, keep_events=not args.count_only)
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer((args.host, args.port), make_handler(state))

@@ -21,15 +21,25 @@ list of {"id", "name", "owner", "keySha256", "disabled"?}.
 Other endpoints:
     GET  /healthz        200 {"ok": true}
     GET  /stats          {"validations": n, "valid": n, "invalid": n,
-                         "inFlight": n, "maxInFlight": n}: how many validation
-                         calls were served, how many are being served now and
-                         the most ever served at once (tests prove the gateway
-                         caches and bounds its callouts with it)
+                         "forwarded": n, "inFlight": n, "maxInFlight": n}:
+                         how many validation (and forwarded) calls were
+                         served, how many are being served now and the most
+                         ever served at once (tests prove the gateway caches
+                         and bounds its callouts with it)
     POST /stats/reset    zero the counters
     POST /faults         only with --enable-faults: {"delayMs": n, "mode":
-                         "normal" | "garbage" | "error"} makes later validation
-                         calls slow, answer non-JSON, or answer 500 (to show
-                         the gateway fails closed); {} restores normal service
+                         "normal" | "garbage" | "error" | "json" | "huge",
+                         "status": n, "json": value} makes later validation
+                         (and forwarded) calls slow, answer non-JSON (garbage),
+                         answer `status` (error; default 500), answer the
+                         `json` value verbatim with `status` (json; default
+                         200: wrong types), or answer 200 with a 100 KiB JSON
+                         object (huge), to show the gateway fails closed;
+                         {} restores normal service
+
+With --forward URL the service is also a fault-injecting front for another
+endpoint (the tests put it before the OAuth server's introspection): a POST
+to any other path is forwarded to URL + path, unless a fault applies.
 
 Standard library only. Run: python examples/identity_service/service.py --port 8081
 """
@@ -42,6 +52,8 @@ import json
 import logging
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -72,7 +84,8 @@ class State:
         self.claims_ttl = claims_ttl
         self.enable_faults = enable_faults
         self.lock = threading.Lock()
-        self.counts = {"validations": 0, "valid": 0, "invalid": 0}
+        self.counts = {"validations": 0, "valid": 0, "invalid": 0, "forwarded": 0}
+        self.forward = ""
         self.in_flight = 0
         self.max_in_flight = 0
         self.faults: dict[str, Any] = {}
@@ -84,7 +97,6 @@ class State:
 
     def enter(self) -> None:
         with self.lock:
-            self.counts["validations"] += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
@@ -133,6 +145,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "not_found"})
 
     def do_POST(self) -> None:
+        if self.state.forward and self.path not in ("/v1/agents/validate", "/stats/reset", "/faults"):
+            self._forward()
+            return
         try:
             body = self._body()
         except (ValueError, json.JSONDecodeError):
@@ -157,6 +172,41 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"error": "not_found"})
 
+    def _fault(self) -> bool:
+        """Apply the injected fault, if any; True when it answered."""
+        with self.state.lock:
+            faults = dict(self.state.faults)
+        if faults.get("delayMs"):
+            time.sleep(int(faults["delayMs"]) / 1000)
+        mode = faults.get("mode")
+        if mode == "garbage":
+            self._send(200, b"<html>this is not the identity service you are looking for</html>", "text/html")
+        elif mode == "error":
+            self._send(int(faults.get("status") or 500), {"error": "internal_error"})
+        elif mode == "json":
+            self._send(int(faults.get("status") or 200), faults.get("json"))
+        elif mode == "huge":
+            self._send(200, {"valid": True, "active": True, "agent_id": "huge-1", "pad": "x" * (100 * 1024)})
+        else:
+            return False
+        return True
+
+    def _forward(self) -> None:
+        self.state.count("forwarded")
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if 0 < length <= MAX_BODY else b""
+        if self._fault():
+            return
+        keep = ("content-type", "authorization", "accept")
+        req = urllib.request.Request(self.state.forward + self.path, data=raw, method="POST",
+                                     headers={k: v for k, v in self.headers.items() if k.lower() in keep})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, data, ctype = r.status, r.read(), r.headers.get("content-type", "application/json")
+        except urllib.error.HTTPError as e:
+            status, data, ctype = e.code, e.read(), e.headers.get("content-type", "application/json")
+        self._send(status, data, ctype)
+
     def _validate(self, body: Any) -> None:
         # counted in flight until the answer is written (the delay included)
         self.state.enter()
@@ -166,15 +216,8 @@ class Handler(BaseHTTPRequestHandler):
             self.state.leave()
 
     def _validate_counted(self, body: Any) -> None:
-        with self.state.lock:
-            faults = dict(self.state.faults)
-        if faults.get("delayMs"):
-            time.sleep(int(faults["delayMs"]) / 1000)
-        if faults.get("mode") == "garbage":
-            self._send(200, b"<html>this is not the identity service you are looking for</html>", "text/html")
-            return
-        if faults.get("mode") == "error":
-            self._send(500, {"error": "internal_error"})
+        self.state.count("validations")
+        if self._fault():
             return
 
         key = body.get("apiKey") if isinstance(body, dict) else None
@@ -210,11 +253,13 @@ def main() -> None:
     ap.add_argument("--claims-ttl", type=int, default=600,
                     help="seconds until `exp` in valid answers (0: no exp claim)")
     ap.add_argument("--enable-faults", action="store_true", help="allow POST /faults (tests and demos only)")
+    ap.add_argument("--forward", default="", help="front for this base URL (POSTs to other paths; see above)")
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     agents = BUILTIN_AGENTS + (json.loads(args.agents.read_text()) if args.agents else [])
     Handler.state = State(agents, args.claims_ttl, args.enable_faults)
+    Handler.state.forward = args.forward.rstrip("/")
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     log.warning("identity service on http://%s:%d (%d agents)", args.host, args.port, len(agents))
