@@ -239,15 +239,14 @@ def test_validation_service_fault_fails_closed_and_is_not_cached(id_run: Run, id
     assert events[id_run.rids[0]]["decision"] == "unavailable"
 
 
-# Finding (for the identity owner, issue 10): a non-string claim is rendered
-# as its JSON text and becomes the verified agent id (`null`, `["admin-1"]`).
-_RENDERED = pytest.mark.xfail(strict=True, reason="identity renders a non-string agent_id claim as JSON text")
+# A non-string claim was once rendered as its JSON text and became the
+# verified agent id (`null`, `["admin-1"]`): now it names no agent.
 WRONG_AGENT_ID = {
     "missing": "__missing__",
     "empty": "",
-    "null": pytest.param(None, marks=_RENDERED),
-    "list": pytest.param(["admin-1"], marks=_RENDERED),
-    "object": pytest.param({"id": "admin-1"}, marks=_RENDERED),
+    "null": None,
+    "list": ["admin-1"],
+    "object": {"id": "admin-1"},
 }
 
 
@@ -264,6 +263,22 @@ def test_validation_answer_without_a_string_agent_id_yields_no_identity(id_run: 
     r = id_run.post(tools_call(), key(f"svc-key-wrongtypes-{uuid.uuid4().hex}"))
     assert r.status_code in (403, 503), (r.status_code, r.text)
     assert r.json()["error"] in ("no_agent_identity", "identity_unavailable"), r.text
+    assert id_run.mcp_count() == before
+    idp.faults()
+    id_run.finish()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("valid", ["false", "true", None, 0], ids=["str-false", "str-true", "null", "zero"])
+def test_validation_answer_whose_verdict_is_not_a_boolean_fails_closed(id_run: Run, idp: FaultyIdp,
+                                                                       valid: Any) -> None:
+    """`"valid": "false"` is no yes: a verdict of the wrong type is a
+    misbehaving service, answered 503 and not cached, nothing upstream."""
+    before = id_run.mcp_count()
+    idp.faults(mode="json", json={"valid": valid, "agent_id": "admin-1"})
+    r = id_run.post(tools_call(), key(f"svc-key-verdict-{uuid.uuid4().hex}"))
+    assert r.status_code == 503, (r.status_code, r.text)
+    assert r.json()["error"] == "identity_unavailable", r.text
     assert id_run.mcp_count() == before
     idp.faults()
     id_run.finish()

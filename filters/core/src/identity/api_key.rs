@@ -57,11 +57,15 @@ pub fn classify(response: CalloutResponse<'_>) -> Outcome {
     match response.status {
         Some(200) => match response.json_object(WHAT) {
             Ok(claims) => {
-                let says_no = ["valid", "active"]
-                    .iter()
-                    .any(|k| claims.get(*k) == Some(&Value::Bool(false)));
-                if says_no {
+                let verdicts = ["valid", "active"].map(|k| claims.get(k));
+                if verdicts.contains(&Some(&Value::Bool(false))) {
                     Outcome::Invalid("the API key is not valid".into())
+                } else if verdicts.iter().flatten().any(|v| !v.is_boolean()) {
+                    // "valid": "false" is not a yes: a service that answers
+                    // in the wrong type is treated as failing, closed.
+                    Outcome::Unavailable(format!(
+                        "{WHAT} answered `valid`/`active` that is not a boolean"
+                    ))
                 } else {
                     Outcome::Valid(claims)
                 }
@@ -139,6 +143,7 @@ mod tests {
         }
         for (status, body) in [
             (Some(200), r#"{"valid":false}"#),
+            (Some(200), r#"{"valid":true,"active":false}"#),
             (Some(200), r#"{"active":false}"#),
             (Some(401), ""),
             (Some(403), "x"),
@@ -158,6 +163,16 @@ mod tests {
             (Some(503), "", "unreachable"),
             (Some(302), "", "HTTP 302"),
             (None, "", "no HTTP status"),
+            (
+                Some(200),
+                r#"{"valid":"false","agent_id":"a"}"#,
+                "not a boolean",
+            ),
+            (
+                Some(200),
+                r#"{"valid":true,"active":null,"agent_id":"a"}"#,
+                "not a boolean",
+            ),
         ] {
             match classify_raw(status, body) {
                 Outcome::Unavailable(m) => assert!(m.contains(why), "{m}"),

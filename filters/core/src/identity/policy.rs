@@ -64,7 +64,13 @@ struct Claims<'a> {
 impl Bindings for Claims<'_> {
     fn var(&self, name: &str, path: &JsonPath) -> Option<String> {
         match (name, self.identity) {
-            ("tokenClaims", _) => path.get(self.claims).map(scalar_text),
+            // Only a string or a number names anything: a claim that is
+            // null, a boolean, a list or an object renders as nothing, so
+            // that `["admin-1"]` can never become the agent id `["admin-1"]`.
+            ("tokenClaims", _) => path
+                .get(self.claims)
+                .filter(|v| v.is_string() || v.is_number())
+                .map(scalar_text),
             ("agentId", Some(i)) => Some(i.agent_id.clone()),
             ("agentName", Some(i)) => Some(i.agent_name.clone()),
             ("agentOwner", Some(i)) => Some(i.agent_owner.clone()),
@@ -465,6 +471,18 @@ addHeaders:
         anonymous.remove("agent_id");
         let d = deny(fin(anonymous, "/mcp"));
         assert_eq!((d.status, d.error), (403, "no_agent_identity"));
+        // a claim that is not a string or a number names no agent
+        for wrong in [
+            json!(null),
+            json!(["admin-1"]),
+            json!({"id": "admin-1"}),
+            json!(true),
+        ] {
+            let mut claims = token_claims("mcp:tools:invoke");
+            claims.insert("agent_id".into(), wrong.clone());
+            let d = deny(fin(claims, "/mcp"));
+            assert_eq!((d.status, d.error), (403, "no_agent_identity"), "{wrong}");
+        }
     }
 
     #[test]
