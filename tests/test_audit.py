@@ -660,6 +660,19 @@ def test_otlp_destination(start_stack: Callable[..., Stack], default_headers: di
     assert bogus.status_code == 400
     assert CANARY not in s.audit_events_path.read_text()
 
+    # Log injection and bounds on the OTLP path: the forged line stays in its
+    # attribute and in the record's body, the cut id is named in `truncated`.
+    forged = 'tools/list\n{"eventId":"forged-2"}\r\u0085\u2028'
+    with gw.http() as c:
+        r = mcp_post(c, {"jsonrpc": "2.0", "id": "j" * 1000, "method": forged})
+    rid = r.headers["x-request-id"]
+    e = collector.wait_for([rid])[rid]
+    assert e["jsonrpcMethod"] == forged and e["truncated"] == ["jsonrpcId"], e
+    assert e["jsonrpcId"].endswith("…") and len(e["jsonrpcId"].encode()) <= 128
+    assert e["otlp"]["body"].startswith(forged + " ")
+    assert "forged-2" not in collector.by_id()
+    assert collector.stats()["raw_line_breaks"] == 0
+
 
 # --------------------------------------------------------------------------- judged bodies, bounds, refusals
 
