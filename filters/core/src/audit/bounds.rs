@@ -266,10 +266,9 @@ fn next_to_drop(event: &mut AuditEvent, config: &AuditConfig) -> Option<String> 
 /// serde_json leaves raw written as escapes. Compact JSON has them only
 /// inside strings, where an escape means the same character.
 pub fn to_one_line_json(json: String) -> String {
-    if !json
-        .chars()
-        .any(|c| matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}'))
-    {
+    // A byte scan (DEL, and the lead bytes of U+0080..U+009F and of
+    // U+2028/9) keeps the common case cheap.
+    if !json.bytes().any(|b| matches!(b, 0x7f | 0xc2 | 0xe2)) {
         return json;
     }
     let mut out = String::with_capacity(json.len() + 16);
