@@ -202,6 +202,36 @@ def batching(start_stack: Callable[..., Stack],
     yield Gateway(s, default_headers), Collector(s)
 
 
+@pytest.fixture(scope="module")
+def shipped(start_stack: Callable[..., Stack],
+            default_headers: dict[str, str]) -> Iterator[tuple[Gateway, Collector]]:
+    """envoy/gateway.yaml as shipped (audit's default body limit, real tool
+    ACL and rate limit); only the sender delivers faster."""
+    s = start_stack(
+        "audit-shipped",
+        config="envoy/gateway.yaml",
+        backends=("mcp", "audit"),
+        filter_configs={"gw_audit_sender": sender(batchSize=5, flushIntervalMs=200)},
+    )
+    yield Gateway(s, default_headers), Collector(s)
+
+
+@pytest.fixture(scope="module")
+def refusing(start_stack: Callable[..., Stack],
+             default_headers: dict[str, str]) -> Iterator[tuple[Gateway, Collector]]:
+    """Batches of 20, a long POST timeout (the tests hold the collector
+    while events pile up), a buffer large enough to lose nothing."""
+    s = start_stack(
+        "audit-refusing",
+        config="envoy/gateway.yaml",
+        backends=("mcp", "audit"),
+        filter_configs={"gw_audit_sender": sender(
+            batchSize=20, flushIntervalMs=300, maxBufferedEvents=1000, timeoutMs=30000,
+            retry={"initialBackoffMs": 100, "maxBackoffMs": 400})},
+    )
+    yield Gateway(s, default_headers), Collector(s)
+
+
 def quiesce(stack: Stack, collector: Collector) -> dict[str, int]:
     """Wait until the sender holds nothing, then forget what the collector saw."""
     wait_until(lambda: counters(stack).get("buffered_events", 0) == 0, what="sender buffer to drain")
@@ -476,8 +506,11 @@ def test_bad_and_oversized_bodies_flow_and_are_recorded(audit: tuple[Gateway, Co
     assert e["requestBody"] == "invalid: invalid_json" and e["decision"] == "bad_request"
     assert e["status"] == bad.status_code
     for r in (sized, streamed):
+        # Over audit's own limit (64 KiB here): the tool ACL judged the body
+        # and the event carries the facts it published.
         e = ev[r.headers["x-request-id"]]
-        assert e["requestBody"] == "too_large" and e["status"] == 200 and "toolName" not in e
+        assert "requestBody" not in e and e["status"] == 200, e
+        assert (e["jsonrpcMethod"], e["jsonrpcId"], e["toolName"]) == ("tools/call", 5, "classify_content"), e
     assert CANARY not in gw.stack.audit_events_path.read_text()
 
 
@@ -626,3 +659,206 @@ def test_otlp_destination(start_stack: Callable[..., Stack], default_headers: di
     bogus = httpx.post(collector.url + "/v1/logs", json={"resourceLogs": [{"bogus": 1}]}, timeout=5)
     assert bogus.status_code == 400
     assert CANARY not in s.audit_events_path.read_text()
+
+    # Log injection and bounds on the OTLP path: the forged line stays in its
+    # attribute and in the record's body, the cut id is named in `truncated`.
+    forged = 'tools/list\n{"eventId":"forged-2"}\r\u0085\u2028'
+    with gw.http() as c:
+        r = mcp_post(c, {"jsonrpc": "2.0", "id": "j" * 1000, "method": forged})
+    rid = r.headers["x-request-id"]
+    e = collector.wait_for([rid])[rid]
+    assert e["jsonrpcMethod"] == forged and e["truncated"] == ["jsonrpcId"], e
+    assert e["jsonrpcId"].endswith("…") and len(e["jsonrpcId"].encode()) <= 128
+    assert e["otlp"]["body"].startswith(forged + " ")
+    assert "forged-2" not in collector.by_id()
+    assert collector.stats()["raw_line_breaks"] == 0
+
+
+# --------------------------------------------------------------------------- judged bodies, bounds, refusals
+
+
+def rpc_reply(r: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC answer of a JSON or an SSE response."""
+    if r.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in r.text.splitlines():
+            if line.startswith("data:") and line[5:].strip():
+                msg = json.loads(line[5:])
+                if "id" in msg:
+                    return msg
+        raise AssertionError(f"no answer in the stream: {r.text[:300]}")
+    return r.json()
+
+
+def body_counters(stack: Stack) -> dict[str, int]:
+    status, text = stack.admin("/stats?filter=^wasmcustom\\.gw\\.body\\.")
+    assert status == 200
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        out[name.strip().rsplit(".", 1)[-1]] = int(value.strip() or 0)
+    return out
+
+
+@pytest.mark.timeout(90)
+def test_bodies_over_the_audit_limit_keep_what_the_acl_judged(shipped: tuple[Gateway, Collector]) -> None:
+    """Finding 3 of issue 10: a tools/call padded to 700 KiB (over audit's
+    512 KiB parse limit, under the tool ACL's 1 MiB) is judged by the ACL;
+    its event must still name the method and the tool, allowed or denied,
+    and the body is parsed once (by the ACL), not twice."""
+    gw, collector = shipped
+    pad = "p" * (700 * 1024) + CANARY
+    sentinel = {"x-agent-api-key": "gw-demo-sentinel-1"}
+    httpx.post(gw.stack.upstream_url("mcp_upstream") + "/stats/reset", timeout=5)
+    before = body_counters(gw.stack)
+    with gw.http(headers=sentinel, timeout=60) as c:
+        allowed = mcp_post(c, tools_call("classify_content", {"text": pad}, i=71))
+        denied = mcp_post(c, tools_call("execute_code", {"code": pad}, i=72))
+        denied_path = mcp_post(c, tools_call("execute_code", {"code": pad}, i=73), path="/mcp/tools/call")
+    assert allowed.status_code == 200 and "error" not in rpc_reply(allowed), allowed.text[:300]
+    assert denied.status_code == 200 and rpc_reply(denied)["error"], denied.text[:300]
+    assert denied_path.status_code == 403, denied_path.text[:300]
+    # What reached the MCP server: the allowed call only.
+    tools = gw.upstream_stats()["tools"]
+    assert tools.get("classify_content") == 1 and "execute_code" not in tools, tools
+    rids = [r.headers["x-request-id"] for r in (allowed, denied, denied_path)]
+    ev = collector.wait_for(rids)
+    want = [("allowed", "classify_content", 71), ("tool_denied", "execute_code", 72),
+            ("tool_denied", "execute_code", 73)]
+    for rid, (decision, tool, rpc_id) in zip(rids, want):
+        e = ev[rid]
+        assert (e["decision"], e["jsonrpcMethod"], e["toolName"], e["jsonrpcId"]) == (decision, "tools/call",
+                                                                                     tool, rpc_id), e
+        assert e["protocolMethod"] == "tools/call" and e["agentId"] == "sentinel-1"
+        assert "requestBody" not in e, e
+    assert ev[rids[0]]["toolError"] is False  # the response capture still followed
+    after = body_counters(gw.stack)
+    assert after["parsed"] - before.get("parsed", 0) == 3, (before, after)
+    assert CANARY not in gw.stack.audit_events_path.read_text()
+
+
+@pytest.mark.timeout(90)
+def test_client_fields_are_bounded_marked_and_delivered(shipped: tuple[Gateway, Collector]) -> None:
+    """Finding 4: a 500 KB JSON-RPC id, a 100 KB method and a 60 KB path.
+    The gateway answers as usual (the upstream gets the id whole and echoes
+    it), each event stays under maxEventBytes with the cut fields named in
+    `truncated`, and the batch they travel in is delivered."""
+    gw, collector = shipped
+    big_id = "i" * 500_000
+    with gw.http(timeout=60) as c:
+        by_id = mcp_post(c, {"jsonrpc": "2.0", "id": big_id, "method": "tools/call",
+                             "params": {"name": "search_patterns", "arguments": {"query": "x"}}})
+        by_method = mcp_post(c, {"jsonrpc": "2.0", "id": 2, "method": "m" * 100_000})
+        by_path = c.get("/mcp/" + "q" * 60_000)
+    assert by_id.status_code == 200 and rpc_reply(by_id)["id"] == big_id, by_id.text[:200]
+    assert by_method.status_code < 500, by_method.text[:300]
+    assert by_path.status_code == 404
+    rids = [r.headers["x-request-id"] for r in (by_id, by_method, by_path)]
+    ev = collector.wait_for(rids)
+    for rid, field in zip(rids, ["jsonrpcId", "jsonrpcMethod", "path"]):
+        e = ev[rid]
+        assert len(json.dumps(e, separators=(",", ":"))) <= 16384, len(json.dumps(e))
+        assert field in e["truncated"], e["truncated"]
+        assert e[field].endswith("…") and len(e[field].encode()) <= 1024, e[field][:50]
+        assert e["decision"] and e["status"] == {"jsonrpcId": 200, "jsonrpcMethod": by_method.status_code,
+                                                 "path": 404}[field]
+    e = ev[rids[0]]
+    assert (e["toolName"], e["decision"], e["toolError"]) == ("search_patterns", "allowed", False)
+    assert e["jsonrpcId"].startswith("iiii") and len(e["jsonrpcId"]) <= 128
+    assert ev[rids[1]]["jsonrpcMethod"].startswith("mmmm")
+    assert ev[rids[2]]["path"].startswith("/mcp/qqqq")
+    for line in gw.stack.audit_events_path.read_text().splitlines():
+        assert len(line) <= 16384
+
+
+@pytest.mark.timeout(60)
+def test_log_injection_stays_inside_the_field(shipped: tuple[Gateway, Collector]) -> None:
+    """Newlines, NEL and U+2028 in a client field: one event, the text as
+    sent inside its field, no raw line break in what the sender POSTed."""
+    gw, collector = shipped
+    forged = 'tools/list\n{"eventId":"forged-1","decision":"allowed"}\r\u0085\u2028\u2029\x7f'
+    before = collector.stats()["raw_line_breaks"]
+    with gw.http() as c:
+        r = mcp_post(c, {"jsonrpc": "2.0", "id": forged, "method": forged})
+    rid = r.headers["x-request-id"]
+    e = collector.wait_for([rid])[rid]
+    assert (e["jsonrpcMethod"], e["jsonrpcId"]) == (forged, forged)
+    assert "forged-1" not in collector.by_id()
+    assert collector.stats()["raw_line_breaks"] == before
+    for line in gw.stack.audit_events_path.read_text().splitlines():
+        json.loads(line)  # every line of the store is one whole event
+
+
+def one_event_bytes(gw: Gateway, collector: Collector) -> int:
+    with gw.http() as c:
+        rid = mcp_post(c, tools_list(1)).headers["x-request-id"]
+    e = collector.wait_for([rid])[rid]
+    return len(json.dumps(e, separators=(",", ":")))
+
+
+def pile_up(gw: Gateway, collector: Collector, bodies: list[dict[str, Any]]) -> list[str]:
+    """Send `bodies` while the collector holds its POSTs, until the sender
+    buffers them all: the next batch is then a full one."""
+    before = counters(gw.stack)
+    collector.post("/admin/block", {"block": True})
+    rids = []
+    with gw.http() as c:
+        for body in bodies:
+            r = mcp_post(c, body)
+            assert r.status_code == 200
+            rids.append(r.headers["x-request-id"])
+    wait_until(lambda: counters(gw.stack)["events_queued"] - before["events_queued"] == len(bodies),
+               what="every event in the sender's buffer")
+    return rids
+
+
+@pytest.mark.timeout(120)
+def test_batches_refused_as_too_large_are_split_not_dropped(refusing: tuple[Gateway, Collector]) -> None:
+    """The collector answers 413 to any batch over ~2.5 events: batches of
+    20 are halved until they pass; every event arrives exactly once."""
+    gw, collector = refusing
+    quiesce(gw.stack, collector)
+    limit = int(one_event_bytes(gw, collector) * 2.5)
+    before = quiesce(gw.stack, collector)
+    try:
+        rids = pile_up(gw, collector, [tools_list(i) for i in range(30)])
+        collector.post("/admin/max-bytes", {"bytes": limit})
+        collector.post("/admin/block", {"block": False})
+        collector.wait_for(rids, timeout=60)
+        after = wait_until(lambda: (c := counters(gw.stack))["events_sent"] - before["events_sent"] == 30 and c,
+                           what="30 events acknowledged")
+    finally:
+        collector.post("/admin/block", {"block": False})
+        collector.post("/admin/max-bytes", {"bytes": None})
+    st = collector.stats()
+    assert st["too_large"] >= 2 and st["duplicates"] == 0 and st["unique_events"] == 30, st
+    assert max(st["batch_sizes"]) <= 2, st["batch_sizes"]
+    assert after["batches_split"] - before.get("batches_split", 0) >= 2
+    assert after["events_dropped"] == before["events_dropped"]
+    assert after.get("events_refused", 0) == before.get("events_refused", 0)
+
+
+@pytest.mark.timeout(120)
+def test_one_refused_event_does_not_take_its_batch_with_it(refusing: tuple[Gateway, Collector]) -> None:
+    """The collector answers 400 to any batch holding one poisoned event: the
+    sender splits until it isolates it; the 19 others arrive exactly once."""
+    gw, collector = refusing
+    before = quiesce(gw.stack, collector)
+    bodies = [tools_list(i) for i in range(20)]
+    bodies[13] = tools_list("poison-7c1e")  # type: ignore[arg-type]
+    try:
+        rids = pile_up(gw, collector, bodies)
+        collector.post("/admin/refuse", {"contains": "poison-7c1e", "status": 400})
+        collector.post("/admin/block", {"block": False})
+        good = rids[:13] + rids[14:]
+        collector.wait_for(good, timeout=60)
+        after = wait_until(lambda: (c := counters(gw.stack))["events_dropped"] - before["events_dropped"] == 1
+                           and c["events_sent"] - before["events_sent"] == 19 and c,
+                           what="19 sent, 1 dropped")
+    finally:
+        collector.post("/admin/block", {"block": False})
+        collector.post("/admin/refuse", {"contains": None})
+    assert rids[13] not in collector.by_id()
+    st = collector.stats()
+    assert st["duplicates"] == 0 and st["unique_events"] == 19 and st["refused"] >= 2, st
+    assert after["events_refused"] - before.get("events_refused", 0) == 1
+    assert after["batches_split"] - before.get("batches_split", 0) >= 2

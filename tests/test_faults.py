@@ -577,8 +577,6 @@ def test_collector_refusing_a_single_event_for_size_drops_only_it(audit_run: Run
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="issue 10: a batch refused with 413 is split (audit branch, not merged yet); "
-                                       "today the whole batch is dropped")
 def test_collector_refusing_a_batch_for_size_gets_it_split(audit_run: Run) -> None:
     """The collector takes at most 2 events per batch (413 otherwise): the
     sender splits the batch of 4 and every event arrives, once, none dropped."""

@@ -33,11 +33,17 @@ Introspection and fault injection (for tests and demos):
 * ``POST /admin/limit`` ``{"maxEvents": 2}`` -> answer 413 to every batch of
   more than 2 events, as a collector with a request size limit does
   (``{"maxEvents": null}`` clears);
+* ``POST /admin/max-bytes`` ``{"bytes": 20000}`` -> answer ``413`` to every
+  batch whose body is larger (as a collector or proxy with a body limit
+  does); ``{"bytes": null}`` clears;
+* ``POST /admin/refuse`` ``{"contains": "x", "status": 400}`` -> refuse every
+  batch whose body contains the text ``x`` (an event the collector cannot
+  take, e.g. by its ``eventId``); ``{"contains": null}`` clears;
 * ``POST /admin/reset`` -> forget events and counters (and truncate --out).
 
-The same knobs exist as flags: ``--fail-status``, ``--delay-ms``.
-``--count-only`` keeps only the eventId counts in memory (``GET /events`` is
-then empty): for long soak runs.
+The same knobs exist as flags: ``--fail-status``, ``--delay-ms``,
+``--max-batch-bytes``. ``--count-only`` keeps only the eventId counts in
+memory (``GET /events`` is then empty): for long soak runs.
 
 Run: python examples/audit_collector/collector.py --port 9100 --out audit-events.jsonl
 """
@@ -66,6 +72,9 @@ except ImportError:  # pragma: no cover - plain JSON fallback
     OTLP_SCHEMA = "json"
 
 
+LINE_BREAKS = [b"\n", b"\r", "\u0085".encode(), "\u2028".encode(), "\u2029".encode()]
+
+
 def otlp_check(raw: bytes) -> str | None:
     """None if `raw` is a valid OTLP JSON ExportLogsServiceRequest, else why not."""
     if json_format is None:
@@ -78,7 +87,8 @@ def otlp_check(raw: bytes) -> str | None:
 
 
 class State:
-    def __init__(self, out: Path | None, fail_status: int | None, delay_ms: int, keep_events: bool = True) -> None:
+    def __init__(self, out: Path | None, fail_status: int | None, delay_ms: int,
+                 max_batch_bytes: int | None = None, keep_events: bool = True) -> None:
         self.lock = threading.Lock()
         self.out = out
         self.events: list[dict[str, Any]] = []
@@ -91,7 +101,14 @@ class State:
         self.delay_ms = delay_ms
         self.keep_events = keep_events
         self.max_events: int | None = None
+        self.max_batch_bytes = max_batch_bytes
+        self.refuse_contains: str | None = None
+        self.refuse_status = 400
         self.too_large = 0
+        self.refused = 0
+        # Batch bodies holding a raw line break (a sender that lets a
+        # client's newline split its record: log injection).
+        self.raw_line_breaks = 0
         self.unblocked = threading.Event()
         self.unblocked.set()
         self.held = 0
@@ -110,7 +127,9 @@ class State:
             if self.out:
                 with open(self.out, "a", encoding="utf-8") as f:
                     for e in events:
-                        f.write(json.dumps(e, separators=(",", ":"), ensure_ascii=False) + "\n")
+                        # ASCII: a line of the file is an event for any reader
+                        # (U+2028 and NEL are line breaks to some).
+                        f.write(json.dumps(e, separators=(",", ":")) + "\n")
 
     def injected_failure(self) -> int | None:
         with self.lock:
@@ -136,6 +155,9 @@ class State:
                 "failures_injected": self.failures_injected,
                 "rejected": self.rejected,
                 "too_large": self.too_large,
+                "refused": self.refused,
+                "raw_line_breaks": self.raw_line_breaks,
+                "max_batch_bytes": self.max_batch_bytes,
                 "held": self.held,
                 "otlp_schema": OTLP_SCHEMA,
                 "blocked": not self.unblocked.is_set(),
@@ -149,6 +171,8 @@ class State:
             self.failures_injected = 0
             self.rejected = 0
             self.too_large = 0
+            self.refused = 0
+            self.raw_line_breaks = 0
             if self.out:
                 self.out.write_text("")
 
@@ -168,6 +192,8 @@ def _unflatten(attributes: list[dict[str, Any]]) -> dict[str, Any]:
             v = int(value["intValue"])
         elif "doubleValue" in value:
             v = float(value["doubleValue"])
+        elif "arrayValue" in value:  # the event's `truncated` list
+            v = [next(iter(x.values())) for x in value["arrayValue"].get("values", []) if x]
         else:
             continue
         node = event
@@ -246,6 +272,19 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 failure = state.injected_failure()
                 if failure is not None:
                     return self._send(failure, {"error": "injected_failure"})
+                if any(b in raw for b in LINE_BREAKS):
+                    with state.lock:
+                        state.raw_line_breaks += 1
+                with state.lock:
+                    limit, needle, refuse_status = state.max_batch_bytes, state.refuse_contains, state.refuse_status
+                if limit is not None and len(raw) > limit:
+                    with state.lock:
+                        state.too_large += 1
+                    return self._send(413, {"error": "payload_too_large", "limit": limit})
+                if needle is not None and needle.encode() in raw:
+                    with state.lock:
+                        state.refused += 1
+                    return self._send(refuse_status, {"error": "event_refused"})
                 try:
                     body = json.loads(raw)
                 except ValueError:
@@ -296,6 +335,13 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             elif path == "/admin/limit":
                 with state.lock:
                     state.max_events = body.get("maxEvents")
+            elif path == "/admin/max-bytes":
+                with state.lock:
+                    state.max_batch_bytes = body.get("bytes")
+            elif path == "/admin/refuse":
+                with state.lock:
+                    state.refuse_contains = body.get("contains")
+                    state.refuse_status = int(body.get("status") or 400)
             elif path == "/admin/reset":
                 state.reset()
             else:
@@ -312,11 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("audit-events.jsonl"), help="JSON-lines file ('-' for none)")
     ap.add_argument("--fail-status", type=int, default=None, help="answer every batch with this status")
     ap.add_argument("--delay-ms", type=int, default=0, help="answer every batch this late")
+    ap.add_argument("--max-batch-bytes", type=int, default=None, help="answer 413 to larger batch bodies")
     ap.add_argument("--count-only", action="store_true", help="keep no events in memory, only eventId counts")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     out = None if str(args.out) == "-" else args.out
-    state = State(out, args.fail_status, args.delay_ms, keep_events=not args.count_only)
+    state = State(out, args.fail_status, args.delay_ms, args.max_batch_bytes, keep_events=not args.count_only)
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer((args.host, args.port), make_handler(state))

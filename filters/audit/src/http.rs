@@ -4,7 +4,9 @@
 //! - the request body is buffered only up to `maxRequestBodyBytes` (kept
 //!   below Envoy's buffer limit so Envoy never answers 413 because of us);
 //!   a larger body, or one whose `content-length` says so, flows on
-//!   unparsed and the event records `requestBody: too_large`;
+//!   unparsed; the event then takes the facts a later filter that judged
+//!   it published (so the body is still parsed once), else records
+//!   `requestBody: too_large`;
 //! - a body that is not JSON-RPC is recorded, not refused (later filters
 //!   decide);
 //! - response chunks are copied, never held, so SSE streams flow as they
@@ -200,6 +202,25 @@ impl AuditHttp {
         self.request.body = body;
     }
 
+    /// A body too large for audit's own parse may still have been judged by
+    /// a later filter (the tool ACL reads up to 1 MiB): take the facts it
+    /// published, so the event records the method and tool it judged. Runs
+    /// when the response starts (the request side is decided by then, and
+    /// response captures can still follow) and again in `on_log`.
+    fn adopt_published_facts(&mut self, config: &AuditConfig, response_started: bool) {
+        if self.request.body != RequestBody::TooLarge {
+            return;
+        }
+        if let Some(facts) = gw_host::body::published_facts() {
+            // Once the response started, keep what its captures saw.
+            let seen = response_started.then(|| self.response.take()).flatten();
+            self.finish_request(config, RequestBody::Parsed(facts), None);
+            if seen.is_some() {
+                self.response = seen;
+            }
+        }
+    }
+
     fn inspect_body(&mut self, config: &AuditConfig, bytes: &[u8], metrics: &FilterMetrics) {
         let outcome = gw_host::body::inspect_request(bytes);
         let (body, own_parse) = match outcome {
@@ -295,6 +316,9 @@ impl HttpContext for AuditHttp {
     }
 
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if let Some(shared) = self.shared.clone() {
+            self.adopt_published_facts(&shared.config, false);
+        }
         let (Some(shared), Some(rc)) = (self.shared.as_ref(), self.response.as_mut()) else {
             return Action::Continue;
         };
@@ -335,6 +359,7 @@ impl HttpContext for AuditHttp {
             // The request ended (reset) before its body did.
             self.finish_request(config, RequestBody::None, None);
         }
+        self.adopt_published_facts(config, true);
         let response = gw_host::profile::span("audit.read_outcome", || ResponseRecord {
             end_unix_ms: now_ms(),
             status: response_code(),

@@ -60,6 +60,8 @@ pub struct SenderMetrics {
     dropped: Option<u32>,
     batches_sent: Option<u32>,
     batches_failed: Option<u32>,
+    batches_split: Option<u32>,
+    events_refused: Option<u32>,
     buffered: Option<u32>,
     exported: BatchStats,
 }
@@ -73,6 +75,8 @@ impl SenderMetrics {
             dropped: define(MetricType::Counter, "gw.audit.events_dropped"),
             batches_sent: define(MetricType::Counter, "gw.audit.batches_sent"),
             batches_failed: define(MetricType::Counter, "gw.audit.batches_failed"),
+            batches_split: define(MetricType::Counter, "gw.audit.batches_split"),
+            events_refused: define(MetricType::Counter, "gw.audit.events_refused"),
             buffered: define(MetricType::Gauge, "gw.audit.buffered_events"),
             exported: BatchStats::default(),
         }
@@ -91,6 +95,14 @@ impl SenderMetrics {
         add(
             self.batches_failed,
             now.batches_failed.saturating_sub(before.batches_failed),
+        );
+        add(
+            self.batches_split,
+            now.batches_split.saturating_sub(before.batches_split),
+        );
+        add(
+            self.events_refused,
+            now.events_refused.saturating_sub(before.events_refused),
         );
         set(self.buffered, buffered as u64);
         self.exported = now;

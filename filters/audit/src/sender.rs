@@ -236,6 +236,9 @@ impl Sender {
             Outcome::Retry => log::warn!(
                 "audit sender: collector answered {status} (0 = no response), will retry"
             ),
+            Outcome::Refused => log::warn!(
+                "audit sender: collector refused a batch with {status}; splitting it (a single event refused so is dropped)"
+            ),
             Outcome::Rejected => log::error!(
                 "audit sender: collector refused a batch with {status}; its events are dropped"
             ),

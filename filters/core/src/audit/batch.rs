@@ -12,7 +12,14 @@
 //! - a failed batch (connect failure, timeout, 5xx, 408, 429) goes back to
 //!   the front of the buffer and is retried after an exponential backoff
 //!   (`initial * 2^(n-1)`, capped, with jitter in [50 %, 100 %]);
-//! - a batch the collector refuses as malformed (other 4xx) is dropped and
+//! - a batch the collector refuses for its content (400, 413, 422) is
+//!   split in two halves, sent one after the other before anything else,
+//!   until the halves are accepted; a single event refused that way is
+//!   dropped and counted. A 413 (too large for the collector) thus costs
+//!   a few more POSTs, not 50 events, and one bad event costs itself
+//!   only (found in about log2(batch) POSTs);
+//! - a batch refused for any other 4xx (401, 403, 404, ...: the request,
+//!   not its events, is wrong, so splitting cannot help) is dropped and
 //!   counted: retrying it could never succeed and would block the rest;
 //! - at most `max_buffered` events are held (waiting plus in flight); more
 //!   are dropped on arrival and counted.
@@ -41,6 +48,10 @@ pub struct BatchStats {
     pub dropped: u64,
     pub batches_sent: u64,
     pub batches_failed: u64,
+    /// Batches split in two after the collector refused their content.
+    pub batches_split: u64,
+    /// Of `dropped`: single events the collector refused (400, 413, 422).
+    pub events_refused: u64,
 }
 
 /// How a POST ended.
@@ -49,6 +60,8 @@ pub enum Outcome {
     Delivered,
     /// Try again later (network error, timeout, 5xx, 408, 429).
     Retry,
+    /// The collector refused what the batch holds (400, 413, 422): split it.
+    Refused,
     /// The collector refused the batch for good (other 4xx).
     Rejected,
 }
@@ -59,6 +72,7 @@ impl Outcome {
         match status {
             200..=299 => Outcome::Delivered,
             408 | 429 => Outcome::Retry,
+            400 | 413 | 422 => Outcome::Refused,
             400..=499 => Outcome::Rejected,
             _ => Outcome::Retry,
         }
@@ -84,6 +98,9 @@ pub struct BatchSender {
     policy: BatchPolicy,
     /// (enqueue time ms, event JSON), oldest first.
     waiting: VecDeque<(u64, String)>,
+    /// Sizes of the batches the front of `waiting` must go out as, first
+    /// first: the halves of refused batches (empty in normal operation).
+    splits: VecDeque<usize>,
     in_flight: Option<InFlight>,
     next_token: u64,
     consecutive_failures: u32,
@@ -97,6 +114,7 @@ impl BatchSender {
         Self {
             policy,
             waiting: VecDeque::new(),
+            splits: VecDeque::new(),
             in_flight: None,
             next_token: 1,
             consecutive_failures: 0,
@@ -147,6 +165,7 @@ impl BatchSender {
     /// Give up the waiting events (not the one in flight) to another sender:
     /// they are no longer counted as queued here.
     pub fn hand_over(&mut self) -> Vec<String> {
+        self.splits.clear();
         let events: Vec<String> = self.waiting.drain(..).map(|(_, e)| e).collect();
         self.stats.queued = self.stats.queued.saturating_sub(events.len() as u64);
         events
@@ -160,7 +179,8 @@ impl BatchSender {
         match self.waiting.front() {
             None => false,
             Some((oldest, _)) => {
-                self.waiting.len() >= self.policy.batch_size
+                !self.splits.is_empty()
+                    || self.waiting.len() >= self.policy.batch_size
                     || now_ms.saturating_sub(*oldest) >= self.policy.flush_interval_ms
             }
         }
@@ -170,7 +190,7 @@ impl BatchSender {
     /// scheduling and tests); `None` if nothing waits.
     pub fn next_due_ms(&self) -> Option<u64> {
         let (oldest, _) = self.waiting.front()?;
-        let by_age = if self.waiting.len() >= self.policy.batch_size {
+        let by_age = if self.waiting.len() >= self.policy.batch_size || !self.splits.is_empty() {
             0
         } else {
             oldest.saturating_add(self.policy.flush_interval_ms)
@@ -183,7 +203,12 @@ impl BatchSender {
         if !self.due(now_ms) {
             return None;
         }
-        let n = self.policy.batch_size.min(self.waiting.len());
+        let n = match self.splits.pop_front() {
+            Some(split) => split.min(self.policy.batch_size),
+            None => self.policy.batch_size,
+        }
+        .min(self.waiting.len())
+        .max(1);
         let events: Vec<(u64, String)> = self.waiting.drain(..n).collect();
         let token = self.next_token;
         self.next_token += 1;
@@ -208,7 +233,24 @@ impl BatchSender {
                 self.consecutive_failures = 0;
                 self.retry_at_ms = 0;
             }
-            Outcome::Rejected => {
+            Outcome::Refused if flight.events.len() > 1 => {
+                // Both halves go next, in order, before any other event.
+                let len = flight.events.len();
+                let first = len.div_ceil(2);
+                self.splits.push_front(len - first);
+                self.splits.push_front(first);
+                self.stats.retried += n;
+                self.stats.batches_failed += 1;
+                self.stats.batches_split += 1;
+                self.retry_at_ms = 0;
+                for event in flight.events.into_iter().rev() {
+                    self.waiting.push_front(event);
+                }
+            }
+            Outcome::Refused | Outcome::Rejected => {
+                if outcome == Outcome::Refused {
+                    self.stats.events_refused += n;
+                }
                 self.stats.dropped += n;
                 self.stats.batches_failed += 1;
                 self.consecutive_failures = 0;
@@ -219,6 +261,8 @@ impl BatchSender {
                 self.stats.batches_failed += 1;
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.retry_at_ms = now_ms.saturating_add(self.backoff_ms());
+                // The same events go again as the same batch.
+                self.splits.push_front(flight.events.len());
                 for event in flight.events.into_iter().rev() {
                     self.waiting.push_front(event);
                 }
@@ -382,6 +426,90 @@ mod tests {
         assert_eq!(s.stats().dropped, 4);
     }
 
+    /// A collector that refuses (`status`) any batch `refuses` says no to;
+    /// returns what it accepted, in order, and the POSTs it took.
+    fn deliver_all(
+        s: &mut BatchSender,
+        status: u32,
+        refuses: impl Fn(&[String]) -> bool,
+    ) -> (Vec<String>, usize) {
+        let (mut got, mut posts, mut now) = (Vec::new(), 0, 0);
+        while s.buffered() > 0 {
+            now += 2000;
+            if let Some((t, events)) = owned(s.poll(now)) {
+                posts += 1;
+                if refuses(&events) {
+                    s.complete(t, Outcome::from_status(status), now);
+                } else {
+                    got.extend(events);
+                    s.complete(t, Outcome::Delivered, now);
+                }
+            }
+        }
+        (got, posts)
+    }
+
+    #[test]
+    fn a_batch_too_large_is_halved_until_it_fits() {
+        let mut s = BatchSender::new(
+            BatchPolicy {
+                batch_size: 50,
+                max_buffered: 500,
+                ..policy()
+            },
+            1,
+        );
+        let all: Vec<String> = (0..120).map(|i| format!("e{i:03}")).collect();
+        for e in &all {
+            s.offer(0, e.clone());
+        }
+        // at most 12 events per POST
+        let (got, posts) = deliver_all(&mut s, 413, |b| b.len() > 12);
+        assert_eq!(got, all, "every event once, in order");
+        let st = s.stats();
+        assert_eq!((st.sent, st.dropped, st.events_refused), (120, 0, 0));
+        assert!(st.batches_split >= 3, "{st:?}");
+        assert!(posts < 40, "{posts} POSTs");
+    }
+
+    #[test]
+    fn one_bad_event_costs_itself_only() {
+        let mut s = BatchSender::new(
+            BatchPolicy {
+                batch_size: 50,
+                max_buffered: 500,
+                ..policy()
+            },
+            1,
+        );
+        let all: Vec<String> = (0..50).map(|i| format!("e{i:02}")).collect();
+        for e in &all {
+            s.offer(0, e.clone());
+        }
+        let (got, posts) = deliver_all(&mut s, 400, |b| b.iter().any(|e| e == "e17"));
+        let want: Vec<String> = all.iter().filter(|e| *e != "e17").cloned().collect();
+        assert_eq!(got, want);
+        let st = s.stats();
+        assert_eq!((st.sent, st.dropped, st.events_refused), (49, 1, 1));
+        assert!(posts <= 2 * 6 + 1, "{posts} POSTs");
+    }
+
+    #[test]
+    fn a_retry_after_a_split_resends_the_same_half() {
+        let mut s = BatchSender::new(policy(), 1);
+        for i in 0..3 {
+            s.offer(0, format!("e{i}"));
+        }
+        let (t, _) = owned(s.poll(0)).unwrap();
+        s.complete(t, Outcome::from_status(413), 0);
+        let (t, half) = owned(s.poll(0)).unwrap();
+        assert_eq!(half, ["e0", "e1"]);
+        s.complete(t, Outcome::from_status(503), 0);
+        s.offer(0, "e3".into());
+        let at = s.next_due_ms().unwrap();
+        assert_eq!(owned(s.poll(at)).unwrap().1, ["e0", "e1"]);
+    }
+
     #[test]
     fn rejected_batches_are_dropped_not_retried() {
         let mut s = BatchSender::new(policy(), 1);
@@ -389,7 +517,7 @@ mod tests {
             s.offer(0, format!("e{i}"));
         }
         let (t, _) = owned(s.poll(0)).unwrap();
-        s.complete(t, Outcome::from_status(400), 0);
+        s.complete(t, Outcome::from_status(401), 0);
         assert_eq!(s.buffered(), 0);
         assert_eq!(s.stats().dropped, 3);
         assert_eq!(s.stats().batches_failed, 1);
@@ -431,8 +559,12 @@ mod tests {
             (504, Outcome::Retry),
             (429, Outcome::Retry),
             (408, Outcome::Retry),
-            (400, Outcome::Rejected),
-            (413, Outcome::Rejected),
+            (400, Outcome::Refused),
+            (413, Outcome::Refused),
+            (422, Outcome::Refused),
+            (401, Outcome::Rejected),
+            (403, Outcome::Rejected),
+            (404, Outcome::Rejected),
             (302, Outcome::Retry),
         ] {
             assert_eq!(Outcome::from_status(status), want, "{status}");

@@ -47,9 +47,14 @@ pub struct AuditConfigSpec {
     /// response captures; one SSE event is parsed up to this size.
     #[serde(default = "defaults::max_response_bytes")]
     pub max_response_body_bytes: usize,
-    /// Longest captured string value; longer ones are cut (and marked `…`).
+    /// Longest captured string value; longer ones are cut (end in `…`,
+    /// named in the event's `truncated` list).
     #[serde(default = "defaults::max_capture_chars")]
     pub max_capture_chars: usize,
+    /// Largest event (bytes of JSON); beyond it the optional parts are
+    /// dropped (see `audit::bounds`).
+    #[serde(default = "defaults::max_event_bytes")]
+    pub max_event_bytes: usize,
 }
 
 mod defaults {
@@ -64,6 +69,11 @@ mod defaults {
     }
     pub fn max_capture_chars() -> usize {
         256
+    }
+    /// Room for the fixed part (at most `bounds::CORE_EVENT_BYTES`) and the
+    /// recipe's captures at full length, well under any collector's limits.
+    pub fn max_event_bytes() -> usize {
+        16 << 10
     }
     pub fn url() -> String {
         "http://audit-collector/v1/agent-events".into()
@@ -239,6 +249,7 @@ pub struct AuditConfig {
     pub max_request_body_bytes: usize,
     pub max_response_body_bytes: usize,
     pub max_capture_chars: usize,
+    pub max_event_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,6 +376,7 @@ pub const RESERVED_EVENT_FIELDS: &[&str] = &[
     "batchSize",
     "agent",
     "requestBody",
+    "truncated",
 ];
 
 /// Headers that carry credentials: capturing them would write secrets into
@@ -424,6 +436,19 @@ impl TryFrom<AuditConfigSpec> for AuditConfig {
         if spec.max_capture_chars == 0 {
             return Err(ConfigError::at("maxCaptureChars", "must be at least 1"));
         }
+        let event_range =
+            crate::audit::bounds::MIN_EVENT_BYTES..=crate::audit::bounds::MAX_EVENT_BYTES;
+        if !event_range.contains(&spec.max_event_bytes) {
+            return Err(ConfigError::at(
+                "maxEventBytes",
+                format!(
+                    "must be between {} and {} (the fixed part of an event needs up to {} bytes)",
+                    event_range.start(),
+                    event_range.end(),
+                    crate::audit::bounds::CORE_EVENT_BYTES
+                ),
+            ));
+        }
         let mut request_names = BTreeSet::new();
         let request_captures = captures(spec.capture_fields.request, &mut request_names, true)
             .map_err(|e| e.within("captureFields.request"))?;
@@ -438,6 +463,23 @@ impl TryFrom<AuditConfigSpec> for AuditConfig {
             return Err(ConfigError::at(
                 format!("captureFields.response[{i}].as"),
                 format!("`{}` is already a request capture", c.name),
+            ));
+        }
+        // Dropped captures are named in the event's `truncated` list: the
+        // names must fit next to the fixed part for the bound to hold.
+        let names: usize = request_captures
+            .iter()
+            .chain(&response_captures)
+            .map(|c| c.name.len() + 3)
+            .sum();
+        if crate::audit::bounds::CORE_EVENT_BYTES + names > spec.max_event_bytes {
+            return Err(ConfigError::at(
+                "maxEventBytes",
+                format!(
+                    "{} is too small for the fixed part of an event and the names of {} captures",
+                    spec.max_event_bytes,
+                    request_captures.len() + response_captures.len()
+                ),
             ));
         }
         let f = spec.event_format;
@@ -455,6 +497,7 @@ impl TryFrom<AuditConfigSpec> for AuditConfig {
             max_request_body_bytes: spec.max_request_body_bytes,
             max_response_body_bytes: spec.max_response_body_bytes,
             max_capture_chars: spec.max_capture_chars,
+            max_event_bytes: spec.max_event_bytes,
         })
     }
 }

@@ -5,8 +5,10 @@
 //! operation, what was decided and the configured captures. Message content
 //! never reaches it: captures record scalars (a path that selects an object
 //! or an array records nothing), strings are cut at `maxCaptureChars`, and
-//! the request body itself is never copied.
+//! the request body itself is never copied. Every client-controlled field
+//! is bounded, and so is the event ([`crate::audit::bounds`]).
 
+use crate::audit::bounds::{self, clip_chars};
 use crate::audit::config::{AuditConfig, Capture, IdentityField, Source};
 use crate::filter_state::decision;
 use crate::json_path::{JsonPath, Step};
@@ -143,14 +145,20 @@ pub struct AuditEvent {
     /// `too_large` or `invalid: <why>` when the body could not be inspected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<String>,
+    /// Fields cut to their bound (value ends in `…`) or, when absent from
+    /// the event, dropped to keep it under `maxEventBytes`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
     /// The configured captures, by their `as` name.
     #[serde(flatten)]
     pub captured: BTreeMap<String, Value>,
 }
 
 impl AuditEvent {
+    /// One line of compact JSON, whatever the fields hold (see
+    /// [`bounds::to_one_line_json`]).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        bounds::to_one_line_json(serde_json::to_string(self).unwrap_or_default())
     }
 }
 
@@ -217,7 +225,7 @@ pub fn build_event(
                 if !value.is_empty() {
                     captured.insert(
                         capture.name.clone(),
-                        Value::String(truncate(value, config.max_capture_chars)),
+                        Value::String(clip_chars(value.clone(), config.max_capture_chars)),
                     );
                 }
             }
@@ -238,7 +246,7 @@ pub fn build_event(
         .clone()
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| fallback_id.to_string());
-    AuditEvent {
+    let mut event = AuditEvent {
         event_id,
         timestamp: format
             .include_timestamp
@@ -257,8 +265,11 @@ pub fn build_event(
         batch_size,
         agent,
         request_body,
+        truncated: Vec::new(),
         captured,
-    }
+    };
+    bounds::bound_event(&mut event, config);
+    event
 }
 
 /// Request-time captures: `header:` captures other than the verified
@@ -313,10 +324,16 @@ fn capture_from_messages(
             continue;
         }
         let message = parsed.and_then(|b| b.messages().get(i));
-        let found = message
-            .and_then(|m| paths.iter().find_map(|p| get_in_message(p, m)))
-            .filter(|v| is_scalar(v))
-            .cloned();
+        let found = match message {
+            Some(m) => paths
+                .iter()
+                .find_map(|p| get_in_message(p, m))
+                .filter(|v| is_scalar(v))
+                .cloned(),
+            // Audit did not parse the body (larger than its limit) but a
+            // later filter did and published the facts it judged.
+            None => paths.iter().find_map(|p| from_facts(p, message_facts)),
+        };
         let found = found.or_else(|| {
             part_kind_fallback
                 .then(|| message_facts.message_kind.clone().map(Value::String))
@@ -327,6 +344,27 @@ fn capture_from_messages(
         }
     }
     None
+}
+
+/// The paths the published request facts can answer without the body:
+/// `$.method`, `$.id`, `$.params.name` (`tools/call`, `prompts/get`) and
+/// `$.params.uri` (`resources/read`); the A2A part kind comes through the
+/// capture's part-kind fallback. Other paths need audit's own parse.
+pub fn from_facts(path: &JsonPath, facts: &MessageFacts) -> Option<Value> {
+    fn key(step: &Step) -> Option<&str> {
+        match step {
+            Step::Key(k) => Some(k.as_str()),
+            Step::Index(_) => None,
+        }
+    }
+    let steps: Vec<Option<&str>> = path.steps().iter().map(key).collect();
+    match steps.as_slice() {
+        [Some("method")] => facts.method.clone().map(Value::String),
+        [Some("id")] => facts.id.clone().filter(is_scalar),
+        [Some("params"), Some("name")] => facts.name.clone().map(Value::String),
+        [Some("params"), Some("uri")] => facts.uri.clone().map(Value::String),
+        _ => None,
+    }
 }
 
 /// Resolve a path inside a message without cloning the message into a Value.
@@ -359,19 +397,13 @@ pub fn is_scalar(value: &Value) -> bool {
     !matches!(value, Value::Object(_) | Value::Array(_))
 }
 
-/// Keep scalars, cut long strings; objects and arrays are never recorded.
+/// Keep scalars, clip long strings (the event cuts and marks them, see
+/// [`bounds::clip_chars`]); objects and arrays are never recorded.
 pub fn scalar(value: Value, max_chars: usize) -> Option<Value> {
     match value {
-        Value::String(s) => Some(Value::String(truncate(&s, max_chars))),
+        Value::String(s) => Some(Value::String(clip_chars(s, max_chars))),
         Value::Object(_) | Value::Array(_) => None,
         other => Some(other),
-    }
-}
-
-fn truncate(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        None => s.to_string(),
-        Some((cut, _)) => format!("{}…", s.get(..cut).unwrap_or("")),
     }
 }
 
@@ -561,7 +593,45 @@ captureFields:
         let facts = RequestFacts::from_body(&parsed);
         let got = capture_request(&c, "/mcp", |_| None, Some((&facts, Some(&parsed))));
         assert!(!got.contains_key("everything"));
-        assert_eq!(got["name"], json!("abcd…"));
+        // clipped at capture time, cut and marked when the event is built
+        assert_eq!(got["name"], json!("abcde"));
+        let event = build_event(
+            &c,
+            RequestRecord {
+                captured: got,
+                ..Default::default()
+            },
+            ResponseRecord::default(),
+            "fb",
+        );
+        assert_eq!(event.captured["name"], json!("abcd…"));
+        assert_eq!(event.truncated, ["name"]);
+    }
+
+    #[test]
+    fn without_the_body_captures_come_from_the_published_facts() {
+        let body = json!({"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"execute_code","arguments":{"code":"CANARY"}}});
+        let (_, facts) = RequestFacts::inspect(body.to_string().as_bytes()).unwrap();
+        // The facts as a later filter publishes them, read back from filter state.
+        let facts = RequestFacts::from_json(facts.to_json().as_bytes()).unwrap();
+        let got = capture_request(&config(), "/mcp", |_| None, Some((&facts, None)));
+        assert_eq!(got["protocolMethod"], json!("tools/call"));
+        assert_eq!(got["toolName"], json!("execute_code"));
+        let a2a = json!({"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"parts":[{"kind":"file"}]}}});
+        let (_, facts) = RequestFacts::inspect(a2a.to_string().as_bytes()).unwrap();
+        let got = capture_request(&config(), "/a2a", |_| None, Some((&facts, None)));
+        assert_eq!(got["messageKind"], json!("file"));
+        let c = load::<AuditConfigSpec, AuditConfig>(
+            b"captureFields:\n  request:\n    - jsonPath: '$.id'\n      as: rid\n    - jsonPath: '$.params.uri'\n      as: uri\n    - jsonPath: '$.params.arguments.code'\n      as: code\n",
+        )
+        .unwrap();
+        let read =
+            json!({"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///x"}});
+        let (_, facts) = RequestFacts::inspect(read.to_string().as_bytes()).unwrap();
+        let got = capture_request(&c, "/mcp", |_| None, Some((&facts, None)));
+        assert_eq!(got["rid"], json!(5));
+        assert_eq!(got["uri"], json!("file:///x"));
+        assert!(!got.contains_key("code"), "arguments are not in the facts");
     }
 
     #[test]

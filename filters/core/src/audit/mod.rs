@@ -1,6 +1,7 @@
 //! The audit trail: the recipe's "Agent Protocol Audit Logging".
 //!
 //! - [`config`]: the recipe block (destination, captures, event format)
+//! - [`bounds`]: size limits on client-controlled fields and on the event
 //! - [`event`]: one audit event per request/response pair, request captures
 //! - [`response_capture`]: response captures from JSON and SSE bodies, by JSON-RPC id
 //! - [`outbox`]: events a worker collects and enqueues in frames
@@ -8,6 +9,7 @@
 //! - [`otlp`]: audit events as OTLP/HTTP JSON logs
 
 pub mod batch;
+pub mod bounds;
 pub mod config;
 pub mod event;
 pub mod otlp;

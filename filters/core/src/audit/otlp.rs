@@ -29,7 +29,8 @@ pub fn encode_logs(events: &[&str], service_name: &str, now_unix_ms: u64) -> Vec
             }],
         }],
     });
-    serde_json::to_vec(&body).unwrap_or_default()
+    crate::audit::bounds::to_one_line_json(serde_json::to_string(&body).unwrap_or_default())
+        .into_bytes()
 }
 
 fn log_record(event: &Value, now_unix_ms: u64) -> Value {
@@ -80,23 +81,33 @@ fn flatten(prefix: &str, map: &Map<String, Value>, out: &mut Vec<Value>) {
         };
         match value {
             Value::Object(inner) => flatten(&name, inner, out),
-            Value::Null | Value::Array(_) => {}
-            scalar => out.push(attribute(&name, scalar.clone())),
+            Value::Null => {}
+            other => out.push(attribute(&name, other.clone())),
         }
     }
 }
 
 fn attribute(key: &str, value: Value) -> Value {
-    let any = match value {
+    json!({"key": key, "value": any_value(value)})
+}
+
+/// An OTLP `AnyValue`. Arrays (the event's `truncated` list) become an
+/// `arrayValue`; serde_json escapes every control character in strings, so
+/// a client's newline cannot start a record of its own here either.
+fn any_value(value: Value) -> Value {
+    match value {
         Value::Bool(b) => json!({"boolValue": b}),
         Value::Number(n) => match n.as_i64() {
             Some(i) => json!({"intValue": i.to_string()}),
             None => json!({"doubleValue": n.as_f64().unwrap_or(0.0)}),
         },
         Value::String(s) => json!({"stringValue": s}),
+        Value::Array(items) => {
+            let values: Vec<Value> = items.into_iter().map(any_value).collect();
+            json!({"arrayValue": {"values": values}})
+        }
         other => json!({"stringValue": other.to_string()}),
-    };
-    json!({"key": key, "value": any})
+    }
 }
 
 #[cfg(test)]
@@ -143,5 +154,30 @@ mod tests {
         assert_eq!(r2["severityText"], json!("WARN"));
         assert_eq!(r2["timeUnixNano"], json!("1700000001000000000"));
         assert_eq!(r2["body"]["stringValue"], json!("GET rate_limited 429"));
+    }
+
+    #[test]
+    fn injected_line_breaks_stay_inside_their_string() {
+        let forged = "tools/call\n{\"eventId\":\"forged\"}\r\u{85}\u{2028}";
+        let event = json!({"eventId": "rid", "decision": "allowed", "status": 200,
+            "jsonrpcMethod": forged, "truncated": ["jsonrpcId", "path"]})
+        .to_string();
+        let body = String::from_utf8(encode_logs(&[&event], "gw", 0)).unwrap();
+        for bad in ['\n', '\r', '\u{85}', '\u{2028}'] {
+            assert!(!body.contains(bad), "{bad:?} raw in {body}");
+        }
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let r = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+        assert_eq!(
+            r["body"]["stringValue"],
+            json!(format!("{forged} allowed 200"))
+        );
+        let attrs = r["attributes"].as_array().unwrap();
+        let truncated = attrs.iter().find(|a| a["key"] == "truncated").unwrap();
+        assert_eq!(
+            truncated["value"],
+            json!({"arrayValue": {"values": [{"stringValue": "jsonrpcId"}, {"stringValue": "path"}]}})
+        );
+        assert_eq!(attrs.iter().filter(|a| a["key"] == "eventId").count(), 1);
     }
 }
