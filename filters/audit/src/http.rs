@@ -298,23 +298,6 @@ impl HttpContext for AuditHttp {
         Action::Continue
     }
 
-    fn on_http_request_trailers(&mut self, _: usize) -> Action {
-        if let (Some(shared), BodyState::Reading) = (self.shared.clone(), self.body) {
-            let bytes = abi::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            if bytes.len() > shared.config.max_request_body_bytes {
-                self.finish_request(&shared.config, RequestBody::TooLarge, None);
-            } else if bytes.is_empty() {
-                self.finish_request(&shared.config, RequestBody::None, None);
-            } else {
-                self.inspect_body(&shared.config, &bytes, &shared.metrics);
-            }
-        }
-        Action::Continue
-    }
-
     fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
         if let Some(shared) = self.shared.clone() {
             self.adopt_published_facts(&shared.config, false);
