@@ -201,7 +201,10 @@ impl AuditHttp {
     }
 
     fn inspect_body(&mut self, config: &AuditConfig, bytes: &[u8], metrics: &FilterMetrics) {
-        let outcome = gw_host::body::inspect_request(bytes);
+        // With the method and path, an A2A REST body gets its operation
+        // from the route (and a JSON-RPC view for the captures).
+        let outcome =
+            gw_host::body::inspect_request_on(&self.request.http_method, &self.request.path, bytes);
         let (body, own_parse) = match outcome {
             Ok((facts, Some(parsed))) => (RequestBody::Parsed(facts), Some(parsed)),
             // Another filter published the facts first; the JSONPath
