@@ -172,6 +172,22 @@ impl AuditHttp {
         parsed: Option<&JsonRpcBody>,
     ) {
         self.body = BodyState::Done;
+        // A bodiless A2A REST request (GET /a2a/rest/tasks/{id}) still
+        // names its operation and task, by its route.
+        let rest_view;
+        let (body, parsed) = match body {
+            RequestBody::None => {
+                match gw_host::body::inspect_bodiless(&self.request.http_method, &self.request.path)
+                {
+                    Some((facts, view)) => {
+                        rest_view = view;
+                        (RequestBody::Parsed(facts), Some(&rest_view))
+                    }
+                    None => (RequestBody::None, parsed),
+                }
+            }
+            other => (other, parsed),
+        };
         let headers = &self.headers;
         let lookup = |name: &str| {
             headers

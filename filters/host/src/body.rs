@@ -85,3 +85,16 @@ pub fn inspect_request_on(
     crate::state::set(filter_state::REQUEST_FACTS, &facts.to_json());
     Ok((facts, Some(view)))
 }
+
+/// The facts of a request without a body that names an A2A REST operation
+/// by its route (`GET /a2a/rest/tasks/{id}`), and its JSON-RPC view;
+/// published for the filters after us like a body's. `None` for any other
+/// bodiless request.
+pub fn inspect_bodiless(http_method: &str, path: &str) -> Option<(RequestFacts, JsonRpcBody)> {
+    let call = a2a::rest_call(http_method, path)?;
+    let (view, facts) = RequestFacts::from_rest(&call, b"");
+    if crate::state::request_facts().is_none() {
+        crate::state::set(filter_state::REQUEST_FACTS, &facts.to_json());
+    }
+    Some((facts, view))
+}
