@@ -302,3 +302,20 @@ def test_rest_requests_are_audited_like_jsonrpc(gateway: Gateway) -> None:
     assert (e["jsonrpcMethod"], e["taskId"]) == ("CancelTask", task_id)
     e = ev[ids[3]]
     assert e["decision"] == "unauthenticated" and e["jsonrpcMethod"] == "SendMessage"
+
+
+def test_bodies_are_judged_only_where_json_rpc_is_expected(gateway: Gateway) -> None:
+    """A body that is not JSON-RPC is refused by the gateway on /mcp and
+    /a2a (it could hide an operation), and passes untouched elsewhere."""
+    junk = {"content": b"{not json", "headers": {"content-type": "application/json"}}
+    with raw(gateway, key("sentinel-1")) as c:
+        r = c.post("/a2a", **junk)
+        assert r.status_code == 400 and r.json()["error"]["code"] == -32700, r.text
+        r = c.post("/mcp", **junk)
+        assert r.status_code == 400 and r.json()["error"]["code"] == -32700, r.text
+        # No route here: Envoy's own 404, not the rate limit's 400.
+        r = c.post("/not-a-protocol", **junk)
+        assert r.status_code == 404, r.text
+        # A REST path: the agent's own answer.
+        r = c.post(f"{REST}/tasks/x/pushNotificationConfigs", **junk)
+        assert r.status_code != 200 and "-32700" not in r.text, r.text
