@@ -7,8 +7,12 @@ One JSON-RPC endpoint at `/a2a` that speaks both protocol versions:
 * A2A 0.3: `message/send`, `message/stream`, `tasks/get`, `tasks/cancel`, ...
   (`enable_v0_3_compat=True`; no version header means 0.3).
 
-The agent card is served at `/.well-known/agent-card.json` and lists both
-interfaces with the *public* URL (`--public-url`, i.e. the gateway's
+and the HTTP+JSON (REST) binding under `/a2a/rest`: 1.0 routes
+(`POST /a2a/rest/message:send`, `GET /a2a/rest/tasks/{id}`, ...) and 0.3's
+under `/a2a/rest/v1`. Both bindings share one task store.
+
+The agent card is served at `/.well-known/agent-card.json` and lists the
+four interfaces (JSON-RPC and HTTP+JSON, 1.0 and 0.3) with the *public* URL (`--public-url`, i.e. the gateway's
 `https://host:8443/a2a`), so clients that read the card talk to the gateway,
 not to this process. The agent serves `/a2a` itself (no prefix rewrite needed
 for the main endpoint); the recipe's `/a2a/tasks/*` and `/a2a/agent-card`
@@ -40,7 +44,7 @@ from a2a.helpers import get_message_text, new_task_from_user_message, new_text_m
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import (
     AgentCapabilities,
@@ -124,6 +128,11 @@ class EchoAgentExecutor(AgentExecutor):
             await TaskUpdater(event_queue, task.id, task.context_id).cancel()
 
 
+# Where the REST binding lives, below the JSON-RPC endpoint's URL (the
+# gateway routes /a2a/rest/ here unchanged).
+REST_SUFFIX = "/rest"
+
+
 def build_card(public_url: str) -> AgentCard:
     return AgentCard(
         name="gateway-example-agent",
@@ -138,6 +147,16 @@ def build_card(public_url: str) -> AgentCard:
             AgentInterface(
                 url=public_url,
                 protocol_binding=TransportProtocol.JSONRPC,
+                protocol_version=PROTOCOL_VERSION_0_3,
+            ),
+            AgentInterface(
+                url=public_url + REST_SUFFIX,
+                protocol_binding=TransportProtocol.HTTP_JSON,
+                protocol_version=PROTOCOL_VERSION_1_0,
+            ),
+            AgentInterface(
+                url=public_url + REST_SUFFIX,
+                protocol_binding=TransportProtocol.HTTP_JSON,
                 protocol_version=PROTOCOL_VERSION_0_3,
             ),
         ],
@@ -173,6 +192,10 @@ def build_app(public_url: str, stream_steps: int = 3, step_delay: float = 0.05) 
     routes = [
         *create_agent_card_routes(card),
         *create_jsonrpc_routes(handler, rpc_url="/a2a", enable_v0_3_compat=True),
+        # Only the prefixed routes: the SDK also mounts `/{tenant}/...`
+        # routes, which under a prefix would catch unrelated paths.
+        *[r for r in create_rest_routes(handler, enable_v0_3_compat=True, path_prefix="/a2a" + REST_SUFFIX)
+          if getattr(r, "path", "").startswith("/a2a" + REST_SUFFIX)],
         Route("/stats", stats, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]

@@ -174,6 +174,22 @@ impl AuditHttp {
         parsed: Option<&JsonRpcBody>,
     ) {
         self.body = BodyState::Done;
+        // A bodiless A2A REST request (GET /a2a/rest/tasks/{id}) still
+        // names its operation and task, by its route.
+        let rest_view;
+        let (body, parsed) = match body {
+            RequestBody::None => {
+                match gw_host::body::inspect_bodiless(&self.request.http_method, &self.request.path)
+                {
+                    Some((facts, view)) => {
+                        rest_view = view;
+                        (RequestBody::Parsed(facts), Some(&rest_view))
+                    }
+                    None => (RequestBody::None, parsed),
+                }
+            }
+            other => (other, parsed),
+        };
         let headers = &self.headers;
         let lookup = |name: &str| {
             headers
@@ -222,7 +238,10 @@ impl AuditHttp {
     }
 
     fn inspect_body(&mut self, config: &AuditConfig, bytes: &[u8], metrics: &FilterMetrics) {
-        let outcome = gw_host::body::inspect_request(bytes);
+        // With the method and path, an A2A REST body gets its operation
+        // from the route (and a JSON-RPC view for the captures).
+        let outcome =
+            gw_host::body::inspect_request_on(&self.request.http_method, &self.request.path, bytes);
         let (body, own_parse) = match outcome {
             Ok((facts, Some(parsed))) => (RequestBody::Parsed(facts), Some(parsed)),
             // Another filter published the facts first; the JSONPath

@@ -2,6 +2,7 @@
 
 use crate::abi;
 use gw_core::filter_state;
+use gw_core::protocol::a2a;
 use gw_core::protocol::jsonrpc::{InspectError, JsonRpcBody};
 use gw_core::protocol::request_facts::RequestFacts;
 use proxy_wasm::types::{BufferType, MetricType};
@@ -59,4 +60,41 @@ pub fn inspect_request(body: &[u8]) -> Result<(RequestFacts, Option<JsonRpcBody>
     let (parsed, facts) = RequestFacts::inspect(body)?;
     crate::state::set(filter_state::REQUEST_FACTS, &facts.to_json());
     Ok((facts, Some(parsed)))
+}
+
+/// [`inspect_request`] for a request whose HTTP method and path are known:
+/// an A2A REST request (`POST /a2a/rest/message:send`) gets its facts from
+/// the route and never an error (its body is not JSON-RPC, and is the
+/// agent's to judge); any other request is inspected as JSON-RPC.
+/// For a REST request that we read ourselves the JSON-RPC view of it comes
+/// back too (see `RequestFacts::from_rest`), so JSONPath captures written
+/// for JSON-RPC read both bindings.
+pub fn inspect_request_on(
+    http_method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(RequestFacts, Option<JsonRpcBody>), InspectError> {
+    let Some(call) = a2a::rest_call(http_method, path) else {
+        return inspect_request(body);
+    };
+    if let Some(facts) = published_facts() {
+        return Ok((facts, None));
+    }
+    count_inspection(true);
+    let (view, facts) = RequestFacts::from_rest(&call, body);
+    crate::state::set(filter_state::REQUEST_FACTS, &facts.to_json());
+    Ok((facts, Some(view)))
+}
+
+/// The facts of a request without a body that names an A2A REST operation
+/// by its route (`GET /a2a/rest/tasks/{id}`), and its JSON-RPC view;
+/// published for the filters after us like a body's. `None` for any other
+/// bodiless request.
+pub fn inspect_bodiless(http_method: &str, path: &str) -> Option<(RequestFacts, JsonRpcBody)> {
+    let call = a2a::rest_call(http_method, path)?;
+    let (view, facts) = RequestFacts::from_rest(&call, b"");
+    if crate::state::request_facts().is_none() {
+        crate::state::set(filter_state::REQUEST_FACTS, &facts.to_json());
+    }
+    Some((facts, view))
 }

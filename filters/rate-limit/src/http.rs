@@ -12,6 +12,7 @@ use crate::local_store;
 use crate::metrics::{Counter, Metrics};
 use crate::root::now_ms;
 use gw_core::filter_state::decision;
+use gw_core::protocol::a2a;
 use gw_core::protocol::request_facts::RequestFacts;
 use gw_core::rate_limit::config::{OnUnavailable, RateLimitConfig};
 use gw_core::rate_limit::headers::{self, LimitStatus};
@@ -51,6 +52,8 @@ pub struct RateLimitHttp {
     context_id: u32,
     stage: Stage,
     path: String,
+    /// `:method`: with the path, it names an A2A REST operation.
+    http_method: String,
     /// Envoy's x-request-id, read in the headers callback (Envoy 1.40 refuses
     /// header-map access from body callbacks, and the SDK panics on that).
     request_id: String,
@@ -76,6 +79,7 @@ impl RateLimitHttp {
             context_id,
             stage: Stage::Headers,
             path: String::new(),
+            http_method: String::new(),
             request_id: String::new(),
             facts: None,
             pending: None,
@@ -344,9 +348,10 @@ impl HttpContext for RateLimitHttp {
         }
         self.metrics.inc(Counter::Requests);
         self.path = gw_host::state::request_header(":path").unwrap_or_default();
+        self.http_method = gw_host::state::request_header(":method").unwrap_or_default();
         self.request_id = gw_host::state::request_header("x-request-id").unwrap_or_default();
         if end_of_stream {
-            let calls = OperationCall::from_path(&self.path);
+            let calls = OperationCall::from_request(&self.http_method, &self.path);
             return self.enforce(calls);
         }
         // The body callbacks buffer and decide. Held headers (StopIteration,
@@ -375,10 +380,10 @@ impl HttpContext for RateLimitHttp {
             None => {
                 let body = gw_host::body::request_body(body_size);
                 if body.iter().all(u8::is_ascii_whitespace) {
-                    let calls = OperationCall::from_path(&self.path);
+                    let calls = OperationCall::from_request(&self.http_method, &self.path);
                     return self.enforce(calls);
                 }
-                gw_host::body::inspect_request(&body)
+                gw_host::body::inspect_request_on(&self.http_method, &self.path, &body)
             }
         };
         match inspected {
@@ -387,6 +392,10 @@ impl HttpContext for RateLimitHttp {
                 self.facts = Some(facts);
                 self.enforce(calls)
             }
+            // Not JSON-RPC, and not where JSON-RPC is expected (another
+            // upstream's POST): nothing here that we count; let it pass
+            // untouched.
+            Err(_) if !a2a::jsonrpc_only(&self.path) => self.enforce(Vec::new()),
             Err(err) => {
                 // A body we cannot read strictly could hide a counted
                 // operation from us (duplicate keys, ...): refuse it.

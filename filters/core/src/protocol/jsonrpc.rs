@@ -123,7 +123,9 @@ pub fn parse(body: &[u8]) -> Result<JsonRpcBody, InspectError> {
     }
 }
 
-fn message(map: Map<String, Value>) -> Result<Message, InspectError> {
+/// One JSON-RPC message from a parsed object (checked as [`parse`] checks
+/// every message).
+pub fn message(map: Map<String, Value>) -> Result<Message, InspectError> {
     if map.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(InspectError::NotJsonRpc("`jsonrpc` must be \"2.0\"".into()));
     }

@@ -31,6 +31,27 @@ pub enum Operation {
 }
 
 impl Operation {
+    pub const ALL: [Operation; 15] = {
+        use Operation::*;
+        [
+            McpInitialize,
+            McpToolsList,
+            McpToolsCall,
+            McpResourcesList,
+            McpResourcesRead,
+            McpPromptsList,
+            McpPromptsGet,
+            A2aSend,
+            A2aStream,
+            A2aGetTask,
+            A2aCancelTask,
+            A2aResubscribe,
+            A2aListTasks,
+            A2aPushConfig,
+            A2aExtendedCard,
+        ]
+    };
+
     /// Family of a JSON-RPC method name, across MCP revisions and A2A versions.
     pub fn from_method(method: &str) -> Option<Self> {
         use Operation::*;
@@ -42,20 +63,9 @@ impl Operation {
             "resources/read" => McpResourcesRead,
             "prompts/list" => McpPromptsList,
             "prompts/get" => McpPromptsGet,
-            "tasks/send" | "message/send" | "SendMessage" => A2aSend,
-            "tasks/sendSubscribe" | "message/stream" | "SendStreamingMessage" => A2aStream,
-            "tasks/get" | "GetTask" => A2aGetTask,
-            "tasks/cancel" | "CancelTask" => A2aCancelTask,
-            "tasks/resubscribe" | "SubscribeToTask" => A2aResubscribe,
-            "ListTasks" | "tasks/list" => A2aListTasks,
-            "agent/getAuthenticatedExtendedCard" | "GetExtendedAgentCard" => A2aExtendedCard,
-            m if m.starts_with("tasks/pushNotification")
-                || m.ends_with("TaskPushNotificationConfig")
-                || m.ends_with("TaskPushNotificationConfigs") =>
-            {
-                A2aPushConfig
-            }
-            _ => return None,
+            // Every A2A version's names: one table, shared with the REST
+            // binding (crate::protocol::a2a).
+            m => return crate::protocol::a2a::jsonrpc_method(m).map(|(op, _)| op),
         })
     }
 
@@ -69,7 +79,10 @@ impl Operation {
             .or_else(|| path.strip_prefix("/a2a/"))
             .unwrap_or(path)
             .trim_end_matches('/');
+        // Canonical names that are no protocol's method name
+        // (`tasks/pushNotificationConfig`) still name their family.
         Self::from_method(name)
+            .or_else(|| Self::ALL.into_iter().find(|op| op.canonical_name() == name))
     }
 
     /// The recipe's name for the family: `tools/call`, `tasks/send`, ...
@@ -149,6 +162,9 @@ mod tests {
             Some(Operation::McpToolsCall)
         );
         assert_eq!(Operation::from_recipe_path("/mcp"), None);
+        for op in Operation::ALL {
+            assert_eq!(Operation::from_recipe_path(op.canonical_name()), Some(op));
+        }
         assert!(Operation::A2aStream.is_a2a());
         assert!(!Operation::McpToolsCall.is_a2a());
     }

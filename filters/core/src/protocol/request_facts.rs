@@ -5,10 +5,11 @@
 //! state; the others read that instead of parsing the body again. That keeps
 //! body inspection to one parse per request however many filters need it.
 
+use crate::protocol::a2a::{Binding, RestCall};
 use crate::protocol::jsonrpc::{self, InspectError, JsonRpcBody, Message};
 use crate::protocol::operation::Operation;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Facts about one JSON-RPC message of the request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -30,6 +31,11 @@ pub struct MessageFacts {
     /// (no discriminator) the member that is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_kind: Option<String>,
+    /// The A2A task the message is about: the REST path's `{id}`, or
+    /// `params.id` (get, cancel, subscribe), `params.taskId` (push
+    /// configs) and `params.message.taskId` (a send continuing a task).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
 }
 
 impl MessageFacts {
@@ -50,18 +56,33 @@ impl MessageFacts {
             Some(op) if op.is_a2a() => first_part_kind(message.params()),
             _ => None,
         };
+        let task_id = operation.and_then(|op| task_id(op, message.params()));
         Self {
             method,
             id: message.id().cloned(),
             name,
             uri,
             message_kind,
+            task_id,
         }
     }
 
     pub fn operation(&self) -> Option<Operation> {
         self.method.as_deref().and_then(Operation::from_method)
     }
+}
+
+fn task_id(operation: Operation, params: Option<&Value>) -> Option<String> {
+    let params = params?;
+    let found = match operation {
+        Operation::A2aGetTask | Operation::A2aCancelTask | Operation::A2aResubscribe => {
+            params.get("id")
+        }
+        Operation::A2aPushConfig => params.get("taskId").or_else(|| params.get("id")),
+        Operation::A2aSend | Operation::A2aStream => params.get("message")?.get("taskId"),
+        _ => None,
+    };
+    found.and_then(Value::as_str).map(str::to_string)
 }
 
 fn first_part_kind(params: Option<&Value>) -> Option<String> {
@@ -87,6 +108,9 @@ pub struct RequestFacts {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub batch: bool,
     pub messages: Vec<MessageFacts>,
+    /// `HTTP+JSON` for A2A's REST binding (absent: JSON-RPC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
 }
 
 impl RequestFacts {
@@ -98,7 +122,50 @@ impl RequestFacts {
                 .iter()
                 .map(MessageFacts::from_message)
                 .collect(),
+            binding: None,
         }
+    }
+
+    /// The facts of an A2A REST request, and the request as the JSON-RPC
+    /// binding would carry it (`method` the 1.0 operation name, `params`
+    /// the body with the path's ids; no `id`), so that everything written
+    /// for JSON-RPC (`$.method`, `$.params.message.parts[0].kind`,
+    /// `$.params.id` captures, operation families) reads both bindings.
+    ///
+    /// The operation comes from the route alone and the body is never
+    /// refused: it is the agent's to judge (a body that is not a JSON
+    /// object, or has duplicate keys, only leaves the facts without a
+    /// message kind).
+    pub fn from_rest(call: &RestCall, body: &[u8]) -> (JsonRpcBody, Self) {
+        let mut params = match jsonrpc::parse_strict_json(body) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        // The path's ids win over the body's, as they do at the agent.
+        let mut set = |key: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                params.insert(key.to_string(), Value::String(v.clone()));
+            }
+        };
+        if call.operation == Operation::A2aPushConfig {
+            set("taskId", &call.task_id);
+            set("id", &call.config_id);
+        } else {
+            set("id", &call.task_id);
+        }
+        set("tenant", &call.tenant);
+        let mut message = Map::new();
+        message.insert("jsonrpc".into(), Value::String("2.0".into()));
+        message.insert("method".into(), Value::String(call.method.into()));
+        message.insert("params".into(), Value::Object(params));
+        let view = match jsonrpc::message(message.clone()) {
+            Ok(m) => JsonRpcBody::Single(m),
+            // Cannot happen (we built a valid message); keep the facts anyway.
+            Err(_) => JsonRpcBody::Batch(Vec::new()),
+        };
+        let mut facts = Self::from_body(&view);
+        facts.binding = Some(Binding::HttpJson.as_str().to_string());
+        (view, facts)
     }
 
     /// Parse a request body and extract its facts.
@@ -198,6 +265,76 @@ mod tests {
         ] {
             let (_, facts) = RequestFacts::inspect(body.to_string().as_bytes()).unwrap();
             assert_eq!(facts.messages[0].message_kind.as_deref(), Some(kind));
+        }
+    }
+
+    #[test]
+    fn rest_requests_read_like_their_jsonrpc_twins() {
+        use crate::protocol::a2a::rest_call;
+        let send = rest_call("POST", "/a2a/rest/message:send").unwrap();
+        let (view, facts) = RequestFacts::from_rest(
+            &send,
+            br#"{"message":{"messageId":"m1","role":"ROLE_USER","taskId":"t-7","parts":[{"text":"hello"}]}}"#,
+        );
+        let m = facts.single().unwrap();
+        assert_eq!(m.method.as_deref(), Some("SendMessage"));
+        assert_eq!(m.operation(), Some(Operation::A2aSend));
+        assert_eq!(m.id, None);
+        assert_eq!(m.message_kind.as_deref(), Some("text"));
+        assert_eq!(m.task_id.as_deref(), Some("t-7"));
+        assert_eq!(facts.binding.as_deref(), Some("HTTP+JSON"));
+        assert_eq!(facts.count(Operation::A2aSend), 1);
+        assert_eq!(view.messages()[0].method(), Some("SendMessage"));
+        assert_eq!(
+            RequestFacts::from_json(facts.to_json().as_bytes()),
+            Some(facts)
+        );
+
+        let get = rest_call("GET", "/a2a/rest/tasks/t-1?historyLength=2").unwrap();
+        let (view, facts) = RequestFacts::from_rest(&get, b"");
+        assert_eq!(facts.messages[0].task_id.as_deref(), Some("t-1"));
+        assert_eq!(view.messages()[0].param_str("id"), Some("t-1"));
+        let push = rest_call("GET", "/a2a/rest/tasks/t-2/pushNotificationConfigs/c").unwrap();
+        let (view, facts) = RequestFacts::from_rest(&push, b"");
+        assert_eq!(facts.messages[0].task_id.as_deref(), Some("t-2"));
+        assert_eq!(view.messages()[0].param_str("id"), Some("c"));
+        // Whatever the body: never refused, the route decides the operation.
+        for body in [
+            &b"not json"[..],
+            b"[1,2]",
+            br#"{"a":1,"a":2}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+        ] {
+            let (_, facts) = RequestFacts::from_rest(&send, body);
+            assert_eq!(
+                facts.single().and_then(MessageFacts::operation),
+                Some(Operation::A2aSend)
+            );
+        }
+    }
+
+    #[test]
+    fn jsonrpc_task_ids() {
+        for (body, id) in [
+            (
+                json!({"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t1"}}),
+                "t1",
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":1,"method":"tasks/cancel","params":{"id":"t2"}}),
+                "t2",
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":1,"method":"CreateTaskPushNotificationConfig","params":{"taskId":"t3","url":"https://x"}}),
+                "t3",
+            ),
+            (
+                json!({"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"taskId":"t4","parts":[]}}}),
+                "t4",
+            ),
+        ] {
+            let (_, facts) = RequestFacts::inspect(body.to_string().as_bytes()).unwrap();
+            assert_eq!(facts.messages[0].task_id.as_deref(), Some(id));
         }
     }
 

@@ -6,6 +6,7 @@
 //! of three `tools/call` takes three slots, a `tools/list` takes none.
 
 use crate::json_path::JsonPath;
+use crate::protocol::a2a;
 use crate::protocol::operation::Operation;
 use crate::protocol::request_facts::{RequestFacts, VerifiedIdentity};
 use crate::rate_limit::config::{
@@ -40,6 +41,19 @@ impl OperationCall {
                 })
             })
             .collect()
+    }
+
+    /// The operation a request names by its HTTP method and path: an A2A
+    /// REST route (`POST /a2a/rest/message:send`), else the recipe's path
+    /// of a bodiless request (`GET /mcp/tools/list`).
+    pub fn from_request(http_method: &str, path: &str) -> Vec<Self> {
+        if let Some(call) = a2a::rest_call(http_method, path) {
+            return vec![Self {
+                operation: call.operation,
+                tool_name: None,
+            }];
+        }
+        Self::from_path(path)
     }
 
     /// The operation a bodiless request names by the recipe's path
@@ -245,6 +259,49 @@ mod tests {
         assert_eq!(OperationCall::from_path("/mcp/tools/call").len(), 1);
         assert!(OperationCall::from_path("/mcp").is_empty());
         assert!(OperationCall::from_path("/tools/call").is_empty());
+    }
+
+    #[test]
+    fn rest_and_jsonrpc_sends_share_one_window() {
+        let c = config(RECIPE_KEYS);
+        let who = identity("alchemy-7");
+        let window = |calls: &[OperationCall]| match plan(&c, Some(&who), calls) {
+            Plan::Charges { charges, .. } => Some((charges[0].limit, charges[0].id)),
+            _ => None,
+        };
+        let jsonrpc = window(&facts(
+            r#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{}}"#,
+        ));
+        assert!(jsonrpc.is_some());
+        for path in [
+            "/a2a/rest/message:send",
+            "/a2a/rest/v1/message:send",
+            "/a2a/message:send",
+            "/a2a/rest/message%3Asend",
+        ] {
+            assert_eq!(
+                window(&OperationCall::from_request("POST", path)),
+                jsonrpc,
+                "{path}"
+            );
+            let call = a2a::rest_call("POST", path).unwrap();
+            let (_, f) = RequestFacts::from_rest(&call, b"{}");
+            assert_eq!(window(&OperationCall::from_facts(&f)), jsonrpc, "{path}");
+        }
+        let stream = window(&OperationCall::from_request(
+            "POST",
+            "/a2a/rest/message:stream",
+        ));
+        assert_eq!(stream.map(|w| w.0), Some(2));
+        assert_eq!(
+            window(&OperationCall::from_request("GET", "/a2a/rest/tasks/t1")),
+            None
+        );
+        assert!(
+            OperationCall::from_request("GET", "/a2a/rest/tasks/t1")[0].operation
+                == Operation::A2aGetTask
+        );
+        assert!(OperationCall::from_request("POST", "/other/message:send").is_empty());
     }
 
     #[test]
