@@ -190,12 +190,14 @@ class AttackGateway(Gateway):
     def h2(self) -> "H2Client":
         return H2Client(self.tls_socket("h2"))
 
-    def mcp_req(self, path: str = "/mcp", key: str = "gw-demo-sentinel-1", length: int | None = None,
+    def mcp_req(self, path: str = "/mcp", key: str | None = "gw-demo-sentinel-1", length: int | None = None,
                 chunked: bool = False, extra: str = "", close: bool = True) -> bytes:
         """Raw HTTP/1.1 request head for an MCP POST."""
         lines = [f"POST {path} HTTP/1.1", f"host: localhost:{self.stack.gateway_port}",
                  "content-type: application/json", "accept: application/json, text/event-stream",
-                 "mcp-protocol-version: 2025-11-25", f"x-agent-api-key: {key}"]
+                 "mcp-protocol-version: 2025-11-25"]
+        if key is not None:
+            lines.append(f"x-agent-api-key: {key}")
         if length is not None:
             lines.append(f"content-length: {length}")
         if chunked:
