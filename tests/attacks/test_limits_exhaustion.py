@@ -1,0 +1,227 @@
+"""Rate-limit and exhaustion attacks: one agent under several keys and
+paths, batches, concurrency across both Envoy workers (exactly the limit
+reaches the upstream), A2A's protocol-version aliases; oversized and slow
+bodies, rapid resets, many streams, abandoned connections. Each case counts
+what reached the upstream.
+
+The shipped limits: tools/call 60/min + burst 10 (70 in any 60 s), A2A send
+30/min, per verified agent. Every counting case uses agents of its own
+(the identity service's pool), so the cases never share windows."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from attacks.support import (
+    ALLOWED_CALL, DENIED, DENIED_CALL, MCP_HEADERS, AttackGateway, a2a_send, body_of, chunk, refused, tools_call,
+)
+
+pytestmark = pytest.mark.timeout(90)
+LIMIT = 70
+
+
+def fire(atk: AttackGateway, jobs: list[tuple[str, bytes, str, dict[str, str]]], connections: int = 8) -> list[int]:
+    """Run (path, body, key, headers) jobs over `connections` parallel keep-alive connections."""
+    lock = threading.Lock()
+    queue = list(enumerate(jobs))
+    statuses: list[int] = [0] * len(jobs)
+
+    def worker() -> None:
+        with httpx.Client(base_url=atk.base_url, verify=atk.ssl_context(), timeout=30) as c:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    i, (path, body, key, hdrs) = queue.pop(0)
+                h = {**(MCP_HEADERS if path.startswith("/mcp") else {"content-type": "application/json"}),
+                     "x-agent-api-key": key, **hdrs}
+                statuses[i] = c.post(path, content=body, headers=h).status_code
+
+    with ThreadPoolExecutor(connections) as ex:
+        for f in [ex.submit(worker) for _ in range(connections)]:
+            f.result()
+    return statuses
+
+
+def call(i: int) -> bytes:
+    return body_of(tools_call("read_config", i, key="region"))
+
+
+def test_concurrent_calls_across_workers_admit_exactly_the_limit(atk: AttackGateway) -> None:
+    key = atk.fresh("sentinel")
+    w = atk.watch()
+    statuses = fire(atk, [("/mcp", call(i), key, {}) for i in range(LIMIT + 10)], connections=10)
+    assert w.tool_runs() == {"read_config": LIMIT}
+    assert statuses.count(429) == 10 and statuses.count(200) == LIMIT, statuses
+
+
+def test_recipe_path_and_single_endpoint_share_one_window(atk: AttackGateway) -> None:
+    key = atk.fresh("sentinel")
+    w = atk.watch()
+    jobs = [("/mcp" if i % 2 else "/mcp/tools/call", call(i), key, {}) for i in range(LIMIT + 6)]
+    statuses = fire(atk, jobs, connections=4)
+    assert w.tool_runs() == {"read_config": LIMIT}
+    assert statuses.count(429) == 6, statuses
+
+
+def test_one_agent_under_two_keys_has_one_window(atk: AttackGateway) -> None:
+    a, b = atk.keys["twin"]
+    w = atk.watch()
+    statuses = fire(atk, [("/mcp", call(i), a if i % 2 else b, {}) for i in range(LIMIT + 4)], connections=4)
+    assert w.tool_runs() == {"read_config": LIMIT}
+    assert statuses.count(429) == 4, statuses
+
+
+def test_batches_count_every_call(atk: AttackGateway) -> None:
+    """14 batches of 5 calls use the whole window: the next single call is refused."""
+    key = atk.fresh("sentinel")
+    w = atk.watch()
+    for b in range(LIMIT // 5):
+        r = atk.post("/mcp", json.dumps([tools_call("read_config", f"{b}-{i}", key="region") for i in range(5)]).encode(),
+                     key=key)
+        assert r.status_code != 429, (b, r.text)
+    before = len(w.records())
+    r = atk.post("/mcp", call(999), key=key)
+    assert r.status_code == 429, r.text
+    assert len(w.records()) == before
+    sent = sum(len(json.loads(rec["body"])) if rec["body"].startswith("[") else 1 for rec in w.records())
+    assert sent == LIMIT
+
+
+def test_a2a_protocol_aliases_share_one_window(atk: AttackGateway) -> None:
+    key = atk.fresh("alchemy")
+    w = atk.watch()
+    jobs = []
+    for i in range(10):
+        jobs.append(("/a2a/tasks/send", body_of(a2a_send("message/send", id_=i)), key, {}))
+        jobs.append(("/a2a", body_of(a2a_send("message/send", id_=i)), key, {}))
+        jobs.append(("/a2a", body_of(a2a_send("SendMessage", id_=i)), key, {"a2a-version": "1.0"}))
+    statuses = fire(atk, jobs, connections=3)
+    assert all(s == 200 for s in statuses), statuses
+    more = fire(atk, [("/a2a", body_of(a2a_send("SendMessage")), key, {"a2a-version": "1.0"}),
+                      ("/a2a/tasks/send", body_of(a2a_send("tasks/send")), key, {})], connections=1)
+    assert more == [429, 429], more
+    assert w.a2a_executions() == 30
+    assert len(w.records("a2a_upstream")) == 30
+
+
+def test_denied_calls_are_not_executed_even_under_load(atk: AttackGateway) -> None:
+    key = atk.fresh("sentinel")
+    w = atk.watch()
+    statuses = fire(atk, [("/mcp/tools/call", DENIED_CALL, key, {}) for _ in range(40)], connections=8)
+    assert statuses == [403] * 40
+    w.nothing()
+
+
+# --------------------------------------------------------------------------- exhaustion
+
+
+@pytest.mark.parametrize("size", [1024 * 1024 + 1, 2 * 1024 * 1024, 8 * 1024 * 1024])
+def test_oversized_body_with_content_length_is_413_before_upstream(atk: AttackGateway, size: int) -> None:
+    frame = len(body_of(tools_call(DENIED, 1, code="")))
+    body = body_of(tools_call(DENIED, 1, code="x" * (size - frame)))
+    assert len(body) == size
+    w = atk.watch()
+    try:
+        r = atk.post("/mcp", body)
+        assert r.status_code == 413, r.text[:300]
+    except httpx.HTTPError:
+        pass  # Envoy may close the connection while the body is still being sent
+    atk.barrier()
+    w.nothing()
+
+
+def test_oversized_chunked_body_is_413_before_upstream(atk: AttackGateway) -> None:
+    w = atk.watch()
+    head = atk.mcp_req(chunked=True)
+    parts = [head, chunk(DENIED_CALL[:-2])] + [chunk(b" " * 65536)] * 24 + [chunk(b"}}") + b"0\r\n\r\n"]
+    try:
+        rs = atk.h1(*parts)
+        assert not rs or rs[0].status == 413, rs
+    except OSError:
+        pass
+    atk.barrier()
+    w.nothing()
+
+
+def test_body_just_under_the_limit_is_still_judged(atk: AttackGateway) -> None:
+    body = body_of(tools_call(DENIED, 1, code="x" * 1_000_000))
+    w = atk.watch()
+    r = atk.post("/mcp", body)
+    w.nothing()
+    assert refused(r.status_code, r.content)
+
+
+def test_slow_denied_body_is_judged_when_it_ends(atk: AttackGateway) -> None:
+    """A body trickled in 40 pieces over ~2 s (within Envoy's timeouts)."""
+    s = atk.tls_socket()
+    w = atk.watch()
+    try:
+        s.sendall(atk.mcp_req(length=len(DENIED_CALL)))
+        step = len(DENIED_CALL) // 40 + 1
+        for i in range(0, len(DENIED_CALL), step):
+            s.sendall(DENIED_CALL[i:i + step])
+            time.sleep(0.05)
+        assert not w.records(), "headers or body released before the body ended"
+        data = b""
+        while chunk_ := s.recv(65536):
+            data += chunk_
+    finally:
+        s.close()
+    w.nothing()
+    assert b"-32001" in data, data[:300]
+
+
+def test_slowloris_connections_hold_nothing_upstream(atk: AttackGateway) -> None:
+    """20 connections each send headers and half a body, then stall: nothing
+    reaches the upstream, and the gateway still answers others."""
+    socks = []
+    w = atk.watch()
+    try:
+        for _ in range(20):
+            s = atk.tls_socket()
+            s.sendall(atk.mcp_req(length=len(ALLOWED_CALL), close=False) + ALLOWED_CALL[:30])
+            socks.append(s)
+        r = atk.post("/mcp", ALLOWED_CALL, key=atk.fresh("sentinel"))
+        assert r.status_code == 200, r.text
+        assert len(w.records()) == 1
+    finally:
+        for s in socks:
+            s.close()
+    atk.barrier()
+    assert w.tool_runs() == {"search_patterns": 1}
+
+
+def test_rapid_reset_of_many_streams(atk: AttackGateway) -> None:
+    w = atk.watch()
+    with atk.h2() as c:
+        for _ in range(200):
+            sid = c.headers("/mcp")
+            c.data(sid, ALLOWED_CALL[:20])
+            c.reset(sid)
+        st = c.wait(c.request(DENIED_CALL))
+        assert refused(st.status, st.body), st
+    atk.barrier()
+    w.nothing("(rapid reset)")
+
+
+def test_many_denied_streams_on_one_connection(atk: AttackGateway) -> None:
+    w = atk.watch()
+    with atk.h2() as c:
+        sids = [c.request(DENIED_CALL, path="/mcp/tools/call") for _ in range(100)]
+        answers = [c.wait(s) for s in sids]
+    assert [a.status for a in answers] == [403] * 100
+    w.nothing()
+
+
+def test_huge_batch_of_denied_calls(atk: AttackGateway) -> None:
+    w = atk.watch()
+    r = atk.post("/mcp", ("[" + ",".join([DENIED_CALL.decode()] * 5000) + "]").encode())
+    w.nothing()
+    assert r.status_code in (200, 400, 413), r.status_code
