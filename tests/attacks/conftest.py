@@ -72,6 +72,8 @@ def atk(start_stack: Callable[..., Stack], run_root: Path) -> Iterator[AttackGat
         gw.keys = keys
         yield gw
         text = gw.log()
+        # stopped here, not at the end of the session: the machine is shared
+        s.stop()
         crashes = [line for line in text.splitlines() if CRASH.search(line)]
         assert not crashes, "a Wasm VM crashed:\n" + "\n".join(crashes[:20])
     finally:
