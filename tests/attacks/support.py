@@ -120,15 +120,33 @@ class AttackGateway(Gateway):
 
     identity_url: str = ""
     keys: dict[str, list[str]]
+    _tls: ssl.SSLContext | None = None
+    _upstream: httpx.Client | None = None
+    _raw_tls: dict[str, ssl.SSLContext] | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        # loaded once: every case opens several connections
+        if self._tls is None:
+            self._tls = super().ssl_context()
+        return self._tls
+
+    def _up(self, cluster: str, path: str) -> Any:
+        """GET on an upstream directly (keep-alive, not through the gateway)."""
+        if self._upstream is None:
+            self._upstream = httpx.Client(timeout=10)
+        return self._upstream.get(self.stack.upstream_url(cluster) + path).json()
 
     def record_mark(self, cluster: str) -> int:
-        return int(httpx.get(self.stack.upstream_url(cluster) + "/requests?since=999999999", timeout=5).json()["next"])
+        return int(self._up(cluster, "/requests?since=999999999")["next"])
 
     def records(self, cluster: str, since: int) -> list[dict[str, Any]]:
-        return list(httpx.get(self.stack.upstream_url(cluster) + f"/requests?since={since}", timeout=5).json()["requests"])
+        return list(self._up(cluster, f"/requests?since={since}")["requests"])
+
+    def upstream_stats(self, cluster: str = "mcp_upstream") -> dict[str, Any]:
+        return dict(self._up(cluster, "/stats"))
 
     def a2a_stats(self) -> dict[str, Any]:
-        return httpx.get(self.stack.upstream_url("a2a_upstream") + "/stats", timeout=5).json()
+        return dict(self._up("a2a_upstream", "/stats"))
 
     def watch(self) -> Watch:
         return Watch(self)
@@ -158,16 +176,22 @@ class AttackGateway(Gateway):
         time.sleep(0.2)
 
     def tls_socket(self, alpn: str = "http/1.1", timeout: float = 15) -> ssl.SSLSocket:
-        ctx = self.ssl_context()
-        ctx.set_alpn_protocols([alpn])
+        if self._raw_tls is None:
+            self._raw_tls = {}
+        ctx = self._raw_tls.get(alpn)
+        if ctx is None:
+            ctx = self._raw_tls[alpn] = Gateway.ssl_context(self)
+            ctx.set_alpn_protocols([alpn])
         raw = socket.create_connection(("127.0.0.1", self.stack.gateway_port), timeout=timeout)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s = ctx.wrap_socket(raw, server_hostname="localhost")
         assert s.selected_alpn_protocol() == alpn, s.selected_alpn_protocol()
         return s
 
-    def h1(self, *parts: bytes, read: bool = True, timeout: float = 15) -> list["H1Response"]:
-        """Send raw HTTP/1.1 bytes (each part its own TLS write), read responses until close."""
+    def h1(self, *parts: bytes, read: bool = True, expect: int = 1, timeout: float = 15) -> list["H1Response"]:
+        """Send raw HTTP/1.1 bytes (each part its own TLS write); read until
+        `expect` whole responses arrived or the connection ended (not until
+        close: Envoy's delayed close would cost a second per case)."""
         s = self.tls_socket(timeout=timeout)
         try:
             for p in parts:
@@ -175,7 +199,7 @@ class AttackGateway(Gateway):
             if not read:
                 return []
             data = b""
-            while True:
+            while len(parse_h1(data)) < expect:
                 try:
                     chunk = s.recv(65536)
                 except (TimeoutError, socket.timeout, ConnectionResetError, ssl.SSLError):
@@ -245,6 +269,7 @@ class H1Response:
 
 
 def parse_h1(data: bytes) -> list[H1Response]:
+    """The complete responses at the start of `data` (an incomplete one is left out)."""
     out = []
     while data.startswith(b"HTTP/"):
         head, sep, rest = data.partition(b"\r\n\r\n")
@@ -254,21 +279,32 @@ def parse_h1(data: bytes) -> list[H1Response]:
         status = int(lines[0].split()[1])
         headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
         hmap = {k.lower(): v for k, v in headers}
-        if status in (100, 101, 204, 304) or 100 <= status < 200:
+        if 100 <= status < 200 or status in (204, 304):
             body = b""
         elif "content-length" in hmap:
             n = int(hmap["content-length"])
+            if len(rest) < n:
+                break
             body, rest = rest[:n], rest[n:]
         elif hmap.get("transfer-encoding", "").lower() == "chunked":
-            body = b""
+            body, done = b"", False
             while True:
-                size_line, _, rest = rest.partition(b"\r\n")
+                size_line, sep, after = rest.partition(b"\r\n")
+                if not sep:
+                    break
                 n = int(size_line.split(b";")[0] or b"0", 16)
                 if n == 0:
-                    _, _, rest = rest.partition(b"\r\n")
+                    end = after.find(b"\r\n\r\n") if not after.startswith(b"\r\n") else -2
+                    if end == -1:
+                        break
+                    rest, done = after[end + 4:], True
                     break
-                body += rest[:n]
-                rest = rest[n + 2:]
+                if len(after) < n + 2:
+                    break
+                body += after[:n]
+                rest = after[n + 2:]
+            if not done:
+                break
         else:
             body, rest = rest, b""
         out.append(H1Response(status, headers, body))

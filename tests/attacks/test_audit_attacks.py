@@ -90,7 +90,7 @@ def sent(atk: AttackGateway) -> Sent:
     # pipelined connection without reading the third request, even for its
     # own 404, so that pattern has no third event to check)
     bodies = [ALLOWED_CALL, DENIED_CALL, ALLOWED_CALL]
-    pipelined = atk.h1(b"".join(atk.mcp_req(length=len(b), close=(i == 2)) + b for i, b in enumerate(bodies)))
+    pipelined = atk.h1(b"".join(atk.mcp_req(length=len(b), close=(i == 2)) + b for i, b in enumerate(bodies)), expect=3)
     assert len(pipelined) == 3, pipelined
     for i, r in enumerate(pipelined):
         keep(f"pipelined{i}", r.header("x-request-id"))
