@@ -239,7 +239,9 @@ class AttackGateway(Gateway):
         return data.decode(errors="replace"), offset + len(data)
 
 
-CRASH = re.compile(r"panicked|Function: proxy_on_\S+ failed|wasm.*(?:crash|trap)|Plugin .* failed", re.I)
+# A Rust panic, a failed callback (V8 trap), or a request answered by a dead
+# VM (FAIL_CLOSED: 503 with details wasm_fail_stream in the access log).
+CRASH = re.compile(r"panicked|Function: proxy_on_\S+ failed|Uncaught RuntimeError|wasm_fail_stream")
 
 
 def chunk(data: bytes) -> bytes:

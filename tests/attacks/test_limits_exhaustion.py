@@ -53,12 +53,23 @@ def call(i: int) -> bytes:
     return body_of(tools_call("read_config", i, key="region"))
 
 
+def worker_connections(atk: AttackGateway) -> dict[str, int]:
+    out = {}
+    for line in atk.admin("/stats?filter=^listener\\..*worker_[0-9]+\\.downstream_cx_total$").splitlines():
+        name, _, value = line.partition(": ")
+        out[name] = int(value)
+    return out
+
+
 def test_concurrent_calls_across_workers_admit_exactly_the_limit(atk: AttackGateway) -> None:
     key = atk.fresh("sentinel")
+    before = worker_connections(atk)
     w = atk.watch()
     statuses = fire(atk, [("/mcp", call(i), key, {}) for i in range(LIMIT + 10)], connections=10)
     assert w.tool_runs() == {"read_config": LIMIT}
     assert statuses.count(429) == 10 and statuses.count(200) == LIMIT, statuses
+    used = [k for k, v in worker_connections(atk).items() if v > before.get(k, 0)]
+    assert len(used) >= 2, f"the connections all landed on one worker: {used}"
 
 
 def test_recipe_path_and_single_endpoint_share_one_window(atk: AttackGateway) -> None:
@@ -225,3 +236,68 @@ def test_huge_batch_of_denied_calls(atk: AttackGateway) -> None:
     r = atk.post("/mcp", ("[" + ",".join([DENIED_CALL.decode()] * 5000) + "]").encode())
     w.nothing()
     assert r.status_code in (200, 400, 413), r.status_code
+
+
+# --------------------------------------------------------------------------- more ways around a limit
+
+
+def test_notifications_of_an_allowed_call_are_counted(atk: AttackGateway) -> None:
+    """tools/call without an id: still a call, still counted."""
+    key = atk.fresh("sentinel")
+    w = atk.watch()
+    note = body_of({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "read_config", "arguments": {"key": "r"}}})
+    fire(atk, [("/mcp", note, key, {}) for _ in range(LIMIT + 5)], connections=4)
+    assert len(w.records()) <= LIMIT, len(w.records())
+    assert w.tool_runs().get("read_config", 0) <= LIMIT
+
+
+def test_a2a_batches_count_every_send(atk: AttackGateway) -> None:
+    key = atk.fresh("alchemy")
+    w = atk.watch()
+    for b in range(7):
+        atk.post("/a2a", json.dumps([a2a_send(id_=f"{b}-{i}") for i in range(5)]).encode(), key=key)
+    sent = sum(len(json.loads(r["body"])) if r["body"].startswith("[") else 1 for r in w.records("a2a_upstream"))
+    assert sent <= 30, sent
+    assert w.a2a_executions() <= 30
+
+
+def test_a2a_1_0_method_without_version_header_is_counted(atk: AttackGateway) -> None:
+    key = atk.fresh("alchemy")
+    w = atk.watch()
+    statuses = fire(atk, [("/a2a", body_of(a2a_send("SendMessage", id_=i)), key, {}) for i in range(33)], connections=3)
+    assert w.a2a_executions() <= 30, (w.a2a_executions(), statuses)
+
+
+def test_a2a_stream_limit_holds(atk: AttackGateway) -> None:
+    """message/stream: the shipped 10/min for sendSubscribe, whatever the path."""
+    key = atk.fresh("alchemy")
+    w = atk.watch()
+    jobs = [("/a2a/tasks/sendSubscribe" if i % 2 else "/a2a", body_of(a2a_send("message/stream", "steps=0", i)), key,
+             {"accept": "text/event-stream"}) for i in range(12)]
+    statuses = fire(atk, jobs, connections=2)
+    assert statuses.count(429) == 2, statuses
+    assert len(w.records("a2a_upstream")) == 10
+
+
+def test_post_without_body_naming_a_denied_tool_in_headers(atk: AttackGateway) -> None:
+    """MCP 2026-07-28 headers only, END_STREAM on HEADERS: nothing to run."""
+    w = atk.watch()
+    with atk.h2() as c:
+        sid = c.headers("/mcp/tools/call", extra=[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"),
+                                                  ("mcp-name", DENIED)], end=True)
+        c.wait(sid)
+    atk.barrier()
+    w.never_ran()
+    assert all(r["bodyBytes"] == 0 for r in w.records()), w.records()
+
+
+def test_a_repeated_unknown_key_costs_one_validation_callout(atk: AttackGateway) -> None:
+    """Issue 10 finding 5: unknown keys are cached negatively for a short time,
+    so a flood of one bad key is not amplified onto the key service."""
+    stats = lambda: httpx.get(atk.identity_url + "/stats", timeout=5).json()["validations"]  # noqa: E731
+    before = stats()
+    w = atk.watch()
+    statuses = fire(atk, [("/mcp", ALLOWED_CALL, "atk-unknown-key-0001", {}) for _ in range(20)], connections=1)
+    assert statuses == [401] * 20, statuses
+    w.nothing()
+    assert stats() - before <= 2, f"{stats() - before} validation callouts for one unknown key"
