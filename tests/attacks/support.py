@@ -354,7 +354,11 @@ class H2Client:
         import h2.settings
 
         self.sock = sock
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        # no client-side header validation: the cases send what a hostile
+        # client would (connection-specific headers, CR/LF, upper case)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False,
+            normalize_outbound_headers=False, split_outbound_cookies=False))
         self.conn.initiate_connection()
         self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 4 * 1024 * 1024})
         self.conn.increment_flow_control_window(4 * 1024 * 1024)
@@ -382,8 +386,8 @@ class H2Client:
         self.flush()
         return sid
 
-    def data(self, sid: int, data: bytes, end: bool = False) -> None:
-        self.conn.send_data(sid, data, end_stream=end)
+    def data(self, sid: int, data: bytes, end: bool = False, pad: int | None = None) -> None:
+        self.conn.send_data(sid, data, end_stream=end, pad_length=pad)
         self.flush()
 
     def trailers(self, sid: int, trailers: list[tuple[str, str]] | None = None) -> None:

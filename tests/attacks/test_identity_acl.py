@@ -191,6 +191,12 @@ def test_tools_list_never_leaks_a_denied_tool(atk: AttackGateway, how: str) -> N
     assert DENIED not in r.text and "write_file" not in r.text
 
 
+def test_tools_list_in_a_batch_is_filtered(atk: AttackGateway) -> None:
+    # (the example server refuses batches itself: whatever answers, no denied tool is named)
+    r = atk.post("/mcp", json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]).encode())
+    assert DENIED not in r.text and "write_file" not in r.text and "delete_scene" not in r.text, r.text
+
+
 def test_tools_list_over_h2_in_a_batch_with_a_denied_call(atk: AttackGateway) -> None:
     w = atk.watch()
     with atk.h2() as c:

@@ -62,7 +62,7 @@ def test_h2_odd_path_pseudo_headers(atk: AttackGateway, path: str) -> None:
     assert st.reset is not None or refused(st.status, st.body), st
 
 
-@pytest.mark.parametrize("method", ["PUT", "PATCH", "GET", "DELETE"])
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "GET", "DELETE", "OPTIONS", "HEAD"])
 def test_denied_body_with_other_http_methods(atk: AttackGateway, method: str) -> None:
     w = atk.watch()
     with atk.h2() as c:

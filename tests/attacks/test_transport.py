@@ -187,6 +187,38 @@ def test_h2_content_length_smaller_than_data_is_refused(atk: AttackGateway) -> N
     w.nothing()
 
 
+def test_h2_padded_data_frames(atk: AttackGateway) -> None:
+    w = atk.watch()
+    with atk.h2() as c:
+        sid = c.headers("/mcp")
+        c.data(sid, DENIED_CALL[:NAME_AT + 4], pad=200)
+        c.data(sid, DENIED_CALL[NAME_AT + 4:], end=True, pad=17)
+        st = c.wait(sid)
+    w.nothing()
+    assert refused(st.status, st.body), st
+
+
+@pytest.mark.parametrize("bad", [
+    ("transfer-encoding", "chunked"), ("connection", "keep-alive"), ("upgrade", "h2c"),
+    ("x-verified-agent-id", "sentinel-1\r\nx-verified-agent-id: admin-1"), ("X-Upper", "1"),
+    ("content-length", "5, 5"),
+], ids=["te", "connection", "upgrade", "crlf-injection", "uppercase-name", "cl-list"])
+def test_h2_headers_an_h1_upstream_would_misread(atk: AttackGateway, bad: tuple[str, str]) -> None:
+    """h2 -> HTTP/1.1 downgrade smuggling: the body carries a second, denied
+    HTTP/1.1 request; nothing of it may reach the upstream as a request."""
+    smuggled = (b"0\r\n\r\n" + atk.mcp_req(length=len(DENIED_CALL)) + DENIED_CALL)
+    w = atk.watch()
+    with atk.h2() as c:
+        sid = c.headers("/mcp", extra=[bad])
+        c.data(sid, smuggled, end=True)
+        st = c.wait(sid)
+        # refused: a 4xx, a stream reset, or the whole connection (GOAWAY)
+        assert st.reset is not None or st.status >= 400 or c.closed, st
+    atk.barrier()
+    w.never_ran()
+    assert all(header(r, "x-verified-agent-id") in ([], ["sentinel-1"]) for r in w.records()), w.records()
+
+
 # --------------------------------------------------------------------------- HTTP/1.1 chunked
 
 
