@@ -24,7 +24,7 @@ Behaviour (deterministic):
   `X-Verified-Agent-Id/Name/Owner` headers this agent received.
 
 `GET /stats` counts executions and cancels; `GET /requests?since=N` lists
-every request that reached the agent (headers, first 64 KiB of the body),
+every request that reached the agent (headers, first 16 KiB of the body),
 recorded as it arrives, so tests can prove what the gateway let through.
 
 Run: python examples/a2a_agent/agent.py --port 4000 --public-url https://localhost:8443/a2a
@@ -167,8 +167,8 @@ def build_card(public_url: str) -> AgentCard:
 # to see every request that arrived here, including ones the SDK refuses
 # before any tool runs (a batch, a malformed body) and ones whose body never
 # completed: the counters above only see what the SDK dispatched.
-RECORD_MAX_REQUESTS = 2000
-RECORD_MAX_BODY = 64 * 1024
+RECORD_MAX_REQUESTS = 1000
+RECORD_MAX_BODY = 16 * 1024
 
 
 class RecordingMiddleware:

@@ -20,7 +20,7 @@ gateway tests rely on:
   (e.g. `methods["tools/list"]`), so tests can prove gateway-side caching;
   `POST /stats/reset` zeroes them;
 * `GET /requests?since=N` lists every request that reached this server
-  (headers, first 64 KiB of the body, whether the body ended), recorded as it
+  (headers, first 16 KiB of the body, whether the body ended), recorded as it
   arrives, so tests can prove what the gateway let through, even requests
   the SDK refuses.
 
@@ -234,8 +234,8 @@ async def healthz(request: Request) -> Response:
 # to see every request that arrived here, including ones the SDK refuses
 # before any tool runs (a batch, a malformed body) and ones whose body never
 # completed: the counters above only see what the SDK dispatched.
-RECORD_MAX_REQUESTS = 2000
-RECORD_MAX_BODY = 64 * 1024
+RECORD_MAX_REQUESTS = 1000
+RECORD_MAX_BODY = 16 * 1024
 
 
 class RecordingMiddleware:
