@@ -26,33 +26,6 @@ pytestmark = pytest.mark.timeout(90)
 LIMIT = 70
 
 
-def fire(atk: AttackGateway, jobs: list[tuple[str, bytes, str, dict[str, str]]], connections: int = 8) -> list[int]:
-    """Run (path, body, key, headers) jobs over `connections` parallel keep-alive connections."""
-    lock = threading.Lock()
-    queue = list(enumerate(jobs))
-    statuses: list[int] = [0] * len(jobs)
-
-    def worker() -> None:
-        with httpx.Client(base_url=atk.base_url, verify=atk.ssl_context(), timeout=30) as c:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    i, (path, body, key, hdrs) = queue.pop(0)
-                h = {**(MCP_HEADERS if path.startswith("/mcp") else {"content-type": "application/json"}),
-                     "x-agent-api-key": key, **hdrs}
-                statuses[i] = c.post(path, content=body, headers=h).status_code
-
-    with ThreadPoolExecutor(connections) as ex:
-        for f in [ex.submit(worker) for _ in range(connections)]:
-            f.result()
-    return statuses
-
-
-def call(i: int) -> bytes:
-    return body_of(tools_call("read_config", i, key="region"))
-
-
 def worker_connections(atk: AttackGateway) -> dict[str, int]:
     out = {}
     for line in atk.admin("/stats?filter=^listener\\..*worker_[0-9]+\\.downstream_cx_total$").splitlines():
@@ -61,15 +34,65 @@ def worker_connections(atk: AttackGateway) -> dict[str, int]:
     return out
 
 
+def connections_on_both_workers(atk: AttackGateway, want: int) -> list[httpx.Client]:
+    """At least `want` open keep-alive connections, on both Envoy workers (the
+    kernel hands a burst of connections to one worker as often as not: open
+    more until both have some, checked by the per-worker listener counters)."""
+    clients: list[httpx.Client] = []
+    before = worker_connections(atk)
+    for _ in range(64):
+        c = httpx.Client(base_url=atk.base_url, verify=atk.ssl_context(), timeout=30)
+        c.get("/.well-known/agent-card.json", headers={"x-atk-barrier": "1"})  # opens the connection
+        clients.append(c)
+        used = [k for k, v in worker_connections(atk).items() if v > before.get(k, 0)]
+        if len(clients) >= want and len(used) >= min(2, atk.stack.workers):
+            return clients
+    for c in clients:
+        c.close()
+    raise AssertionError("could not get connections on both Envoy workers")
+
+
+def fire(atk: AttackGateway, jobs: list[tuple[str, bytes, str, dict[str, str]]], connections: int = 8,
+         both_workers: bool = False) -> list[int]:
+    """Run (path, body, key, headers) jobs over `connections` parallel keep-alive connections."""
+    lock = threading.Lock()
+    queue = list(enumerate(jobs))
+    statuses: list[int] = [0] * len(jobs)
+    if both_workers:
+        clients = connections_on_both_workers(atk, connections)
+    else:
+        clients = [httpx.Client(base_url=atk.base_url, verify=atk.ssl_context(), timeout=30)
+                   for _ in range(connections)]
+
+    def worker(c: httpx.Client) -> None:
+        try:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    i, (path, body, key, hdrs) = queue.pop(0)
+                h = {**(MCP_HEADERS if path.startswith("/mcp") else {"content-type": "application/json"}),
+                     "x-agent-api-key": key, **hdrs}
+                statuses[i] = c.post(path, content=body, headers=h).status_code
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(len(clients)) as ex:
+        for f in [ex.submit(worker, c) for c in clients]:
+            f.result()
+    return statuses
+
+
+def call(i: int) -> bytes:
+    return body_of(tools_call("read_config", i, key="region"))
+
+
 def test_concurrent_calls_across_workers_admit_exactly_the_limit(atk: AttackGateway) -> None:
     key = atk.fresh("sentinel")
-    before = worker_connections(atk)
     w = atk.watch()
-    statuses = fire(atk, [("/mcp", call(i), key, {}) for i in range(LIMIT + 10)], connections=10)
+    statuses = fire(atk, [("/mcp", call(i), key, {}) for i in range(LIMIT + 10)], connections=10, both_workers=True)
     assert w.tool_runs() == {"read_config": LIMIT}
     assert statuses.count(429) == 10 and statuses.count(200) == LIMIT, statuses
-    used = [k for k, v in worker_connections(atk).items() if v > before.get(k, 0)]
-    assert len(used) >= 2, f"the connections all landed on one worker: {used}"
 
 
 def test_recipe_path_and_single_endpoint_share_one_window(atk: AttackGateway) -> None:
