@@ -43,8 +43,12 @@ ALL_TOOLS = {"whoami", "search_patterns", "classify_content", "read_config", "ex
     {"authorization": "Bearer "},
     {"authorization": "Bearer not.a.jwt"},
     {"cookie": "x-agent-api-key=gw-demo-admin-1"},
+    {"x-agent-api-key": "gw-demo-admin-1\u00e9"},
+    {"x-agent-api-key": "gw-demo-admin-1\x00"},
+    {"x-agent-api-key": "gw-demo-admin-1, gw-demo-admin-1"},
 ], ids=["none", "empty", "space", "unknown", "case", "suffix", "8k", "other-header", "raw-authorization",
-        "key-as-bearer", "basic", "empty-bearer", "garbage-bearer", "cookie"])
+        "key-as-bearer", "basic", "empty-bearer", "garbage-bearer", "cookie", "non-ascii",
+        "nul", "list"])
 def test_bad_credentials_reach_nothing(atk: AttackGateway, hdrs: dict[str, str]) -> None:
     # raw HTTP/1.1: httpx refuses to send some of these header values
     extra = "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())

@@ -192,6 +192,15 @@ def test_body_just_under_the_limit_is_still_judged(atk: AttackGateway) -> None:
     assert refused(r.status_code, r.content)
 
 
+def test_whitespace_padding_before_the_tool_name(atk: AttackGateway) -> None:
+    """900 KB of JSON whitespace before `params`: still under the ACL's 1 MiB, so judged."""
+    raw = b'{"jsonrpc":"2.0","id":1,"method":"tools/call",' + b" " * 900_000 + b'"params":{"name":"%s"}}' % DENIED.encode()
+    w = atk.watch()
+    r = atk.post("/mcp", raw)
+    w.nothing()
+    assert refused(r.status_code, r.content), r.text[:300]
+
+
 def test_slow_denied_body_is_judged_when_it_ends(atk: AttackGateway) -> None:
     """A body trickled in 40 pieces over ~2 s (within Envoy's timeouts)."""
     s = atk.tls_socket()

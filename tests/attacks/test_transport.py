@@ -178,10 +178,11 @@ def test_h2_many_streams_on_one_connection_each_judged(atk: AttackGateway) -> No
     w.never_ran()
 
 
-def test_h2_content_length_smaller_than_data_is_refused(atk: AttackGateway) -> None:
+@pytest.mark.parametrize("length", ["0", "10", "100000"])
+def test_h2_content_length_disagreeing_with_data_is_refused(atk: AttackGateway, length: str) -> None:
     w = atk.watch()
     with atk.h2() as c:
-        st = c.wait(c.request(DENIED_CALL, extra=[("content-length", "10")]))
+        st = c.wait(c.request(DENIED_CALL, extra=[("content-length", length)]), timeout=5)
     assert st.status >= 400 or st.reset is not None, st
     atk.barrier()
     w.nothing()
@@ -273,6 +274,39 @@ def test_h1_duplicate_content_length_is_refused(atk: AttackGateway) -> None:
     rs = atk.h1(atk.mcp_req(length=len(DENIED_CALL), extra=f"content-length: {len(ALLOWED_CALL)}\r\n") + DENIED_CALL)
     assert not rs or rs[0].status == 400, rs
     atk.barrier()
+    w.nothing()
+
+
+@pytest.mark.parametrize("line", [
+    "content-length: +{n}", "content-length: 0x{n:x}", "content-length: {n}.0", "content-length : {n}",
+    "content-length: {n}\r\n x-folded: 1", "content-length:\t{n}\x00",
+], ids=["plus", "hex", "decimal", "space-before-colon", "obs-fold", "nul"])
+def test_h1_malformed_content_length(atk: AttackGateway, line: str) -> None:
+    w = atk.watch()
+    head = atk.mcp_req(extra=line.format(n=len(DENIED_CALL)) + "\r\n")
+    rs = atk.h1(head + DENIED_CALL)
+    assert all(refused(r.status, r.body) for r in rs), rs
+    atk.barrier()
+    w.nothing()
+
+
+@pytest.mark.parametrize("request_line", ["post /mcp HTTP/1.1", "POST  /mcp HTTP/1.1", "POST /mcp HTTP/1.1 x",
+                                          "POST\t/mcp HTTP/1.1", "POST /mcp HTTP/2.0", "POST /mcp HTTP/1.1\n"])
+def test_h1_malformed_request_lines(atk: AttackGateway, request_line: str) -> None:
+    w = atk.watch()
+    head = atk.mcp_req(length=len(DENIED_CALL)).replace(b"POST /mcp HTTP/1.1", request_line.encode(), 1)
+    rs = atk.h1(head + DENIED_CALL)
+    assert all(refused(r.status, r.body) for r in rs), rs
+    atk.barrier()
+    w.never_ran()
+
+
+def test_h1_folded_api_key_header(atk: AttackGateway) -> None:
+    """obs-fold: a continuation line that a lax parser joins into the key."""
+    w = atk.watch()
+    head = atk.mcp_req(key="gw-demo-sentinel-1\r\n gw-demo-admin-1", length=len(DENIED_CALL))
+    rs = atk.h1(head + DENIED_CALL)
+    assert all(refused(r.status, r.body) for r in rs), rs
     w.nothing()
 
 
