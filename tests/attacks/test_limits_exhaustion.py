@@ -333,3 +333,71 @@ def test_a_repeated_unknown_key_costs_one_validation_callout(atk: AttackGateway)
     assert statuses == [401] * 20, statuses
     w.nothing()
     assert stats() - before <= 2, f"{stats() - before} validation callouts for one unknown key"
+
+
+@pytest.mark.parametrize("pad", [0, 600 * 1024, 1000 * 1024])
+def test_padded_calls_are_counted_like_small_ones(atk: AttackGateway, pad: int) -> None:
+    """A body above audit's 512 KiB parse limit (but under the ACL's 1 MiB)
+    must still count: the window is full, so the padded call gets 429."""
+    key = atk.fresh("sentinel")
+    fire(atk, [("/mcp", call(i), key, {}) for i in range(LIMIT)], connections=4)
+    w = atk.watch()
+    r = atk.post("/mcp", body_of(tools_call("read_config", "padded", key="region", pad="p" * pad)), key=key)
+    w.nothing("(over the limit, padded)")
+    assert r.status_code == 429, r.text[:300]
+
+
+@pytest.mark.parametrize("pad", [600 * 1024, 2 * 1024 * 1024])
+def test_padded_a2a_send_is_counted(atk: AttackGateway, pad: int) -> None:
+    """A2A has no tool ACL in front: the rate limit alone must hold a padded send."""
+    key = atk.fresh("alchemy")
+    fire(atk, [("/a2a", body_of(a2a_send(id_=i)), key, {}) for i in range(30)], connections=3)
+    w = atk.watch()
+    try:
+        r = atk.post("/a2a", body_of(a2a_send(text="p" * pad)), key=key)
+        assert r.status_code in (413, 429), r.text[:300]
+    except httpx.HTTPError:
+        pass  # Envoy may close the connection while the body is still being sent
+    atk.barrier()
+    w.nothing("(over the limit, padded)")
+
+
+def test_an_oversized_a2a_send_is_never_free(atk: AttackGateway) -> None:
+    """One small send (the key is then cached), one 2 MiB send, then 29 small
+    ones: at most 30 sends may run (the big one is refused, or counted)."""
+    key = atk.fresh("alchemy")
+    w = atk.watch()
+    assert atk.post("/a2a", a2a_send(), key=key).status_code == 200
+    try:
+        atk.post("/a2a", body_of(a2a_send(text="p" * (2 * 1024 * 1024))), key=key, timeout=15)
+    except httpx.HTTPError:
+        pass
+    fire(atk, [("/a2a", body_of(a2a_send(id_=i)), key, {}) for i in range(29)], connections=3)
+    assert w.a2a_executions() <= 30, w.a2a_executions()
+    assert len(w.records("a2a_upstream")) <= 30
+
+
+@pytest.mark.parametrize("path", ["/a2a", "/a2a/tasks/send", "/mcp"])
+def test_oversized_send_during_a_slow_key_validation_is_answered(atk: AttackGateway, path: str) -> None:
+    """A 2 MiB send whose key needs a validation callout: while identity waits
+    for the key service the body piles up past Envoy's buffer limit; the
+    request must still get its 413 (not hang, holding the buffered body, for
+    the 3600 s stream idle timeout). The key service answers after 500 ms,
+    so the whole body has arrived before identity resumes. Found by this
+    suite: on the four-module deployment the A2A request hangs (access log:
+    `0 DC 2097152 ... downstream_remote_disconnect`)."""
+    key = atk.fresh("alchemy" if path.startswith("/a2a") else "sentinel")
+    body = body_of(a2a_send(text="p" * (2 * 1024 * 1024)) if path.startswith("/a2a")
+                   else tools_call("read_config", 1, pad="p" * (2 * 1024 * 1024)))
+    w = atk.watch()
+    httpx.post(atk.identity_url + "/faults", json={"delayMs": 500}, timeout=5).raise_for_status()
+    try:
+        r = atk.post(path, body, key=key, timeout=10)
+        status = r.status_code
+    except httpx.ReadTimeout:
+        status = 0
+    finally:
+        httpx.post(atk.identity_url + "/faults", json={}, timeout=5).raise_for_status()
+    atk.barrier()
+    w.nothing()
+    assert status == 413, "no answer within 10 s: the stream is stuck" if status == 0 else status
