@@ -18,7 +18,11 @@ gateway tests rely on:
   reply stream (SSE), so tests can prove gateway caches drop the tool list;
 * `GET /stats` returns counters of the JSON-RPC methods and tools served
   (e.g. `methods["tools/list"]`), so tests can prove gateway-side caching;
-  `POST /stats/reset` zeroes them.
+  `POST /stats/reset` zeroes them;
+* `GET /requests?since=N` lists every request that reached this server
+  (headers, first 16 KiB of the body, whether the body ended), recorded as it
+  arrives, so tests can prove what the gateway let through, even requests
+  the SDK refuses.
 
 Run: python examples/mcp_server/server.py --port 3000
 """
@@ -226,6 +230,80 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+# ---------------------------------------------------------------- request recorder
+# Tests of the gateway's "nothing unjudged reaches the upstream" promise need
+# to see every request that arrived here, including ones the SDK refuses
+# before any tool runs (a batch, a malformed body) and ones whose body never
+# completed: the counters above only see what the SDK dispatched.
+RECORD_MAX_REQUESTS = 1000
+RECORD_MAX_BODY = 16 * 1024
+
+
+class RecordingMiddleware:
+    """ASGI middleware: records each request as it starts (method, path, query,
+    headers), then its body as the app reads it (first RECORD_MAX_BODY bytes,
+    total size, whether it ended). `GET /requests?since=N` returns the records
+    with seq >= N and `next`; bodies as latin-1 text (one char per byte)."""
+
+    def __init__(self, app: Any, skip: tuple[str, ...] = ("/stats", "/healthz")) -> None:
+        self.app = app
+        self.skip = skip
+        self.lock = threading.Lock()
+        self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECORD_MAX_REQUESTS)
+        self.seq = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path == "/requests":
+            await self._answer(scope, send)
+            return
+        if path.startswith(self.skip):
+            await self.app(scope, receive, send)
+            return
+        rec: dict[str, Any] = {
+            "method": scope.get("method"), "path": path,
+            "query": scope.get("query_string", b"").decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope.get("headers", [])],
+            "body": bytearray(), "bodyBytes": 0, "complete": False,
+        }
+        with self.lock:
+            rec["seq"] = self.seq
+            self.seq += 1
+            self.records.append(rec)
+
+        async def recording_receive() -> Any:
+            msg = await receive()
+            if msg.get("type") == "http.request":
+                chunk = msg.get("body", b"")
+                with self.lock:
+                    rec["bodyBytes"] += len(chunk)
+                    room = RECORD_MAX_BODY - len(rec["body"])
+                    if room > 0:
+                        rec["body"] += chunk[:room]
+                    if not msg.get("more_body", False):
+                        rec["complete"] = True
+            return msg
+
+        await self.app(scope, recording_receive, send)
+
+    async def _answer(self, scope: Any, send: Any) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        since = 0
+        for part in query.split("&"):
+            key, _, value = part.partition("=")
+            if key == "since" and value.isdigit():
+                since = int(value)
+        with self.lock:
+            out = [{**r, "body": bytes(r["body"]).decode("latin-1")} for r in self.records if r["seq"] >= since]
+            body = json.dumps({"next": self.seq, "requests": out}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def build_app() -> Any:
     # Host/Origin (DNS-rebinding) checks are the gateway's job; this server only
     # ever listens on loopback behind it, and the Host it sees is the gateway's.
@@ -235,6 +313,7 @@ def build_app() -> Any:
         stateless_http=True,
         transport_security=security,
     )
+    return RecordingMiddleware(app)
 
     async def recording(scope: Any, receive: Any, send: Any) -> None:
         # Request headers the gateway must not pass on (tests read them in
