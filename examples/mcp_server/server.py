@@ -313,7 +313,7 @@ def build_app() -> Any:
         stateless_http=True,
         transport_security=security,
     )
-    return RecordingMiddleware(app)
+    recorded = RecordingMiddleware(app)
 
     async def recording(scope: Any, receive: Any, send: Any) -> None:
         # Request headers the gateway must not pass on (tests read them in
@@ -323,7 +323,7 @@ def build_app() -> Any:
             for name, _ in scope["headers"]:
                 if name == b"accept-encoding":
                     _count(_http, "accept-encoding")
-        await app(scope, receive, send)
+        await recorded(scope, receive, send)
 
     return recording
 
