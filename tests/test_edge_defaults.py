@@ -57,5 +57,23 @@ def test_shipped_configs_bound_requests_and_streams(name: str) -> None:
         assert hcm["request_headers_timeout"] and hcm["request_timeout"] not in ("0s", None)
         assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == "REJECT_REQUEST"
         assert hcm["http2_protocol_options"]["max_concurrent_streams"] <= 100
+    # every filter that may hold headers keeps its body callbacks running
+    # (else a large body behind a slow key check hangs instead of 413)
+    holders = []
+
+    def wasm(node: object) -> None:
+        if isinstance(node, dict):
+            if str(node.get("@type", "")).endswith("filters.http.wasm.v3.Wasm"):
+                holders.append(node["config"])
+            for v in node.values():
+                wasm(v)
+        elif isinstance(node, list):
+            for v in node:
+                wasm(v)
+
+    wasm(cfg)
+    for plugin in holders:
+        if plugin["root_id"] in ("gw_identity", "gw_tool_acl", "gw_rate_limit", "gw_gateway"):
+            assert plugin.get("allow_on_headers_stop_iteration") is True, (name, plugin["root_id"])
     monitors = cfg["overload_manager"]["resource_monitors"]
     assert any(m["name"].endswith("global_downstream_max_connections") for m in monitors)
