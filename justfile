@@ -25,6 +25,12 @@ default:
 demo workers="2": build
     {{python}} scripts/stack.py demo --workers {{workers}}
 
+# With the demo running (another terminal): allowed, denied, filtered, limited, unauthenticated
+# and A2A traffic through it with the official clients, then the audit events they produced.
+[group('run')]
+walkthrough *args:
+    {{python}} scripts/walkthrough.py {{args}}
+
 # Everything CI runs: lint, Rust unit tests, wasm build, Envoy validation + end-to-end pytest (four modules, then one).
 [group('test')]
 test *pytest_args: lint unit build
