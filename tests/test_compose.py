@@ -18,15 +18,18 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import ssl
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 import stack as stack_mod
-from stack import ROOT
+from stack import COMPOSE_REDIS_CLUSTER, ROOT, Stack, free_port
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -175,3 +178,58 @@ def test_images_and_pins_are_the_ones_the_tests_run() -> None:
         version = re.search(r"v=(\S+)", subprocess.run(["redis-server", "--version"], capture_output=True,
                                                        text=True).stdout)
         assert version and compose()["services"]["redis"]["image"] == f"redis:{version.group(1)}"
+
+
+# --------------------------------------------------------------------------- beyond one machine
+
+
+@pytest.fixture(scope="module")
+def compose_replicas(wasm_built: Path, run_root: Path) -> Iterator[tuple[Stack, Stack]]:
+    """Two Envoys running envoy/compose/gateway.yaml as compose's `gateway` and
+    `gateway-2` do, sharing one Redis + webdis, each with its own MCP server:
+    local processes stand in for the services (the cluster addresses are
+    rewritten to them; nothing else in the config changes)."""
+    from rate_limit_support import RedisStore
+
+    store = RedisStore(run_root / "compose-redis").start()
+    stacks = []
+    try:
+        for name in ("compose-gateway", "compose-gateway-2"):
+            closed = free_port()  # nothing listens: services these checks do not use
+            s = Stack(config="envoy/compose/gateway.yaml", run_dir=run_root / name, backends=("mcp",),
+                      extra_upstreams={COMPOSE_REDIS_CLUSTER: store.webdis_port, "a2a_upstream": closed,
+                                       "identity_service": closed, "oauth_server": closed,
+                                       "audit_collector": closed})
+            stacks.append(s.start())
+        yield stacks[0], stacks[1]
+    finally:
+        for s in stacks:
+            s.stop()
+        store.stop()
+
+
+def test_two_compose_gateways_share_the_shipped_limit(compose_replicas: tuple[Stack, Stack]) -> None:
+    """The shipped tools/call limit (60/min + 10 burst) holds for an agent
+    whatever replica its calls land on: 70 calls alternating between the two
+    gateways reach the MCP servers, then both refuse with 429 + Retry-After."""
+    def served(s: Stack) -> int:
+        return httpx.get(s.upstream_url("mcp_upstream") + "/stats", timeout=5).json()["tools"].get("read_template", 0)
+
+    before = [served(s) for s in compose_replicas]
+    headers = {"x-agent-api-key": "gw-demo-alchemy-1", "accept": "application/json, text/event-stream"}
+    clients = [httpx.Client(base_url=s.base_url, verify=ssl.create_default_context(cafile=str(s.ca_path)),
+                            headers=headers, timeout=30) for s in compose_replicas]
+    try:
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "read_template", "arguments": {"name": "intro"}}}
+        codes = [clients[i % 2].post("/mcp", json={**call, "id": i}).status_code for i in range(70)]
+        assert codes == [200] * 70
+        for c in clients:
+            r = c.post("/mcp", json=call)
+            assert r.status_code == 429, r.text
+            assert r.json()["agentId"] == "alchemy-1" and 1 <= int(r.headers["retry-after"]) <= 60
+    finally:
+        for c in clients:
+            c.close()
+    # each MCP server got its half, and not one call more
+    assert [served(s) - b for s, b in zip(compose_replicas, before)] == [35, 35]
