@@ -165,7 +165,7 @@ class Walkthrough:
                "the limited call should be 429 with a Retry-After in seconds")
 
     async def step_bad_key(self) -> None:
-        say("5. MCP initialize with a wrong API key (gw-not-a-key)")
+        say("5. MCP client with a wrong API key (gw-not-a-key)")
         with contextlib.suppress(Exception):
             async with self.mcp({"x-agent-api-key": "gw-not-a-key"}) as client:
                 await client.list_tools()
