@@ -25,8 +25,7 @@ default:
 demo workers="2": build
     {{python}} scripts/stack.py demo --workers {{workers}}
 
-# With the demo running (another terminal): allowed, denied, filtered, limited, unauthenticated
-# and A2A traffic through it with the official clients, then the audit events they produced.
+# Against the running demo: allowed, denied, limited, refused and A2A traffic with the official clients, then its audit events.
 [group('run')]
 walkthrough *args:
     {{python}} scripts/walkthrough.py {{args}}

@@ -927,6 +927,17 @@ def _demo_identity_services(stack: Stack) -> str:
     return "\n".join(lines)
 
 
+def _walkthrough_command(stack: Stack) -> str:
+    """`./dev walkthrough`, with the demo's ports when they are not its defaults."""
+    args = []
+    if stack.ports["gateway"] != DEFAULT_PORTS["gateway"]:
+        args.append(f"--url {stack.base_url}")
+    for cluster, flag in (("oauth_server", "--oauth-url"), ("audit_collector", "--collector-url")):
+        if cluster in stack.ports and stack.ports[cluster] != DEFAULT_PORTS[cluster]:
+            args.append(f"{flag} {stack.upstream_url(cluster)}")
+    return " ".join(["./dev walkthrough", *args])
+
+
 def _demo(args: argparse.Namespace) -> int:
     stack = Stack(config=args.config, workers=args.workers, prefer_defaults=True,
                   run_dir=ROOT / ".run" / "demo")
@@ -962,6 +973,8 @@ Try:
        -d '{init}' {d['mcp_url']}
   (demo API keys: gw-demo-sentinel-1, gw-demo-alchemy-1, gw-demo-admin-1; see docs/identity.md)
 {identity_lines}
+
+Walk through it (another terminal): {_walkthrough_command(stack)}
 
 Ctrl-C to stop.""", flush=True)
     try:
