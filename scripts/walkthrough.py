@@ -71,7 +71,10 @@ class Walkthrough:
         self.audit_wait = args.audit_wait
         # x-request-id of every response we got: the audit events' eventId.
         self.request_ids: list[str] = []
-        self.last: dict[str, Any] = {}
+        # The first refusal (status >= 400) since a step cleared it: what the
+        # client surfaced as an error (later requests, e.g. a session's
+        # DELETE at close, must not replace it).
+        self.refusal: dict[str, Any] = {}
 
     def ssl_context(self) -> ssl.SSLContext:
         # Only the demo's CA (full hostname checks); the system's when absent,
@@ -82,12 +85,11 @@ class Walkthrough:
         rid = response.headers.get("x-request-id")
         if rid:
             self.request_ids.append(rid)
-        self.last = {"status": response.status_code, "retry-after": response.headers.get("retry-after"),
-                     "www-authenticate": response.headers.get("www-authenticate")}
-        if response.status_code >= 400:
+        if response.status_code >= 400 and not self.refusal:
             # the body of a refusal is the gateway's (never upstream content)
             await response.aread()
-            self.last["body"] = response.text
+            self.refusal = {"status": response.status_code, "retry-after": response.headers.get("retry-after"),
+                            "www-authenticate": response.headers.get("www-authenticate"), "body": response.text}
 
     @contextlib.asynccontextmanager
     async def mcp(self, headers: dict[str, str]) -> AsyncIterator[Any]:
@@ -148,6 +150,7 @@ class Walkthrough:
     async def step_limit(self) -> None:
         say(f"4. tools/call read_template as alchemy-1, again and again (limit: {TOOL_CALL_ALLOWANCE - 10}/min + 10 burst)")
         allowed = 0
+        self.refusal = {}
         async with self.mcp({"x-agent-api-key": "gw-demo-alchemy-1"}) as client:
             for _ in range(TOOL_CALL_ALLOWANCE + 1):
                 try:
@@ -158,7 +161,7 @@ class Walkthrough:
                 allowed += 1
             else:
                 raise StepFailed(f"no 429 after {TOOL_CALL_ALLOWANCE + 1} calls")
-        last = self.last
+        last = self.refusal
         say(f"   -> {allowed} calls allowed, then HTTP {last.get('status')} Retry-After: {last.get('retry-after')}")
         say(f"      {_one_line(last.get('body'))}")
         expect(last.get("status") == 429 and str(last.get("retry-after") or "").isdigit(),
@@ -166,10 +169,11 @@ class Walkthrough:
 
     async def step_bad_key(self) -> None:
         say("5. MCP client with a wrong API key (gw-not-a-key)")
+        self.refusal = {}
         with contextlib.suppress(Exception):
             async with self.mcp({"x-agent-api-key": "gw-not-a-key"}) as client:
                 await client.list_tools()
-        last = self.last
+        last = self.refusal
         say(f"   -> HTTP {last.get('status')} {_one_line(last.get('body'))}")
         expect(last.get("status") == 401, "a wrong key should be 401")
 
@@ -196,10 +200,11 @@ class Walkthrough:
         # Wait past the token's own expiry (its `exp`, not a guess): the
         # gateway caches an introspection result never past `exp`.
         await asyncio.sleep(ttl + 1)
+        self.refusal = {}
         with contextlib.suppress(Exception):
             async with self.mcp(bearer) as client:
                 await client.list_tools()
-        last = self.last
+        last = self.refusal
         say(f"   -> after {ttl + 1} s: HTTP {last.get('status')} {last.get('www-authenticate') or ''}".rstrip())
         expect(last.get("status") == 401, "an expired token should be 401")
 
