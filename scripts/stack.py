@@ -479,12 +479,15 @@ ONE_MODULE_HEADER = """\
 
 # docker-compose.yml: the compose services that serve each cluster of
 # gateway.yaml (DNS names on the compose network instead of 127.0.0.1).
-COMPOSE_UPSTREAMS = {
-    "mcp_upstream": ("mcp-server", 3000),
-    "a2a_upstream": ("a2a-agent", 4000),
-    "identity_service": ("identity-service", 8081),
-    "oauth_server": ("oauth-server", 9000),
-    "audit_collector": ("audit-collector", 9100),
+# mcp-server-2 runs with the `replicas` profile; without it the name does not
+# resolve and Envoy balances over the one replica there is. The example MCP
+# server is stateless (no session to pin), so replicas need no affinity.
+COMPOSE_UPSTREAMS: dict[str, list[tuple[str, int]]] = {
+    "mcp_upstream": [("mcp-server", 3000), ("mcp-server-2", 3000)],
+    "a2a_upstream": [("a2a-agent", 4000)],
+    "identity_service": [("identity-service", 8081)],
+    "oauth_server": [("oauth-server", 9000)],
+    "audit_collector": [("audit-collector", 9100)],
 }
 # webdis, the HTTP front of Redis the rate limit shares its windows through.
 COMPOSE_REDIS_CLUSTER = "gw_rate_limit_redis"
@@ -504,16 +507,15 @@ def compose_config(cfg: dict[str, Any]) -> dict[str, Any]:
     cfg = copy.deepcopy(cfg)
     clusters = cfg["static_resources"]["clusters"]
     for cluster in clusters:
-        target = COMPOSE_UPSTREAMS.get(cluster.get("name"))
-        if target is None:
+        targets = COMPOSE_UPSTREAMS.get(cluster.get("name"))
+        if targets is None:
             continue
-        # a service name: resolved by Envoy, re-resolved when a container restarts
+        # service names: resolved by Envoy, re-resolved when a container restarts
         cluster["type"] = "STRICT_DNS"
         cluster["dns_lookup_family"] = "V4_ONLY"
-        for group in cluster["load_assignment"]["endpoints"]:
-            for ep in group["lb_endpoints"]:
-                sa = ep["endpoint"]["address"]["socket_address"]
-                sa["address"], sa["port_value"] = target
+        cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+            for host, port in targets]}]
     host, port = COMPOSE_WEBDIS
     clusters.append({
         "name": COMPOSE_REDIS_CLUSTER, "type": "STRICT_DNS", "dns_lookup_family": "V4_ONLY",

@@ -10,12 +10,16 @@
   envoy/gateway.yaml (up to date) and valid for the same Envoy release
   (`envoy --mode validate`), every file it names is inside a mount, and
   every upstream it names is a compose service listening on that port;
-* images and pinned dependencies are the releases the tests run.
+* images and pinned dependencies are the releases the tests run;
+* the `replicas` topology works: two Envoys on the compose config, one Redis,
+  two MCP servers, as local processes;
+* the README's func-e steps name the tests' Envoy and a config it validates.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import ssl
@@ -184,41 +188,65 @@ def test_images_and_pins_are_the_ones_the_tests_run() -> None:
 
 
 @pytest.fixture(scope="module")
-def compose_replicas(wasm_built: Path, run_root: Path) -> Iterator[tuple[Stack, Stack]]:
-    """Two Envoys running envoy/compose/gateway.yaml as compose's `gateway` and
-    `gateway-2` do, sharing one Redis + webdis, each with its own MCP server:
-    local processes stand in for the services (the cluster addresses are
-    rewritten to them; nothing else in the config changes)."""
+def compose_replicas(wasm_built: Path, run_root: Path) -> Iterator[tuple[list[Stack], list[int]]]:
+    """The `replicas` profile as local processes: two Envoys running
+    envoy/compose/gateway.yaml as `gateway` and `gateway-2` do, sharing one
+    Redis + webdis, both balancing over the same two MCP servers
+    (`mcp-server`, `mcp-server-2`). Only the cluster addresses are rewritten
+    (to the local processes); nothing else in the config changes."""
     from rate_limit_support import RedisStore
 
     store = RedisStore(run_root / "compose-redis").start()
-    stacks = []
+    mcp_ports = [free_port(), free_port()]
+    servers = [stack_mod.Proc(f"mcp-server-{i}", [stack_mod.PYTHON, "examples/mcp_server/server.py", "--port", str(p)],
+                              run_root / f"compose-mcp-{i}.log") for i, p in enumerate(mcp_ports)]
+    stacks: list[Stack] = []
+
+    def both_mcp_servers(cfg: dict[str, Any]) -> None:
+        [cluster] = [c for c in cfg["static_resources"]["clusters"] if c["name"] == "mcp_upstream"]
+        endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        assert [e["endpoint"]["address"]["socket_address"]["address"] for e in endpoints] == [
+            "mcp-server", "mcp-server-2"]
+        for e, port in zip(endpoints, mcp_ports):
+            e["endpoint"]["address"]["socket_address"].update(address="127.0.0.1", port_value=port)
+
     try:
+        for p in servers:
+            p.start()
+        for p, port in zip(servers, mcp_ports):
+            p.ready = lambda port=port: stack_mod._ok(f"http://127.0.0.1:{port}/healthz")
+        Stack()._wait(servers)  # the stacks' own start-up wait (fails if a server exits)
         for name in ("compose-gateway", "compose-gateway-2"):
             closed = free_port()  # nothing listens: services these checks do not use
-            s = Stack(config="envoy/compose/gateway.yaml", run_dir=run_root / name, backends=("mcp",),
+            s = Stack(config="envoy/compose/gateway.yaml", run_dir=run_root / name, backends=(),
+                      patch=both_mcp_servers,
                       extra_upstreams={COMPOSE_REDIS_CLUSTER: store.webdis_port, "a2a_upstream": closed,
                                        "identity_service": closed, "oauth_server": closed,
                                        "audit_collector": closed})
             stacks.append(s.start())
-        yield stacks[0], stacks[1]
+        yield stacks, mcp_ports
     finally:
         for s in stacks:
             s.stop()
+        for p in servers:
+            p.stop()
         store.stop()
 
 
-def test_two_compose_gateways_share_the_shipped_limit(compose_replicas: tuple[Stack, Stack]) -> None:
-    """The shipped tools/call limit (60/min + 10 burst) holds for an agent
-    whatever replica its calls land on: 70 calls alternating between the two
-    gateways reach the MCP servers, then both refuse with 429 + Retry-After."""
-    def served(s: Stack) -> int:
-        return httpx.get(s.upstream_url("mcp_upstream") + "/stats", timeout=5).json()["tools"].get("read_template", 0)
+def served(mcp_port: int) -> int:
+    return httpx.get(f"http://127.0.0.1:{mcp_port}/stats", timeout=5).json()["tools"].get("read_template", 0)
 
-    before = [served(s) for s in compose_replicas]
+
+def test_two_compose_gateways_share_the_shipped_limit(compose_replicas: tuple[list[Stack], list[int]]) -> None:
+    """The shipped tools/call limit (60/min + 10 burst) holds for an agent
+    whatever gateway replica its calls land on: 70 calls alternating between
+    the two gateways reach the MCP replicas, then both gateways refuse with
+    429 + Retry-After, and not one call more reaches an MCP server."""
+    gateways, mcp_ports = compose_replicas
+    before = sum(served(p) for p in mcp_ports)
     headers = {"x-agent-api-key": "gw-demo-alchemy-1", "accept": "application/json, text/event-stream"}
     clients = [httpx.Client(base_url=s.base_url, verify=ssl.create_default_context(cafile=str(s.ca_path)),
-                            headers=headers, timeout=30) for s in compose_replicas]
+                            headers=headers, timeout=30) for s in gateways]
     try:
         call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                 "params": {"name": "read_template", "arguments": {"name": "intro"}}}
@@ -231,8 +259,24 @@ def test_two_compose_gateways_share_the_shipped_limit(compose_replicas: tuple[St
     finally:
         for c in clients:
             c.close()
-    # each MCP server got its half, and not one call more
-    assert [served(s) - b for s, b in zip(compose_replicas, before)] == [35, 35]
+    assert sum(served(p) for p in mcp_ports) == before + 70
+    # both MCP replicas served (round robin on each gateway's connection)
+    assert all(served(p) > 0 for p in mcp_ports)
+
+
+def test_official_mcp_client_through_either_gateway_and_replica(
+        compose_replicas: tuple[list[Stack], list[int]]) -> None:
+    """A whole MCP session (the official client, several requests) through
+    each gateway while its requests spread over both MCP replicas."""
+    gateways, mcp_ports = compose_replicas
+    for s in gateways:
+        env = {**os.environ, "GATEWAY_URL": s.base_url, "GATEWAY_CA": str(s.ca_path),
+               "AGENT_API_KEY": "gw-demo-sentinel-1"}
+        proc = subprocess.run([stack_mod.PYTHON, "examples/clients/mcp_python.py"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "tools: classify_content, read_config, search_patterns" in proc.stdout
+        assert "execute_code: -32001" in proc.stdout
 
 
 # --------------------------------------------------------------------------- func-e
