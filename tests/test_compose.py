@@ -218,7 +218,8 @@ def compose_replicas(wasm_built: Path, run_root: Path) -> Iterator[tuple[list[St
         Stack()._wait(servers)  # the stacks' own start-up wait (fails if a server exits)
         for name in ("compose-gateway", "compose-gateway-2"):
             closed = free_port()  # nothing listens: services these checks do not use
-            s = Stack(config="envoy/compose/gateway.yaml", run_dir=run_root / name, backends=(),
+            # one worker each: sharing across Envoys is the point, not across workers
+            s = Stack(config="envoy/compose/gateway.yaml", run_dir=run_root / name, backends=(), workers=1,
                       patch=both_mcp_servers,
                       extra_upstreams={COMPOSE_REDIS_CLUSTER: store.webdis_port, "a2a_upstream": closed,
                                        "identity_service": closed, "oauth_server": closed,
