@@ -25,6 +25,11 @@ default:
 demo workers="2": build
     {{python}} scripts/stack.py demo --workers {{workers}}
 
+# Against the running demo: allowed, denied, limited, refused and A2A traffic with the official clients, then its audit events.
+[group('run')]
+walkthrough *args:
+    {{python}} scripts/walkthrough.py {{args}}
+
 # Everything CI runs: lint, Rust unit tests, wasm build, Envoy validation + end-to-end pytest (four modules, then one).
 [group('test')]
 test *pytest_args: lint unit build

@@ -477,6 +477,59 @@ ONE_MODULE_HEADER = """\
 """
 
 
+# docker-compose.yml: the compose services that serve each cluster of
+# gateway.yaml (DNS names on the compose network instead of 127.0.0.1).
+# mcp-server-2 runs with the `replicas` profile; without it the name does not
+# resolve and Envoy balances over the one replica there is. The example MCP
+# server is stateless (no session to pin), so replicas need no affinity.
+COMPOSE_UPSTREAMS: dict[str, list[tuple[str, int]]] = {
+    "mcp_upstream": [("mcp-server", 3000), ("mcp-server-2", 3000)],
+    "a2a_upstream": [("a2a-agent", 4000)],
+    "identity_service": [("identity-service", 8081)],
+    "oauth_server": [("oauth-server", 9000)],
+    "audit_collector": [("audit-collector", 9100)],
+}
+# webdis, the HTTP front of Redis the rate limit shares its windows through.
+COMPOSE_REDIS_CLUSTER = "gw_rate_limit_redis"
+COMPOSE_WEBDIS = ("webdis", 7379)
+
+COMPOSE_HEADER = """\
+# GENERATED from envoy/{source} by `just envoy-split` (scripts/stack.py split).
+# Do not edit: edit envoy/gateway.yaml and regenerate (a test checks they agree).
+# The gateway as docker-compose.yml runs it: upstreams are the compose services
+# (STRICT_DNS on their names), and the rate limit shares its windows through
+# Redis (webdis), so several gateway replicas enforce one limit.
+"""
+
+
+def compose_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """gateway.yaml (four modules) for the docker-compose network."""
+    cfg = copy.deepcopy(cfg)
+    clusters = cfg["static_resources"]["clusters"]
+    for cluster in clusters:
+        targets = COMPOSE_UPSTREAMS.get(cluster.get("name"))
+        if targets is None:
+            continue
+        # service names: resolved by Envoy, re-resolved when a container restarts
+        cluster["type"] = "STRICT_DNS"
+        cluster["dns_lookup_family"] = "V4_ONLY"
+        cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+            for host, port in targets]}]
+    host, port = COMPOSE_WEBDIS
+    clusters.append({
+        "name": COMPOSE_REDIS_CLUSTER, "type": "STRICT_DNS", "dns_lookup_family": "V4_ONLY",
+        "connect_timeout": "0.25s",
+        "load_assignment": {"cluster_name": COMPOSE_REDIS_CLUSTER, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]},
+    })
+    store = f"# Shared windows for every gateway replica (docs/rate-limit.md).\nredisStore:\n  cluster: {COMPOSE_REDIS_CLUSTER}\n"
+    # four-module form only: the one-module form is derived from it (sections verbatim)
+    conf = wasm_filters(cfg)["gw_rate_limit"]["configuration"]
+    conf["value"] = conf["value"].rstrip("\n") + "\n" + store
+    return cfg
+
+
 def split_files() -> dict[Path, str]:
     base = load_config(ENVOY_DIR / "gateway.yaml")
     out = {}
@@ -489,6 +542,11 @@ def split_files() -> dict[Path, str]:
     for name, cfg in variants.items():
         text = ONE_MODULE_HEADER.format(source=name) + yaml.safe_dump(one_module_config(cfg), sort_keys=False)
         out[ENVOY_DIR / "one-module" / name] = text
+    out[ENVOY_DIR / "compose" / "gateway.yaml"] = (COMPOSE_HEADER.format(source="gateway.yaml")
+                                                   + yaml.safe_dump(compose_config(base), sort_keys=False))
+    out[ENVOY_DIR / "compose" / "one-module.yaml"] = (
+        COMPOSE_HEADER.format(source="one-module/gateway.yaml")
+        + yaml.safe_dump(one_module_config(compose_config(base)), sort_keys=False))
     return out
 
 
@@ -871,6 +929,17 @@ def _demo_identity_services(stack: Stack) -> str:
     return "\n".join(lines)
 
 
+def _walkthrough_command(stack: Stack) -> str:
+    """`./dev walkthrough`, with the demo's ports when they are not its defaults."""
+    args = []
+    if stack.ports["gateway"] != DEFAULT_PORTS["gateway"]:
+        args.append(f"--url {stack.base_url}")
+    for cluster, flag in (("oauth_server", "--oauth-url"), ("audit_collector", "--collector-url")):
+        if cluster in stack.ports and stack.ports[cluster] != DEFAULT_PORTS[cluster]:
+            args.append(f"{flag} {stack.upstream_url(cluster)}")
+    return " ".join(["./dev walkthrough", *args])
+
+
 def _demo(args: argparse.Namespace) -> int:
     stack = Stack(config=args.config, workers=args.workers, prefer_defaults=True,
                   run_dir=ROOT / ".run" / "demo")
@@ -906,6 +975,8 @@ Try:
        -d '{init}' {d['mcp_url']}
   (demo API keys: gw-demo-sentinel-1, gw-demo-alchemy-1, gw-demo-admin-1; see docs/identity.md)
 {identity_lines}
+
+Walk through it (another terminal): {_walkthrough_command(stack)}
 
 Ctrl-C to stop.""", flush=True)
     try:
