@@ -23,7 +23,7 @@ use gw_core::tool_acl::denial::jsonrpc_error_response;
 use gw_core::tool_acl::request_guard::{self, Refusal, INVALID_REQUEST};
 use gw_core::tool_acl::rules::{Agent, TargetKind};
 use gw_core::tool_acl::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
-use gw_core::tool_acl::tools_list;
+use gw_core::tool_acl::tools_list::{self, ReplyForm};
 use gw_host::{reply, response, state};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -62,6 +62,8 @@ pub(crate) struct ToolAclHttp {
     list_ids: Vec<Value>,
     plan: Option<Plan>,
     response_status: u32,
+    /// The form of the upstream's answer (a cache entry remembers it).
+    response_form: ReplyForm,
     response: ResponseMode,
     /// Upstream cache key, resolved once.
     shared_key: Option<Option<String>>,
@@ -90,6 +92,7 @@ impl ToolAclHttp {
             list_ids: Vec::new(),
             plan: None,
             response_status: 0,
+            response_form: ReplyForm::Json,
             response: ResponseMode::Pass,
             shared_key: None,
             headers: RequestHeaders::default(),
@@ -269,6 +272,7 @@ impl HttpContext for ToolAclHttp {
             return Action::Continue;
         }
         if media == "text/event-stream" {
+            self.response_form = ReplyForm::Sse;
             // Streams answering a tools/list fail closed on an event too big
             // to filter; other streams (tool results, the GET stream) pass
             // such an event through unexamined rather than break a large
@@ -479,22 +483,22 @@ impl ToolAclHttp {
             }));
             let json = tools_list::cached_response(&entry, &id, &view, now);
             self.metrics.add(Metric::ListFiltered, 1);
-            if tools_list::wants_sse(self.headers.accept.as_deref()) {
-                let sse = tools_list::sse_message(&json);
-                reply::send(
+            // In the form the upstream answered, so a cached answer looks
+            // like a fresh one (unless the client takes only the other).
+            match tools_list::reply_form(self.headers.accept.as_deref(), entry.form) {
+                ReplyForm::Sse => reply::send(
                     200,
                     &[
                         ("content-type", "text/event-stream"),
                         ("cache-control", "no-cache"),
                     ],
-                    sse.as_bytes(),
-                );
-            } else {
-                reply::send(
+                    tools_list::sse_message(&json).as_bytes(),
+                ),
+                ReplyForm::Json => reply::send(
                     200,
                     &[("content-type", "application/json")],
                     json.as_bytes(),
-                );
+                ),
             }
             return Action::Pause;
         }
@@ -541,6 +545,7 @@ impl ToolAclHttp {
                     if cache::store(
                         &plan,
                         result,
+                        self.response_form,
                         identity.as_ref().map(|i| i.agent_id.as_str()),
                         &cache_config,
                         now,
