@@ -24,6 +24,7 @@ use gw_core::tool_acl::request_guard::{self, Refusal, INVALID_REQUEST};
 use gw_core::tool_acl::rules::{Agent, TargetKind};
 use gw_core::tool_acl::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
 use gw_core::tool_acl::tools_list::{self, ReplyForm};
+use gw_core::tool_acl::versions::VersionRefusal;
 use gw_host::{reply, response, state};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -132,6 +133,20 @@ impl ToolAclHttp {
         Action::Pause
     }
 
+    /// Version pinning: the protocol's error, before the upstream.
+    fn refuse_version(&self, refusal: VersionRefusal, id: Option<&Value>) -> Action {
+        self.metrics.add(Metric::VersionRefused, 1);
+        self.metrics.add(Metric::BadRequest, 1);
+        state::set_decision(decision::BAD_REQUEST);
+        let body = jsonrpc_error_response(id, refusal.error);
+        reply::send(
+            u32::from(refusal.http_status),
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        Action::Pause
+    }
+
     fn fail_closed(&self) -> Action {
         self.refuse(
             &Refusal::new(500, INTERNAL_ERROR, "tool ACL is not configured"),
@@ -178,6 +193,16 @@ impl HttpContext for ToolAclHttp {
         if header("accept-encoding").is_some() {
             gw_host::headers::remove_request_header("accept-encoding");
         }
+        // Version pinning. A header is judged now, whatever the request; a
+        // request without one is judged as 2025-03-26 (what servers must
+        // assume), except an `initialize`, known only once the body is read.
+        let protocol_version = header("mcp-protocol-version");
+        if let Err(r) = config
+            .protocol_versions
+            .check_header(protocol_version.as_deref(), !end_of_stream)
+        {
+            return self.refuse_version(r, None);
+        }
         if end_of_stream {
             // No body (GET of the SSE stream, DELETE of a session): nothing
             // names a tool; the response side still filters SSE streams.
@@ -200,7 +225,7 @@ impl HttpContext for ToolAclHttp {
         self.headers = RequestHeaders {
             mcp_method: header("mcp-method"),
             mcp_name: header("mcp-name"),
-            protocol_version: header("mcp-protocol-version"),
+            protocol_version,
             accept: header("accept"),
         };
         self.inspect_body = true;
@@ -239,6 +264,9 @@ impl HttpContext for ToolAclHttp {
         let single_id = facts.single().and_then(|m| m.id.clone());
         if let Err(r) = self.check_shape(&config, &facts) {
             return self.refuse(&r, single_id.as_ref());
+        }
+        if let Err(r) = self.check_versions(&config, &facts, parsed.as_ref(), &body) {
+            return self.refuse_version(r, single_id.as_ref());
         }
         if let Some(action) = self.authorize(&config, &facts) {
             return action;
@@ -370,6 +398,47 @@ impl ToolAclHttp {
             self.headers.mcp_name.as_deref(),
             facts,
         )
+    }
+
+    /// Version pinning of a request with a body: without a header, only an
+    /// `initialize` may leave it out; every `initialize` must ask for a
+    /// listed revision.
+    fn check_versions(
+        &self,
+        config: &ToolAclConfig,
+        facts: &RequestFacts,
+        parsed: Option<&jsonrpc::JsonRpcBody>,
+        body: &[u8],
+    ) -> Result<(), VersionRefusal> {
+        let is_initialize = |op: Option<Operation>| op == Some(Operation::McpInitialize);
+        let initializing = facts.single().is_some_and(|m| is_initialize(m.operation()));
+        if self.headers.protocol_version.is_none() {
+            config.protocol_versions.check_header(None, initializing)?;
+        }
+        if !facts.messages.iter().any(|m| is_initialize(m.operation())) {
+            return Ok(());
+        }
+        // The facts carry no params; an earlier filter may have parsed the
+        // body already, then parse it again (initialize is rare and small).
+        let reparsed;
+        let parsed = match parsed {
+            Some(p) => p,
+            None => match jsonrpc::parse(body) {
+                Ok(p) => {
+                    reparsed = p;
+                    &reparsed
+                }
+                // The earlier filter parsed it strictly, so this cannot
+                // happen; fail closed as an initialize naming no version.
+                Err(_) => return config.protocol_versions.check_initialize(None),
+            },
+        };
+        for m in parsed.messages() {
+            if m.method() == Some("initialize") {
+                config.protocol_versions.check_initialize(m.params())?;
+            }
+        }
+        Ok(())
     }
 
     /// Apply the ACL's verdict; `Some` when the request was answered.

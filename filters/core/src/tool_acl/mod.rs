@@ -7,6 +7,7 @@
 //! - [`request_guard`]: refusing requests the ACL cannot judge (encodings, content types, paths, Mcp-* headers)
 //! - [`tools_list`]: per-agent `tools/list` filtering and the unfiltered-list cache entries
 //! - [`sse_rewrite`]: rewriting SSE events as they pass
+//! - [`versions`]: MCP protocol version pinning
 
 pub mod authorize;
 pub mod config;
@@ -15,3 +16,4 @@ pub mod request_guard;
 pub mod rules;
 pub mod sse_rewrite;
 pub mod tools_list;
+pub mod versions;
