@@ -1,6 +1,7 @@
 """Example MCP tool server behind the gateway (official `mcp` Python SDK, 2.x).
 
-Streamable HTTP transport at `/mcp`, stateless by default: every POST is
+Streamable HTTP transport at `/mcp` (and the 2024-11-05 HTTP+SSE transport
+at `/mcp/sse`, messages to `/mcp/messages/`), stateless by default: every POST is
 self-contained, so it works behind a proxy with many workers and survives
 gateway restarts. `--stateful` makes it a stateful server instead (it issues
 `Mcp-Session-Id`s and keeps each session in this process: requests of a
@@ -248,10 +249,19 @@ def build_app(stateful: bool = False) -> Any:
         transport_security=security,
     )
 
+    # The 2024-11-05 HTTP+SSE transport on the same server: GET /mcp/sse
+    # opens the stream, whose `endpoint` event names /mcp/messages/?session_id=...
+    # for the client's POSTs (answers come on the stream).
+    legacy = mcp.sse_app(sse_path="/mcp/sse", message_path="/mcp/messages/", transport_security=security)
+
     async def recording(scope: Any, receive: Any, send: Any) -> None:
         # Request headers the gateway must not pass on (tests read them in
         # /stats "http"): an Accept-Encoding would let the answer come back
         # compressed, past the tool-list filter.
+        if scope["type"] == "http" and (scope["path"] == "/mcp/sse" or scope["path"].startswith("/mcp/messages")):
+            _count(_http, f'{scope["method"]} {scope["path"]}')
+            await legacy(scope, receive, send)
+            return
         if scope["type"] != "http" or scope["path"] != "/mcp":
             await app(scope, receive, send)
             return

@@ -20,6 +20,7 @@ use gw_core::protocol::request_facts::{RequestFacts, VerifiedIdentity};
 use gw_core::tool_acl::authorize::{self, Verdict};
 use gw_core::tool_acl::config::{BatchPolicy, ToolAclConfig};
 use gw_core::tool_acl::denial::jsonrpc_error_response;
+use gw_core::tool_acl::legacy_sse;
 use gw_core::tool_acl::request_guard::{self, Refusal, INVALID_REQUEST};
 use gw_core::tool_acl::rules::{Agent, TargetKind};
 use gw_core::tool_acl::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
@@ -27,9 +28,13 @@ use gw_core::tool_acl::tools_list::{self, ReplyForm};
 use gw_core::tool_acl::versions::VersionRefusal;
 use gw_host::{reply, response, state};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, BufferType};
 use serde_json::{json, Value};
 use std::rc::Rc;
+
+/// Shared data: denials on the 2024-11-05 transport waiting for their
+/// stream (one bounded table for all sessions, `legacy_sse::MAX_PENDING`).
+const LEGACY_PENDING_KEY: &str = "gw_tool_acl.legacy_sse_pending.v1";
 
 /// JSON-RPC "internal error", for responses the gateway cannot filter.
 const INTERNAL_ERROR: i64 = -32603;
@@ -68,6 +73,11 @@ pub(crate) struct ToolAclHttp {
     response: ResponseMode,
     /// Upstream cache key, resolved once.
     shared_key: Option<Option<String>>,
+    /// The 2024-11-05 transport's session, when this is a POST to its
+    /// messages URL (`legacy_sse`): answers go to the GET stream.
+    legacy_session: Option<String>,
+    /// The session of a 2024-11-05 GET stream, from its `endpoint` event.
+    stream_session: Option<String>,
     /// Request headers the body phase needs (Envoy makes request headers
     /// readable only during `on_http_request_headers` once it continued).
     headers: RequestHeaders,
@@ -97,6 +107,8 @@ impl ToolAclHttp {
             response: ResponseMode::Pass,
             shared_key: None,
             headers: RequestHeaders::default(),
+            legacy_session: None,
+            stream_session: None,
         }
     }
 
@@ -185,6 +197,7 @@ impl HttpContext for ToolAclHttp {
             return Action::Continue;
         };
         self.governed = true;
+        self.legacy_session = legacy_sse::session_of(&path);
         self.path_operation = request_guard::path_operation(&canonical, endpoint);
         self.metrics.add(Metric::Inspected, 1);
         // Tool lists in the answer are filtered here, so the answer must
@@ -268,7 +281,7 @@ impl HttpContext for ToolAclHttp {
         if let Err(r) = self.check_versions(&config, &facts, parsed.as_ref(), &body) {
             return self.refuse_version(r, single_id.as_ref());
         }
-        if let Some(action) = self.authorize(&config, &facts) {
+        if let Some(action) = self.authorize(&config, &facts, body.len()) {
             return action;
         }
         self.metrics.add(Metric::Allowed, 1);
@@ -442,7 +455,12 @@ impl ToolAclHttp {
     }
 
     /// Apply the ACL's verdict; `Some` when the request was answered.
-    fn authorize(&mut self, config: &ToolAclConfig, facts: &RequestFacts) -> Option<Action> {
+    fn authorize(
+        &mut self,
+        config: &ToolAclConfig,
+        facts: &RequestFacts,
+        body_len: usize,
+    ) -> Option<Action> {
         let on_operation_path = self.path_operation.is_some();
         let verdict = authorize::authorize(
             config,
@@ -463,6 +481,11 @@ impl ToolAclHttp {
                 );
                 self.metrics.add(Metric::Denied, 1);
                 state::set_decision(decision::TOOL_DENIED);
+                if let Some(action) =
+                    self.deny_on_legacy_stream(config, facts, &reply.body, body_len)
+                {
+                    return Some(action);
+                }
                 reply::send_owned(
                     u32::from(reply.status),
                     &reply.headers,
@@ -471,6 +494,65 @@ impl ToolAclHttp {
                 Some(Action::Pause)
             }
         }
+    }
+
+    /// 2024-11-05 transport: the client reads answers only from its GET
+    /// stream, so a denial in this POST's response would never be read.
+    /// Forward a `ping` with the same id instead (nothing runs upstream) and
+    /// leave the denial for the GET stream to put in place of the ping's
+    /// answer (`legacy_sse`). `None`: not that transport (or a batch, a
+    /// notification), answer here as usual.
+    fn deny_on_legacy_stream(
+        &self,
+        config: &ToolAclConfig,
+        facts: &RequestFacts,
+        reply_body: &str,
+        body_len: usize,
+    ) -> Option<Action> {
+        let session = self.legacy_session.clone()?;
+        let id = facts.single()?.id.clone()?;
+        let answer = legacy_sse::denial_answer(reply_body, &id, config.denial.jsonrpc_code);
+        let now = gw_host::clock::now_ms();
+        let pending = legacy_sse::Pending {
+            session,
+            id: id.clone(),
+            answer,
+            expires_at_ms: now.saturating_add(legacy_sse::PENDING_TTL_MS),
+        };
+        let stored = gw_host::shared_data::update(LEGACY_PENDING_KEY, 8, |current| {
+            let mut table = legacy_sse::PendingDenials::from_bytes(current);
+            table.add(pending.clone(), now);
+            Some(table.to_bytes())
+        });
+        if !stored {
+            // Cannot promise the stream an answer: refuse here after all.
+            return None;
+        }
+        let ping = legacy_sse::ping_in_place_of(&id, body_len);
+        if gw_host::abi::set_buffer(BufferType::HttpRequestBody, 0, body_len, &ping).is_err() {
+            log::warn!("tool_acl: cannot replace a denied 2024-11-05 message; refusing in place");
+            return None;
+        }
+        Some(Action::Continue)
+    }
+
+    /// On a 2024-11-05 GET stream: the denial waiting for this answer, if any.
+    fn legacy_denial_for(&self, data: &str) -> Option<Value> {
+        let session = self.stream_session.as_deref()?;
+        let id = legacy_sse::answer_id(data)?;
+        let now = gw_host::clock::now_ms();
+        let (bytes, _) = gw_host::shared_data::get(LEGACY_PENDING_KEY);
+        let mut table = legacy_sse::PendingDenials::from_bytes(bytes.as_deref());
+        let found = table.take(session, &id, now)?;
+        let removed = gw_host::shared_data::update(LEGACY_PENDING_KEY, 8, |current| {
+            let mut table = legacy_sse::PendingDenials::from_bytes(current);
+            table.take(session, &id, now)?;
+            Some(table.to_bytes())
+        });
+        if !removed {
+            log::debug!("tool_acl: pending 2024-11-05 denial already taken or not removable");
+        }
+        Some(found)
     }
 
     /// Remember the ids of the list requests whose results are filtered
@@ -505,6 +587,11 @@ impl ToolAclHttp {
         // The cache is for tool lists, filtered per agent: only when tools
         // are governed.
         if !kinds.contains(&TargetKind::Tool) {
+            return Action::Continue;
+        }
+        if self.legacy_session.is_some() {
+            // A 2024-11-05 client reads answers from its GET stream only: a
+            // cached answer in this POST's response would never be read.
             return Action::Continue;
         }
         let (Some(_), Some(message)) = (config.tools_list.cache, facts.single()) else {
@@ -656,6 +743,19 @@ impl ToolAclHttp {
             }
             RawEvent::Complete(bytes) => {
                 let event = sse_rewrite::parse_event(bytes)?;
+                if event.event.as_deref() == Some("endpoint") {
+                    // 2024-11-05 transport: this stream's session.
+                    self.stream_session = legacy_sse::session_of(&event.data);
+                    return None;
+                }
+                if let Some(denial) = self.legacy_denial_for(&event.data) {
+                    return Some(sse_rewrite::serialize_event(
+                        &gw_core::protocol::sse::SseEvent {
+                            data: denial.to_string(),
+                            ..event
+                        },
+                    ));
+                }
                 if !tools_list::may_concern_lists(&event.data) {
                     return None;
                 }
