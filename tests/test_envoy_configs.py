@@ -63,13 +63,15 @@ def _filters(cfg: dict) -> list[str]:
 @pytest.mark.parametrize("config", CONFIGS, ids=_id)
 def test_filter_chain_order_and_policy(config: Path) -> None:
     cfg = yaml.safe_load(config.read_text())
-    chain = ["gw.audit", "gw.identity", "gw.tool_acl", "gw.rate_limit", "envoy.filters.http.router"]
+    # stateful_session: MCP session affinity (docs/mcp.md), inert without an Mcp-Session-Id
+    affinity = "envoy.filters.http.stateful_session"
+    chain = ["gw.audit", "gw.identity", "gw.tool_acl", "gw.rate_limit", affinity, "envoy.filters.http.router"]
     sections = ["audit:", "identity:", "toolAcl:", "rateLimit:"]
     if config.name == "a2a-only.yaml":
         chain.remove("gw.tool_acl")  # the tool ACL governs MCP only
         sections.remove("toolAcl:")
     if config.parent.name == "one-module":
-        assert _filters(cfg) == ["gw.gateway", "envoy.filters.http.router"]
+        assert _filters(cfg) == ["gw.gateway", affinity, "envoy.filters.http.router"]
         text = stack_mod.wasm_filters(cfg)["gw_gateway"]["configuration"]["value"]
         assert [line for line in text.splitlines() if line and not line.startswith(" ")] == sections
     else:

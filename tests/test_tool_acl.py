@@ -581,9 +581,11 @@ def test_tools_list_cache_counts_upstream_calls(acl: AclGateway) -> None:
     assert views["intern-1"] == set()
     assert RECIPE_TOOLS <= views["admin-1"] == views["admin-2"]
 
-    # served locally with the request's own id, JSON or SSE as the client accepts
+    # served locally with the request's own id, in the upstream's form (SSE
+    # here) unless the client accepts only one (test_mcp_cache_form.py)
     with acl.http(ident("alchemy-1")) as c:
-        for accept, kind in (("application/json, text/event-stream", "application/json"),
+        for accept, kind in (("application/json, text/event-stream", "text/event-stream"),
+                             ("application/json", "application/json"),
                              ("text/event-stream", "text/event-stream")):
             r = c.post("/mcp", json={"jsonrpc": "2.0", "id": f"own-{kind}", "method": "tools/list"},
                        headers={"accept": accept, "mcp-protocol-version": "2025-11-25"})

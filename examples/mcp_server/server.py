@@ -1,7 +1,12 @@
 """Example MCP tool server behind the gateway (official `mcp` Python SDK, 2.x).
 
-Streamable HTTP transport at `/mcp`, stateless: every POST is self-contained,
-so it works behind a proxy with many workers and survives gateway restarts.
+Streamable HTTP transport at `/mcp` (and the 2024-11-05 HTTP+SSE transport
+at `/mcp/sse`, messages to `/mcp/messages/`), stateless by default: every POST is
+self-contained, so it works behind a proxy with many workers and survives
+gateway restarts. `--stateful` makes it a stateful server instead (it issues
+`Mcp-Session-Id`s and keeps each session in this process: requests of a
+session must come back here, see docs/mcp.md "Session affinity"), and
+`--replica NAME` names this process in tool results and `/stats`.
 The SDK answers both handshake-era clients (`initialize`, 2025-xx revisions)
 and 2026-07-28 clients (`server/discover`, `Mcp-Method` headers) on the same
 endpoint.
@@ -16,6 +21,9 @@ gateway tests rely on:
 * `execute_code` returns `isError: true` when the code contains "raise";
 * `announce_tools_changed` sends `notifications/tools/list_changed` on its
   reply stream (SSE), so tests can prove gateway caches drop the tool list;
+* with `--stateful`, `/stats` "http" counts `session_own` / `session_foreign`:
+  requests carrying an `Mcp-Session-Id` this process issued, or did not
+  (a request of a session routed to the wrong replica);
 * `GET /stats` returns counters of the JSON-RPC methods and tools served
   (e.g. `methods["tools/list"]`), so tests can prove gateway-side caching;
   `POST /stats/reset` zeroes them;
@@ -60,6 +68,9 @@ _lock = threading.Lock()
 _methods: collections.Counter[str] = collections.Counter()
 _tools: collections.Counter[str] = collections.Counter()
 _http: collections.Counter[str] = collections.Counter()
+# Mcp-Session-Ids this process issued (--stateful), and its name (--replica).
+_sessions: set[str] = set()
+REPLICA = {"name": ""}
 
 
 def _count(counter: collections.Counter[str], key: str) -> None:
@@ -102,7 +113,8 @@ def _result(ctx: Context, tool: str, **data: Any) -> dict[str, Any]:
 
 @mcp.tool(description="Echo the X-Verified-Agent-* headers this server received from the gateway.")
 def whoami(ctx: Context) -> dict[str, Any]:
-    return {"verified": _verified(ctx), "requestHeaders": sorted((ctx.headers or {}).keys())}
+    return {"verified": _verified(ctx), "requestHeaders": sorted((ctx.headers or {}).keys()),
+            "replica": REPLICA["name"]}
 
 
 @mcp.tool(description="Search DataWeave patterns by keyword or category")
@@ -212,7 +224,8 @@ def draft_email(subject: str) -> str:
 async def stats(request: Request) -> Response:
     _count(_http, "GET /stats")
     with _lock:
-        body = {"methods": dict(_methods), "tools": dict(_tools), "http": dict(_http)}
+        body = {"methods": dict(_methods), "tools": dict(_tools), "http": dict(_http),
+                "replica": REPLICA["name"], "sessions": len(_sessions)}
     return JSONResponse(body)
 
 
@@ -304,28 +317,54 @@ class RecordingMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def build_app() -> Any:
+def build_app(stateful: bool = False) -> Any:
     # Host/Origin (DNS-rebinding) checks are the gateway's job; this server only
     # ever listens on loopback behind it, and the Host it sees is the gateway's.
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
-        stateless_http=True,
+        stateless_http=not stateful,
         transport_security=security,
     )
-    recorded = RecordingMiddleware(app)
+
+    # The 2024-11-05 HTTP+SSE transport on the same server: GET /mcp/sse
+    # opens the stream, whose `endpoint` event names /mcp/messages/?session_id=...
+    # for the client's POSTs (answers come on the stream).
+    legacy = mcp.sse_app(sse_path="/mcp/sse", message_path="/mcp/messages/", transport_security=security)
 
     async def recording(scope: Any, receive: Any, send: Any) -> None:
         # Request headers the gateway must not pass on (tests read them in
         # /stats "http"): an Accept-Encoding would let the answer come back
         # compressed, past the tool-list filter.
-        if scope["type"] == "http" and scope["path"] == "/mcp":
-            for name, _ in scope["headers"]:
-                if name == b"accept-encoding":
-                    _count(_http, "accept-encoding")
-        await recorded(scope, receive, send)
+        if scope["type"] == "http" and (scope["path"] == "/mcp/sse" or scope["path"].startswith("/mcp/messages")):
+            _count(_http, f'{scope["method"]} {scope["path"]}')
+            await legacy(scope, receive, send)
+            return
+        if scope["type"] != "http" or scope["path"] != "/mcp":
+            await app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"accept-encoding":
+                _count(_http, "accept-encoding")
+            if name == b"mcp-session-id" and stateful:
+                # Session affinity tests: was this session issued here?
+                with _lock:
+                    own = value.decode("latin-1") in _sessions
+                _count(_http, "session_own" if own else "session_foreign")
 
-    return recording
+        async def remember(message: Any) -> None:
+            if message["type"] == "http.response.start" and stateful:
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"mcp-session-id":
+                        with _lock:
+                            _sessions.add(value.decode("latin-1"))
+            await send(message)
+
+        await app(scope, receive, remember)
+
+    # Every request is recorded as it arrives (GET /requests), whichever
+    # transport it is for.
+    return RecordingMiddleware(recording)
 
 
 def main() -> None:
@@ -333,9 +372,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--stateful", action="store_true",
+                        help="issue Mcp-Session-Ids and keep sessions in this process")
+    parser.add_argument("--replica", default="", help="name of this process in tool results")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper())
-    uvicorn.run(build_app(), host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=2)
+    REPLICA["name"] = args.replica
+    uvicorn.run(build_app(stateful=args.stateful), host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=2)
 
 
 if __name__ == "__main__":

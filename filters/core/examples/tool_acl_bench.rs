@@ -65,6 +65,7 @@ fn main() -> Result<(), String> {
         stored_at_ms: 0,
         expires_at_ms: u64::MAX,
         result: json!({"tools": tools}),
+        form: Default::default(),
     };
     let view = config.acl.view(agent);
     per_op(

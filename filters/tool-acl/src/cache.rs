@@ -4,7 +4,7 @@
 //! `gw_core::tool_acl::tools_list`.
 
 use gw_core::tool_acl::config::CacheConfig;
-use gw_core::tool_acl::tools_list::{self, CacheDoc, CacheEntry};
+use gw_core::tool_acl::tools_list::{self, CacheDoc, CacheEntry, ReplyForm};
 use gw_host::shared_data;
 use serde_json::Value;
 
@@ -54,10 +54,12 @@ pub(crate) fn lookup(
     (found, doc.generation)
 }
 
-/// Store the upstream's unfiltered result. Returns whether it was stored.
+/// Store the upstream's unfiltered result and the form it came in.
+/// Returns whether it was stored.
 pub(crate) fn store(
     plan: &Plan,
     result: &Value,
+    form: ReplyForm,
     agent_id: Option<&str>,
     config: &CacheConfig,
     now_ms: u64,
@@ -82,6 +84,7 @@ pub(crate) fn store(
         stored_at_ms: now_ms,
         expires_at_ms: now_ms.saturating_add(ttl),
         result: result.clone(),
+        form,
     };
     shared_data::update(&plan.shared_key, CAS_ATTEMPTS, |current| {
         let mut doc = CacheDoc::from_bytes(current);

@@ -20,15 +20,21 @@ use gw_core::protocol::request_facts::{RequestFacts, VerifiedIdentity};
 use gw_core::tool_acl::authorize::{self, Verdict};
 use gw_core::tool_acl::config::{BatchPolicy, ToolAclConfig};
 use gw_core::tool_acl::denial::jsonrpc_error_response;
+use gw_core::tool_acl::legacy_sse;
 use gw_core::tool_acl::request_guard::{self, Refusal, INVALID_REQUEST};
 use gw_core::tool_acl::rules::{Agent, TargetKind};
 use gw_core::tool_acl::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
-use gw_core::tool_acl::tools_list;
+use gw_core::tool_acl::tools_list::{self, ReplyForm};
+use gw_core::tool_acl::versions::VersionRefusal;
 use gw_host::{reply, response, state};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, BufferType};
 use serde_json::{json, Value};
 use std::rc::Rc;
+
+/// Shared data: denials on the 2024-11-05 transport waiting for their
+/// stream (one bounded table for all sessions, `legacy_sse::MAX_PENDING`).
+const LEGACY_PENDING_KEY: &str = "gw_tool_acl.legacy_sse_pending.v1";
 
 /// JSON-RPC "internal error", for responses the gateway cannot filter.
 const INTERNAL_ERROR: i64 = -32603;
@@ -62,9 +68,16 @@ pub(crate) struct ToolAclHttp {
     list_ids: Vec<Value>,
     plan: Option<Plan>,
     response_status: u32,
+    /// The form of the upstream's answer (a cache entry remembers it).
+    response_form: ReplyForm,
     response: ResponseMode,
     /// Upstream cache key, resolved once.
     shared_key: Option<Option<String>>,
+    /// The 2024-11-05 transport's session, when this is a POST to its
+    /// messages URL (`legacy_sse`): answers go to the GET stream.
+    legacy_session: Option<String>,
+    /// The session of a 2024-11-05 GET stream, from its `endpoint` event.
+    stream_session: Option<String>,
     /// Request headers the body phase needs (Envoy makes request headers
     /// readable only during `on_http_request_headers` once it continued).
     headers: RequestHeaders,
@@ -90,9 +103,12 @@ impl ToolAclHttp {
             list_ids: Vec::new(),
             plan: None,
             response_status: 0,
+            response_form: ReplyForm::Json,
             response: ResponseMode::Pass,
             shared_key: None,
             headers: RequestHeaders::default(),
+            legacy_session: None,
+            stream_session: None,
         }
     }
 
@@ -121,6 +137,20 @@ impl ToolAclHttp {
             id,
             json!({"code": refusal.jsonrpc_code, "message": refusal.message}),
         );
+        reply::send(
+            u32::from(refusal.http_status),
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        Action::Pause
+    }
+
+    /// Version pinning: the protocol's error, before the upstream.
+    fn refuse_version(&self, refusal: VersionRefusal, id: Option<&Value>) -> Action {
+        self.metrics.add(Metric::VersionRefused, 1);
+        self.metrics.add(Metric::BadRequest, 1);
+        state::set_decision(decision::BAD_REQUEST);
+        let body = jsonrpc_error_response(id, refusal.error);
         reply::send(
             u32::from(refusal.http_status),
             &[("content-type", "application/json")],
@@ -167,6 +197,7 @@ impl HttpContext for ToolAclHttp {
             return Action::Continue;
         };
         self.governed = true;
+        self.legacy_session = legacy_sse::session_of(&path);
         self.path_operation = request_guard::path_operation(&canonical, endpoint);
         self.metrics.add(Metric::Inspected, 1);
         // Tool lists in the answer are filtered here, so the answer must
@@ -174,6 +205,16 @@ impl HttpContext for ToolAclHttp {
         // compressed anyway is refused, never passed on unfiltered).
         if header("accept-encoding").is_some() {
             gw_host::headers::remove_request_header("accept-encoding");
+        }
+        // Version pinning. A header is judged now, whatever the request; a
+        // request without one is judged as 2025-03-26 (what servers must
+        // assume), except an `initialize`, known only once the body is read.
+        let protocol_version = header("mcp-protocol-version");
+        if let Err(r) = config
+            .protocol_versions
+            .check_header(protocol_version.as_deref(), !end_of_stream)
+        {
+            return self.refuse_version(r, None);
         }
         if end_of_stream {
             // No body (GET of the SSE stream, DELETE of a session): nothing
@@ -197,7 +238,7 @@ impl HttpContext for ToolAclHttp {
         self.headers = RequestHeaders {
             mcp_method: header("mcp-method"),
             mcp_name: header("mcp-name"),
-            protocol_version: header("mcp-protocol-version"),
+            protocol_version,
             accept: header("accept"),
         };
         self.inspect_body = true;
@@ -237,7 +278,10 @@ impl HttpContext for ToolAclHttp {
         if let Err(r) = self.check_shape(&config, &facts) {
             return self.refuse(&r, single_id.as_ref());
         }
-        if let Some(action) = self.authorize(&config, &facts) {
+        if let Err(r) = self.check_versions(&config, &facts, parsed.as_ref(), &body) {
+            return self.refuse_version(r, single_id.as_ref());
+        }
+        if let Some(action) = self.authorize(&config, &facts, body.len()) {
             return action;
         }
         self.metrics.add(Metric::Allowed, 1);
@@ -269,6 +313,7 @@ impl HttpContext for ToolAclHttp {
             return Action::Continue;
         }
         if media == "text/event-stream" {
+            self.response_form = ReplyForm::Sse;
             // Streams answering a tools/list fail closed on an event too big
             // to filter; other streams (tool results, the GET stream) pass
             // such an event through unexamined rather than break a large
@@ -368,8 +413,54 @@ impl ToolAclHttp {
         )
     }
 
+    /// Version pinning of a request with a body: without a header, only an
+    /// `initialize` may leave it out; every `initialize` must ask for a
+    /// listed revision.
+    fn check_versions(
+        &self,
+        config: &ToolAclConfig,
+        facts: &RequestFacts,
+        parsed: Option<&jsonrpc::JsonRpcBody>,
+        body: &[u8],
+    ) -> Result<(), VersionRefusal> {
+        let is_initialize = |op: Option<Operation>| op == Some(Operation::McpInitialize);
+        let initializing = facts.single().is_some_and(|m| is_initialize(m.operation()));
+        if self.headers.protocol_version.is_none() {
+            config.protocol_versions.check_header(None, initializing)?;
+        }
+        if !facts.messages.iter().any(|m| is_initialize(m.operation())) {
+            return Ok(());
+        }
+        // The facts carry no params; an earlier filter may have parsed the
+        // body already, then parse it again (initialize is rare and small).
+        let reparsed;
+        let parsed = match parsed {
+            Some(p) => p,
+            None => match jsonrpc::parse(body) {
+                Ok(p) => {
+                    reparsed = p;
+                    &reparsed
+                }
+                // The earlier filter parsed it strictly, so this cannot
+                // happen; fail closed as an initialize naming no version.
+                Err(_) => return config.protocol_versions.check_initialize(None),
+            },
+        };
+        for m in parsed.messages() {
+            if m.method() == Some("initialize") {
+                config.protocol_versions.check_initialize(m.params())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Apply the ACL's verdict; `Some` when the request was answered.
-    fn authorize(&mut self, config: &ToolAclConfig, facts: &RequestFacts) -> Option<Action> {
+    fn authorize(
+        &mut self,
+        config: &ToolAclConfig,
+        facts: &RequestFacts,
+        body_len: usize,
+    ) -> Option<Action> {
         let on_operation_path = self.path_operation.is_some();
         let verdict = authorize::authorize(
             config,
@@ -390,6 +481,11 @@ impl ToolAclHttp {
                 );
                 self.metrics.add(Metric::Denied, 1);
                 state::set_decision(decision::TOOL_DENIED);
+                if let Some(action) =
+                    self.deny_on_legacy_stream(config, facts, &reply.body, body_len)
+                {
+                    return Some(action);
+                }
                 reply::send_owned(
                     u32::from(reply.status),
                     &reply.headers,
@@ -398,6 +494,65 @@ impl ToolAclHttp {
                 Some(Action::Pause)
             }
         }
+    }
+
+    /// 2024-11-05 transport: the client reads answers only from its GET
+    /// stream, so a denial in this POST's response would never be read.
+    /// Forward a `ping` with the same id instead (nothing runs upstream) and
+    /// leave the denial for the GET stream to put in place of the ping's
+    /// answer (`legacy_sse`). `None`: not that transport (or a batch, a
+    /// notification), answer here as usual.
+    fn deny_on_legacy_stream(
+        &self,
+        config: &ToolAclConfig,
+        facts: &RequestFacts,
+        reply_body: &str,
+        body_len: usize,
+    ) -> Option<Action> {
+        let session = self.legacy_session.clone()?;
+        let id = facts.single()?.id.clone()?;
+        let answer = legacy_sse::denial_answer(reply_body, &id, config.denial.jsonrpc_code);
+        let now = gw_host::clock::now_ms();
+        let pending = legacy_sse::Pending {
+            session,
+            id: id.clone(),
+            answer,
+            expires_at_ms: now.saturating_add(legacy_sse::PENDING_TTL_MS),
+        };
+        let stored = gw_host::shared_data::update(LEGACY_PENDING_KEY, 8, |current| {
+            let mut table = legacy_sse::PendingDenials::from_bytes(current);
+            table.add(pending.clone(), now);
+            Some(table.to_bytes())
+        });
+        if !stored {
+            // Cannot promise the stream an answer: refuse here after all.
+            return None;
+        }
+        let ping = legacy_sse::ping_in_place_of(&id, body_len);
+        if gw_host::abi::set_buffer(BufferType::HttpRequestBody, 0, body_len, &ping).is_err() {
+            log::warn!("tool_acl: cannot replace a denied 2024-11-05 message; refusing in place");
+            return None;
+        }
+        Some(Action::Continue)
+    }
+
+    /// On a 2024-11-05 GET stream: the denial waiting for this answer, if any.
+    fn legacy_denial_for(&self, data: &str) -> Option<Value> {
+        let session = self.stream_session.as_deref()?;
+        let id = legacy_sse::answer_id(data)?;
+        let now = gw_host::clock::now_ms();
+        let (bytes, _) = gw_host::shared_data::get(LEGACY_PENDING_KEY);
+        let mut table = legacy_sse::PendingDenials::from_bytes(bytes.as_deref());
+        let found = table.take(session, &id, now)?;
+        let removed = gw_host::shared_data::update(LEGACY_PENDING_KEY, 8, |current| {
+            let mut table = legacy_sse::PendingDenials::from_bytes(current);
+            table.take(session, &id, now)?;
+            Some(table.to_bytes())
+        });
+        if !removed {
+            log::debug!("tool_acl: pending 2024-11-05 denial already taken or not removable");
+        }
+        Some(found)
     }
 
     /// Remember the ids of the list requests whose results are filtered
@@ -432,6 +587,11 @@ impl ToolAclHttp {
         // The cache is for tool lists, filtered per agent: only when tools
         // are governed.
         if !kinds.contains(&TargetKind::Tool) {
+            return Action::Continue;
+        }
+        if self.legacy_session.is_some() {
+            // A 2024-11-05 client reads answers from its GET stream only: a
+            // cached answer in this POST's response would never be read.
             return Action::Continue;
         }
         let (Some(_), Some(message)) = (config.tools_list.cache, facts.single()) else {
@@ -479,22 +639,22 @@ impl ToolAclHttp {
             }));
             let json = tools_list::cached_response(&entry, &id, &view, now);
             self.metrics.add(Metric::ListFiltered, 1);
-            if tools_list::wants_sse(self.headers.accept.as_deref()) {
-                let sse = tools_list::sse_message(&json);
-                reply::send(
+            // In the form the upstream answered, so a cached answer looks
+            // like a fresh one (unless the client takes only the other).
+            match tools_list::reply_form(self.headers.accept.as_deref(), entry.form) {
+                ReplyForm::Sse => reply::send(
                     200,
                     &[
                         ("content-type", "text/event-stream"),
                         ("cache-control", "no-cache"),
                     ],
-                    sse.as_bytes(),
-                );
-            } else {
-                reply::send(
+                    tools_list::sse_message(&json).as_bytes(),
+                ),
+                ReplyForm::Json => reply::send(
                     200,
                     &[("content-type", "application/json")],
                     json.as_bytes(),
-                );
+                ),
             }
             return Action::Pause;
         }
@@ -541,6 +701,7 @@ impl ToolAclHttp {
                     if cache::store(
                         &plan,
                         result,
+                        self.response_form,
                         identity.as_ref().map(|i| i.agent_id.as_str()),
                         &cache_config,
                         now,
@@ -582,6 +743,19 @@ impl ToolAclHttp {
             }
             RawEvent::Complete(bytes) => {
                 let event = sse_rewrite::parse_event(bytes)?;
+                if event.event.as_deref() == Some("endpoint") {
+                    // 2024-11-05 transport: this stream's session.
+                    self.stream_session = legacy_sse::session_of(&event.data);
+                    return None;
+                }
+                if let Some(denial) = self.legacy_denial_for(&event.data) {
+                    return Some(sse_rewrite::serialize_event(
+                        &gw_core::protocol::sse::SseEvent {
+                            data: denial.to_string(),
+                            ..event
+                        },
+                    ));
+                }
                 if !tools_list::may_concern_lists(&event.data) {
                     return None;
                 }

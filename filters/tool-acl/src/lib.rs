@@ -36,6 +36,7 @@ pub(crate) struct Metrics {
     cache_miss: Option<u32>,
     cache_store: Option<u32>,
     cache_invalidated: Option<u32>,
+    version_refused: Option<u32>,
 }
 
 #[derive(Clone, Copy)]
@@ -52,6 +53,7 @@ pub(crate) enum Metric {
     CacheMiss,
     CacheStore,
     CacheInvalidated,
+    VersionRefused,
 }
 
 impl Metrics {
@@ -72,6 +74,7 @@ impl Metrics {
             cache_miss: counter("tools_list_cache_miss"),
             cache_store: counter("tools_list_cache_store"),
             cache_invalidated: counter("tools_list_cache_invalidated"),
+            version_refused: counter("protocol_version_refused"),
         }
     }
 
@@ -89,6 +92,7 @@ impl Metrics {
             Metric::CacheMiss => self.cache_miss,
             Metric::CacheStore => self.cache_store,
             Metric::CacheInvalidated => self.cache_invalidated,
+            Metric::VersionRefused => self.version_refused,
         };
         if let Some(id) = id {
             let _ = gw_host::abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));

@@ -12,6 +12,7 @@ use crate::tool_acl::rules::{
     AccessRule, AgentField, DefaultDecision, PatternList, Permissions, TargetKind, ToolAcl,
 };
 use crate::tool_acl::tools_list::CacheLimits;
+use crate::tool_acl::versions::ProtocolVersions;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -44,6 +45,10 @@ pub struct ToolAclSpec {
     /// off by default.
     #[serde(default)]
     pub hold_request_headers: bool,
+    /// MCP revisions accepted (version pinning, `versions.rs`); default:
+    /// every revision the official SDK and the example server speak.
+    #[serde(default)]
+    pub protocol_versions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +237,7 @@ pub struct ToolAclConfig {
     pub batches: BatchPolicy,
     pub tools_list: ToolsListConfig,
     pub hold_request_headers: bool,
+    pub protocol_versions: ProtocolVersions,
 }
 
 #[derive(Debug, Clone)]
@@ -440,6 +446,13 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
         } else {
             Vec::new()
         };
+        let protocol_versions = match spec.protocol_versions {
+            None => ProtocolVersions::default(),
+            Some(list) => ProtocolVersions::new(list).map_err(|(i, m)| match i {
+                Some(i) => ConfigError::at(format!("protocolVersions[{i}]"), m),
+                None => ConfigError::at("protocolVersions", m),
+            })?,
+        };
         Ok(Self {
             acl: ToolAcl::new(rules, match_by, default_decision),
             governed,
@@ -454,6 +467,7 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
                 max_response_bytes: t.max_response_bytes,
             },
             hold_request_headers: spec.hold_request_headers,
+            protocol_versions,
         })
     }
 }
@@ -602,6 +616,22 @@ toolsList:
     }
 
     #[test]
+    fn protocol_versions_default_and_pinned() {
+        let default = recipe();
+        for v in crate::tool_acl::versions::DEFAULT_PROTOCOL_VERSIONS {
+            assert!(default.protocol_versions.accepts(v), "{v}");
+        }
+        let pinned =
+            load::<ToolAclSpec, ToolAclConfig>(b"protocolVersions: ['2025-11-25', '2026-07-28']\n")
+                .unwrap();
+        assert_eq!(
+            pinned.protocol_versions.list(),
+            ["2025-11-25", "2026-07-28"]
+        );
+        assert!(!pinned.protocol_versions.accepts("2025-06-18"));
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases: &[(&str, &str)] = &[
             (
@@ -647,6 +677,11 @@ toolsList:
             ("batches: allow\n", "batches"),
             ("maxBodyBytes: 0\n", "maxBodyBytes"),
             ("toolsList:\n  cache:\n    ttl: 5\n", "toolsList.cache.ttl"),
+            ("protocolVersions: []\n", "protocolVersions"),
+            (
+                "protocolVersions: [2025-11-25, '2025-6-18']\n",
+                "protocolVersions[1]",
+            ),
         ];
         for (yaml, path) in cases {
             let err = load::<ToolAclSpec, ToolAclConfig>(yaml.as_bytes()).unwrap_err();

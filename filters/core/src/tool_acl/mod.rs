@@ -7,11 +7,15 @@
 //! - [`request_guard`]: refusing requests the ACL cannot judge (encodings, content types, paths, Mcp-* headers)
 //! - [`tools_list`]: per-agent `tools/list` filtering and the unfiltered-list cache entries
 //! - [`sse_rewrite`]: rewriting SSE events as they pass
+//! - [`versions`]: MCP protocol version pinning
+//! - [`legacy_sse`]: denials on the 2024-11-05 HTTP+SSE transport
 
 pub mod authorize;
 pub mod config;
 pub mod denial;
+pub mod legacy_sse;
 pub mod request_guard;
 pub mod rules;
 pub mod sse_rewrite;
 pub mod tools_list;
+pub mod versions;

@@ -176,6 +176,19 @@ pub fn entry_ttl_ms(result: &Value, configured_ms: u64) -> Option<u64> {
     (ttl > 0).then_some(ttl)
 }
 
+/// How an answer to a `tools/list` POST travels: a JSON body or one SSE
+/// `message` event. Streamable HTTP lets the server pick either; clients
+/// and conformance checks notice when the gateway answers in another form
+/// than the server would have, so the cache remembers the upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplyForm {
+    /// Also what entries stored before the form was recorded read as.
+    #[default]
+    Json,
+    Sse,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CacheEntry {
@@ -183,6 +196,9 @@ pub struct CacheEntry {
     pub stored_at_ms: u64,
     pub expires_at_ms: u64,
     pub result: Value,
+    /// The form the upstream answered in.
+    #[serde(default)]
+    pub form: ReplyForm,
 }
 
 /// One upstream's cached pages (stored as JSON in shared data).
@@ -274,20 +290,41 @@ pub fn cached_response(
     json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
 }
 
-/// Whether a client wants SSE rather than JSON for a locally served answer:
-/// only when its `Accept` names `text/event-stream` and not
-/// `application/json` (the MCP clients send both and take JSON).
-pub fn wants_sse(accept: Option<&str>) -> bool {
-    let Some(accept) = accept else { return false };
-    let types: Vec<String> = accept
-        .split(',')
-        .filter_map(|t| t.split(';').next())
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
-    types.iter().any(|t| t == "text/event-stream")
-        && !types
-            .iter()
-            .any(|t| t == "application/json" || t == "application/*" || t == "*/*")
+/// The form of a locally served answer: the upstream's (`upstream`), unless
+/// the client's `Accept` takes only the other one. MCP clients send both
+/// `application/json` and `text/event-stream` and must take either; a
+/// client naming one (or refusing one with `q=0`) gets that one.
+pub fn reply_form(accept: Option<&str>, upstream: ReplyForm) -> ReplyForm {
+    let Some(accept) = accept else {
+        return upstream;
+    };
+    let (mut json, mut sse) = (false, false);
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.trim().to_ascii_lowercase();
+            p.strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if refused {
+            continue;
+        }
+        match media.as_str() {
+            "*/*" => (json, sse) = (true, true),
+            "application/json" | "application/*" => json = true,
+            "text/event-stream" | "text/*" => sse = true,
+            _ => {}
+        }
+    }
+    match (json, sse) {
+        (true, false) => ReplyForm::Json,
+        (false, true) => ReplyForm::Sse,
+        // Both, or neither (a client that names neither gets what the
+        // upstream would have sent it).
+        _ => upstream,
+    }
 }
 
 /// One SSE `message` event carrying `json`.
@@ -492,6 +529,7 @@ mod tests {
             stored_at_ms: at,
             expires_at_ms: at + ttl,
             result: json!({"tools":[{"name":"x".repeat(size)}]}),
+            form: ReplyForm::Json,
         }
     }
 
@@ -545,6 +583,7 @@ mod tests {
             stored_at_ms: 1000,
             expires_at_ms: 301_000,
             result: full["result"].clone(),
+            form: ReplyForm::Sse,
         };
         let s = cached_response(&e, &json!("abc"), &acl.view(agent("sentinel-9")), 11_000);
         let v: Value = serde_json::from_str(&s).unwrap();
@@ -562,11 +601,41 @@ mod tests {
     }
 
     #[test]
-    fn accept_negotiation() {
-        assert!(!wants_sse(None));
-        assert!(!wants_sse(Some("application/json, text/event-stream")));
-        assert!(wants_sse(Some("text/event-stream")));
-        assert!(!wants_sse(Some("*/*")));
+    fn answers_take_the_upstreams_form_unless_the_client_takes_only_one() {
+        use ReplyForm::{Json, Sse};
+        for upstream in [Json, Sse] {
+            // what MCP clients send: either is fine, so the upstream's form
+            assert_eq!(
+                reply_form(Some("application/json, text/event-stream"), upstream),
+                upstream
+            );
+            assert_eq!(reply_form(Some("*/*"), upstream), upstream);
+            assert_eq!(reply_form(None, upstream), upstream);
+            assert_eq!(reply_form(Some("text/html"), upstream), upstream);
+            assert_eq!(reply_form(Some("text/event-stream"), upstream), Sse);
+            assert_eq!(
+                reply_form(Some("Text/Event-Stream; charset=utf-8"), upstream),
+                Sse
+            );
+            assert_eq!(reply_form(Some("text/*"), upstream), Sse);
+            assert_eq!(reply_form(Some("application/json"), upstream), Json);
+            assert_eq!(reply_form(Some("application/*"), upstream), Json);
+            assert_eq!(
+                reply_form(Some("application/json, text/event-stream;q=0"), upstream),
+                Json
+            );
+            assert_eq!(
+                reply_form(Some("application/json; q=0, text/event-stream"), upstream),
+                Sse
+            );
+        }
         assert_eq!(sse_message("{}"), "event: message\ndata: {}\n\n");
+        // entries stored before forms were recorded read as JSON
+        let old = r#"{"key":"k","storedAtMs":1,"expiresAtMs":2,"result":{}}"#;
+        let e: CacheEntry = serde_json::from_str(old).unwrap();
+        assert_eq!(e.form, Json);
+        let sse = CacheEntry { form: Sse, ..e };
+        let back: CacheEntry = serde_json::from_str(&serde_json::to_string(&sse).unwrap()).unwrap();
+        assert_eq!(back.form, Sse);
     }
 }
