@@ -32,7 +32,7 @@ use gw_host::memo::{with_memo, RequestMemo};
 use gw_host::stage::EndAtTrailers;
 pub use gw_host::stage::Stage;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, BufferType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
@@ -161,6 +161,9 @@ impl<S: Stage> Chain<S> {
             };
             let mut effects = Effects::default();
             let mut hold = false;
+            // The body's size after a stage rewrote it (the next stages
+            // must read the new body whole, not the old size of it).
+            let mut resized = None;
             if st.headers == Gate::NotRun {
                 let Some((n, eos)) = headers else {
                     return Action::Pause;
@@ -183,6 +186,13 @@ impl<S: Stage> Chain<S> {
                         Direction::Response => stage.response_body(size, eos),
                     });
                     effects.replied |= fx.replied;
+                    if fx.body_changed {
+                        let buffer = match direction {
+                            Direction::Request => BufferType::HttpRequestBody,
+                            Direction::Response => BufferType::HttpResponseBody,
+                        };
+                        resized = Some(abi::get_buffer_status(buffer).unwrap_or(size));
+                    }
                     st.body_seen = Some(seq);
                     st.body_passed = action == Action::Continue;
                     if st.body_passed {
@@ -223,6 +233,9 @@ impl<S: Stage> Chain<S> {
             };
             if let Some(slot) = flow.stages.get_mut(i) {
                 *slot = st;
+            }
+            if let (Some(new_size), Some((_, size, _))) = (resized, flow.body.as_mut()) {
+                *size = new_size;
             }
             self.note(effects);
             if effects.replied || hold {

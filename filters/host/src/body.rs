@@ -98,3 +98,14 @@ pub fn inspect_bodiless(http_method: &str, path: &str) -> Option<(RequestFacts, 
     }
     Some((facts, view))
 }
+
+/// Replace the first `body_size` bytes of the request body the current
+/// callback sees with `bytes`.
+pub fn replace_request_body(
+    body_size: usize,
+    bytes: &[u8],
+) -> Result<(), proxy_wasm::types::Status> {
+    abi::set_buffer(BufferType::HttpRequestBody, 0, body_size, bytes)?;
+    crate::flow::note_body_changed();
+    Ok(())
+}

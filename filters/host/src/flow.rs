@@ -19,6 +19,7 @@ thread_local! {
     static COMPOSED: Cell<bool> = const { Cell::new(false) };
     static RESUMED: Cell<bool> = const { Cell::new(false) };
     static REPLIED: Cell<bool> = const { Cell::new(false) };
+    static BODY_CHANGED: Cell<bool> = const { Cell::new(false) };
     static TICK: Cell<Option<Duration>> = const { Cell::new(None) };
 }
 
@@ -47,6 +48,12 @@ pub(crate) fn note_reply() {
     REPLIED.with(|r| r.set(true));
 }
 
+/// Called by [`crate::response::replace_body`] and
+/// [`crate::body::replace_request_body`] when a body was rewritten.
+pub(crate) fn note_body_changed() {
+    BODY_CHANGED.with(|c| c.set(true));
+}
+
 /// What one call into a stage did, as far as the chain must know.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Effects {
@@ -56,6 +63,9 @@ pub struct Effects {
     pub replied: bool,
     /// The tick period the stage's root asked for.
     pub tick: Option<Duration>,
+    /// The stage rewrote the body it was given: its size may have changed,
+    /// and the next stage must be told the new one.
+    pub body_changed: bool,
 }
 
 /// Run `f` as a composed stage and report what it did.
@@ -66,12 +76,14 @@ impl Composed {
         COMPOSED.with(|c| c.set(true));
         RESUMED.with(|r| r.set(false));
         REPLIED.with(|r| r.set(false));
+        BODY_CHANGED.with(|c| c.set(false));
         TICK.with(|t| t.set(None));
         let out = f();
         let effects = Effects {
             resumed: RESUMED.with(|r| r.replace(false)),
             replied: REPLIED.with(|r| r.replace(false)),
             tick: TICK.with(|t| t.take()),
+            body_changed: BODY_CHANGED.with(|c| c.replace(false)),
         };
         COMPOSED.with(|c| c.set(false));
         (out, effects)

@@ -32,7 +32,10 @@ pub fn body(body_size: usize) -> Vec<u8> {
 /// Replace the response body bytes the current callback sees.
 pub fn replace_body(body_size: usize, bytes: &[u8]) -> bool {
     match abi::set_buffer(BufferType::HttpResponseBody, 0, body_size, bytes) {
-        Ok(()) => true,
+        Ok(()) => {
+            crate::flow::note_body_changed();
+            true
+        }
         Err(status) => {
             log::warn!("cannot replace response body: {status:?}");
             false

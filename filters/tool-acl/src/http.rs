@@ -529,7 +529,7 @@ impl ToolAclHttp {
             return None;
         }
         let ping = legacy_sse::ping_in_place_of(&id, body_len);
-        if gw_host::abi::set_buffer(BufferType::HttpRequestBody, 0, body_len, &ping).is_err() {
+        if gw_host::body::replace_request_body(body_len, &ping).is_err() {
             log::warn!("tool_acl: cannot replace a denied 2024-11-05 message; refusing in place");
             return None;
         }
