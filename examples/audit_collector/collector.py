@@ -100,6 +100,7 @@ class State:
         self.fail_count: int | None = None
         self.delay_ms = delay_ms
         self.keep_events = keep_events
+        self.refused_event_ids: list[str] = []
         self.max_events: int | None = None
         self.max_batch_bytes = max_batch_bytes
         self.refuse_contains: str | None = None
@@ -143,9 +144,23 @@ class State:
             self.failures_injected += 1
             return status
 
+    def note_refused(self, raw: bytes) -> None:
+        """Remember the eventIds of a batch refused by an injected failure,
+        so that tests know exactly which events that batch held."""
+        try:
+            body = json.loads(raw)
+            events = otlp_events(body) if isinstance(body, dict) and "resourceLogs" in body else (
+                body.get("events") if isinstance(body, dict) else body)
+            ids = [str(e.get("eventId")) for e in events or [] if isinstance(e, dict)]
+        except (ValueError, AttributeError, TypeError):
+            ids = []
+        with self.lock:
+            self.refused_event_ids = (self.refused_event_ids + ids)[-1000:]
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return {
+                "refused_event_ids": list(self.refused_event_ids),
                 "batches": len(self.batches),
                 "events": len(self.events),
                 "unique_events": len(self.ids),
@@ -173,6 +188,7 @@ class State:
             self.too_large = 0
             self.refused = 0
             self.raw_line_breaks = 0
+            self.refused_event_ids = []
             if self.out:
                 self.out.write_text("")
 
@@ -271,6 +287,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                     time.sleep(state.delay_ms / 1000)
                 failure = state.injected_failure()
                 if failure is not None:
+                    state.note_refused(raw)
                     return self._send(failure, {"error": "injected_failure"})
                 if any(b in raw for b in LINE_BREAKS):
                     with state.lock:
