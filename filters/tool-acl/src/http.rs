@@ -28,7 +28,7 @@ use gw_core::tool_acl::tools_list::{self, ReplyForm};
 use gw_core::tool_acl::versions::VersionRefusal;
 use gw_host::{reply, response, state};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType};
+use proxy_wasm::types::Action;
 use serde_json::{json, Value};
 use std::rc::Rc;
 
