@@ -504,6 +504,13 @@ def audit_run(audit_stack: Stack) -> Iterator[Run]:
         run.collector.post(path, body)
 
 
+def no_stale_posts(run: Run) -> None:
+    """Wait until the collector holds no batch POST: one the sender gave up on
+    earlier (a "slow collector" case) would otherwise take the failure the
+    next case injects, and that case would miss its own refused batch."""
+    wait_until(lambda: run.collector.stats()["held"] == 0, what="the collector to finish stale POSTs")
+
+
 def four_calls(run: Run) -> list[str]:
     """Four allowed tools/call in a row (one batch of 4), each reaching the MCP server."""
     before = run.mcp_count()
@@ -545,6 +552,7 @@ def test_collector_refusing_a_batch_with_4xx_drops_exactly_that_batch(audit_run:
     the refused batch, counted in events_dropped."""
     before = audit_counters(audit_run.stack)
     already = set(audit_run.collector.stats()["refused_event_ids"])
+    no_stale_posts(audit_run)
     audit_run.collector.post("/admin/fail", {"status": status, "count": 1})
     first = four_calls(audit_run)
     wait_until(lambda: audit_run.collector.stats()["failures_injected"] == 1, what="one batch refused")
@@ -553,6 +561,12 @@ def test_collector_refusing_a_batch_with_4xx_drops_exactly_that_batch(audit_run:
     # in it: batching follows time and workers, not our four calls).
     refused = [r for r in audit_run.collector.stats()["refused_event_ids"] if r not in already]
     assert refused, "the collector refused an empty batch?"
+    # the sender counts the drop when it reads the 403, a moment after the
+    # collector sent it
+    wait_until(lambda: audit_counters(audit_run.stack)["events_dropped"] - before["events_dropped"]
+               >= len(refused), what="the refused batch counted as dropped")
+    wait_until(lambda: audit_counters(audit_run.stack)["events_dropped"] - before["events_dropped"]
+               >= len(refused), what="the refused batch counted as dropped")
     got = audit_run.collector.by_id()
     assert not set(refused) & set(got), "a refused event was delivered"
     assert all(r in got for r in first if r not in refused), "an event outside the refused batch was lost"
@@ -570,6 +584,7 @@ def test_collector_answering_400_once_gets_the_batch_split_and_loses_nothing(aud
     and retried in halves, and here (the collector refused once) every event
     arrives, once, none dropped."""
     before = audit_counters(audit_run.stack)
+    no_stale_posts(audit_run)
     audit_run.collector.post("/admin/fail", {"status": 400, "count": 1})
     four_calls(audit_run)
     wait_until(lambda: audit_run.collector.stats()["failures_injected"] == 1, what="one batch refused")
@@ -584,6 +599,7 @@ def test_collector_refusing_a_single_event_for_size_drops_only_it(audit_run: Run
     """413 for a batch of one event: it cannot be split, so it is dropped and
     counted; the batches after it flow."""
     before = audit_counters(audit_run.stack)
+    no_stale_posts(audit_run)
     audit_run.collector.post("/admin/limit", {"maxEvents": 0})
     r = audit_run.post(tools_call(), ADMIN)
     assert r.status_code == 200
@@ -602,6 +618,7 @@ def test_collector_refusing_a_batch_for_size_gets_it_split(audit_run: Run) -> No
     """The collector takes at most 2 events per batch (413 otherwise): the
     sender splits the batch of 4 and every event arrives, once, none dropped."""
     before = audit_counters(audit_run.stack)
+    no_stale_posts(audit_run)
     audit_run.collector.post("/admin/limit", {"maxEvents": 2})
     four_calls(audit_run)
     audit_run.finish()
