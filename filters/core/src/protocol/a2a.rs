@@ -248,7 +248,7 @@ pub struct RestCall {
 /// request's `:path` (query and fragment ignored).
 pub fn rest_call(http_method: &str, path: &str) -> Option<RestCall> {
     let path = path.split(['?', '#']).next().unwrap_or("");
-    let decoded = percent_decode(path);
+    let decoded = super::percent_decode(path);
     let rest = decoded.strip_prefix(A2A_PREFIX)?;
     if !rest.starts_with('/') {
         return None;
@@ -277,7 +277,7 @@ pub fn rest_call(http_method: &str, path: &str) -> Option<RestCall> {
 /// our business and passes untouched.
 pub fn jsonrpc_only(path: &str) -> bool {
     let path = path.split(['?', '#']).next().unwrap_or("");
-    let decoded = percent_decode(path);
+    let decoded = super::percent_decode(path);
     let under = |prefix: &str| {
         decoded
             .strip_prefix(prefix)
@@ -346,32 +346,6 @@ fn match_routes(
 /// subscribe route, never a task whose id has a colon.
 fn id_segment(text: &str) -> Option<String> {
     (!text.is_empty() && !text.contains(':')).then(|| text.to_string())
-}
-
-/// `%XX` decoded (invalid escapes kept as they are), lossy UTF-8.
-fn percent_decode(path: &str) -> String {
-    if !path.contains('%') {
-        return path.to_string();
-    }
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(v) = hex {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub fn canonical_path(raw: &str) -> String {
     // Decode repeatedly: a double-encoded `%252F` must not hide a `/`.
     let mut decoded = path.to_string();
     for _ in 0..3 {
-        let next = percent_decode(&decoded);
+        let next = crate::protocol::percent_decode(&decoded);
         if next == decoded {
             break;
         }
@@ -65,28 +65,6 @@ pub fn canonical_path(raw: &str) -> String {
         }
     }
     format!("/{}", segments.join("/"))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(v) = hex {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Canonical prefix `prefix` covers `path` (`/mcp` covers `/mcp` and `/mcp/x`).
