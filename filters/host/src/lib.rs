@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod flow;
 pub mod headers;
+pub mod legacy_sse;
 pub mod memo;
 pub mod profile;
 pub mod reply;

@@ -28,6 +28,10 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
 use std::time::Duration;
 
+/// Shared data: refusals on the 2024-11-05 transport waiting for their GET
+/// stream (`gw_host::legacy_sse`; this VM's own table).
+const LEGACY_PENDING_KEY: &str = "gw_rate_limit.legacy_sse_pending.v1";
+
 /// A request waiting for Redis.
 struct Pending {
     token: u32,
@@ -61,6 +65,13 @@ pub struct RateLimitHttp {
     pending: Option<Pending>,
     /// RateLimit fields to add to the upstream's response.
     response_headers: Vec<(String, String)>,
+    /// The 2024-11-05 transport's session, when this is a POST to its
+    /// messages URL: a refusal goes to the session's GET stream.
+    legacy_session: Option<String>,
+    /// Size of the complete request body (a deferred refusal replaces it).
+    body_len: usize,
+    /// A GET stream, watched for the answers our deferred refusals replace.
+    stream: Option<gw_host::legacy_sse::StreamWatch>,
 }
 
 /// Common decision shape of both stores.
@@ -84,6 +95,9 @@ impl RateLimitHttp {
             facts: None,
             pending: None,
             response_headers: Vec::new(),
+            legacy_session: None,
+            body_len: 0,
+            stream: None,
         }
     }
 
@@ -265,9 +279,31 @@ impl RateLimitHttp {
         };
         let reply = response::refusal_reply(&self.config, &refusal, self.facts.as_ref(), headers);
         gw_host::state::set_decision(decision::RATE_LIMITED);
+        if self.defer_to_legacy_stream(&reply) {
+            // The upstream gets a ping in place of the message; the refusal
+            // replaces its answer on the session's GET stream.
+            return self.pass(Vec::new());
+        }
         gw_host::reply::send_owned(reply.status, &reply.headers, reply.body.as_bytes());
         self.stage = Stage::Done;
         Action::Pause
+    }
+
+    /// 2024-11-05 transport: the client reads answers only from its GET
+    /// stream, so a refusal in this POST's response would never be read
+    /// (the official Python client waits forever). Same delivery as the
+    /// tool ACL's denials (`gw_core::tool_acl::legacy_sse`). `false`: not
+    /// that transport, a batch or a notification, or the table is
+    /// unavailable: refuse in the POST's response as usual.
+    fn defer_to_legacy_stream(&self, reply: &response::Reply) -> bool {
+        let Some(session) = self.legacy_session.clone() else {
+            return false;
+        };
+        let Some(id) = self.facts.as_ref().and_then(|f| f.single()?.id.clone()) else {
+            return false;
+        };
+        let answer = response::stream_answer(&self.config, reply, &id);
+        gw_host::legacy_sse::defer_refusal(LEGACY_PENDING_KEY, session, &id, answer, self.body_len)
     }
 }
 
@@ -350,6 +386,7 @@ impl HttpContext for RateLimitHttp {
         self.path = gw_host::state::request_header(":path").unwrap_or_default();
         self.http_method = gw_host::state::request_header(":method").unwrap_or_default();
         self.request_id = gw_host::state::request_header("x-request-id").unwrap_or_default();
+        self.legacy_session = gw_core::tool_acl::legacy_sse::session_of(&self.path);
         if end_of_stream {
             let calls = OperationCall::from_request(&self.http_method, &self.path);
             return self.enforce(calls);
@@ -373,6 +410,14 @@ impl HttpContext for RateLimitHttp {
         }
         if !end_of_stream {
             return Action::Pause;
+        }
+        self.body_len = body_size;
+        if self.legacy_session.is_some() && denied_in_transit() {
+            // The tool ACL denied this 2024-11-05 message and forwards a
+            // ping in its place: a denied call does not use the tool's
+            // window (on Streamable HTTP it never reaches this filter).
+            self.stage = Stage::Done;
+            return Action::Continue;
         }
         // Facts published by an earlier filter spare us the body copy.
         let inspected = match gw_host::body::published_facts() {
@@ -413,7 +458,17 @@ impl HttpContext for RateLimitHttp {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        // A GET stream may be a 2024-11-05 session's, where our deferred
+        // refusals are delivered (the watch stops after its first event
+        // when it is not).
+        if !end_of_stream
+            && self.http_method == "GET"
+            && gw_host::response::header("content-type")
+                .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+        {
+            self.stream = Some(gw_host::legacy_sse::StreamWatch::new(LEGACY_PENDING_KEY));
+        }
         for (name, value) in std::mem::take(&mut self.response_headers) {
             if let Err(status) = abi::add_map_value(MapType::HttpResponseHeaders, &name, &value) {
                 log::warn!("rate_limit: cannot add {name}: {status:?}");
@@ -421,4 +476,18 @@ impl HttpContext for RateLimitHttp {
         }
         Action::Continue
     }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.on_body(body_size, end_of_stream);
+        }
+        Action::Continue
+    }
+}
+
+/// The tool ACL already denied this request (filter state, set only by our
+/// filters).
+fn denied_in_transit() -> bool {
+    gw_host::state::get(gw_core::filter_state::DECISION)
+        .is_some_and(|d| d == decision::TOOL_DENIED.as_bytes())
 }

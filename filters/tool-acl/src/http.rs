@@ -78,6 +78,9 @@ pub(crate) struct ToolAclHttp {
     legacy_session: Option<String>,
     /// The session of a 2024-11-05 GET stream, from its `endpoint` event.
     stream_session: Option<String>,
+    /// The path of a request without a body (a GET stream), as the client
+    /// sent it: picks the `endpoint` event's prefix rewrite.
+    stream_path: String,
     /// Request headers the body phase needs (Envoy makes request headers
     /// readable only during `on_http_request_headers` once it continued).
     headers: RequestHeaders,
@@ -109,6 +112,7 @@ impl ToolAclHttp {
             headers: RequestHeaders::default(),
             legacy_session: None,
             stream_session: None,
+            stream_path: String::new(),
         }
     }
 
@@ -219,6 +223,7 @@ impl HttpContext for ToolAclHttp {
         if end_of_stream {
             // No body (GET of the SSE stream, DELETE of a session): nothing
             // names a tool; the response side still filters SSE streams.
+            self.stream_path = path;
             return Action::Continue;
         }
         if let Err(r) = request_guard::check_content_encoding(header("content-encoding").as_deref())
@@ -512,47 +517,14 @@ impl ToolAclHttp {
         let session = self.legacy_session.clone()?;
         let id = facts.single()?.id.clone()?;
         let answer = legacy_sse::denial_answer(reply_body, &id, config.denial.jsonrpc_code);
-        let now = gw_host::clock::now_ms();
-        let pending = legacy_sse::Pending {
-            session,
-            id: id.clone(),
-            answer,
-            expires_at_ms: now.saturating_add(legacy_sse::PENDING_TTL_MS),
-        };
-        let stored = gw_host::shared_data::update(LEGACY_PENDING_KEY, 8, |current| {
-            let mut table = legacy_sse::PendingDenials::from_bytes(current);
-            table.add(pending.clone(), now);
-            Some(table.to_bytes())
-        });
-        if !stored {
-            // Cannot promise the stream an answer: refuse here after all.
-            return None;
-        }
-        let ping = legacy_sse::ping_in_place_of(&id, body_len);
-        if gw_host::body::replace_request_body(body_len, &ping).is_err() {
-            log::warn!("tool_acl: cannot replace a denied 2024-11-05 message; refusing in place");
-            return None;
-        }
-        Some(Action::Continue)
+        gw_host::legacy_sse::defer_refusal(LEGACY_PENDING_KEY, session, &id, answer, body_len)
+            .then_some(Action::Continue)
     }
 
     /// On a 2024-11-05 GET stream: the denial waiting for this answer, if any.
     fn legacy_denial_for(&self, data: &str) -> Option<Value> {
         let session = self.stream_session.as_deref()?;
-        let id = legacy_sse::answer_id(data)?;
-        let now = gw_host::clock::now_ms();
-        let (bytes, _) = gw_host::shared_data::get(LEGACY_PENDING_KEY);
-        let mut table = legacy_sse::PendingDenials::from_bytes(bytes.as_deref());
-        let found = table.take(session, &id, now)?;
-        let removed = gw_host::shared_data::update(LEGACY_PENDING_KEY, 8, |current| {
-            let mut table = legacy_sse::PendingDenials::from_bytes(current);
-            table.take(session, &id, now)?;
-            Some(table.to_bytes())
-        });
-        if !removed {
-            log::debug!("tool_acl: pending 2024-11-05 denial already taken or not removable");
-        }
-        Some(found)
+        gw_host::legacy_sse::take_refusal(LEGACY_PENDING_KEY, session, data)
     }
 
     /// Remember the ids of the list requests whose results are filtered
@@ -744,9 +716,17 @@ impl ToolAclHttp {
             RawEvent::Complete(bytes) => {
                 let event = sse_rewrite::parse_event(bytes)?;
                 if event.event.as_deref() == Some("endpoint") {
-                    // 2024-11-05 transport: this stream's session.
+                    // 2024-11-05 transport: this stream's session, and the
+                    // messages URL as the client must reach it.
                     self.stream_session = legacy_sse::session_of(&event.data);
-                    return None;
+                    let url = legacy_sse::rewrite_endpoint(
+                        &self.stream_path,
+                        &event.data,
+                        &config.legacy_prefix_rewrites,
+                    )?;
+                    return Some(sse_rewrite::serialize_event(
+                        &gw_core::protocol::sse::SseEvent { data: url, ..event },
+                    ));
                 }
                 if let Some(denial) = self.legacy_denial_for(&event.data) {
                     return Some(sse_rewrite::serialize_event(

@@ -117,6 +117,22 @@ pub fn refusal_reply(
     }
 }
 
+/// JSON-RPC code of a refusal delivered on a 2024-11-05 stream when the
+/// config has no `jsonRpcError` (the default code of that form).
+pub const LEGACY_STREAM_CODE: i64 = -32029;
+
+/// A refusal for a client that reads answers only from its 2024-11-05 GET
+/// stream: a JSON-RPC error with the request's `id` (the configured
+/// `jsonRpcError` form when there is one, else the recipe body as `data`).
+pub fn stream_answer(config: &RateLimitConfig, reply: &Reply, id: &Value) -> Value {
+    let code = config
+        .response
+        .json_rpc
+        .as_ref()
+        .map_or(LEGACY_STREAM_CODE, |f| f.code);
+    crate::tool_acl::legacy_sse::refusal_answer(&reply.body, id, code, "rate limit exceeded")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +222,30 @@ mod tests {
             refusal_reply(&c, &refusal(&c, "a"), Some(&note), vec![]).status,
             429
         );
+    }
+
+    #[test]
+    fn stream_answers_are_jsonrpc_errors_with_the_id() {
+        let c = RateLimitConfig::load(RECIPE.as_bytes()).unwrap();
+        let (_, facts) = RequestFacts::inspect(
+            br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"x"}}"#,
+        )
+        .unwrap();
+        // Recipe body (HTTP form): wrapped, the body as data.
+        let r = refusal_reply(&c, &refusal(&c, "a"), Some(&facts), vec![]);
+        let v = stream_answer(&c, &r, &json!(4));
+        assert_eq!(v["id"], 4);
+        assert_eq!(v["error"]["code"], LEGACY_STREAM_CODE);
+        assert_eq!(v["error"]["message"], "rate limit exceeded");
+        assert_eq!(v["error"]["data"]["error"], "agent_rate_limited");
+        assert_eq!(v["error"]["data"]["retryAfterSeconds"], "17");
+        // The JSON-RPC form is delivered as it is.
+        let c =
+            RateLimitConfig::load(format!("{RECIPE}  jsonRpcError: {{code: -32050}}\n").as_bytes())
+                .unwrap();
+        let r = refusal_reply(&c, &refusal(&c, "a"), Some(&facts), vec![]);
+        let v = stream_answer(&c, &r, &json!(4));
+        assert_eq!(v["error"]["code"], -32050);
+        assert_eq!(v["error"]["data"]["retryAfterSeconds"], 17);
     }
 }

@@ -7,6 +7,7 @@ use crate::json_path::Step;
 use crate::protocol::operation::Operation;
 use crate::template::{Expr, Scope, Template};
 use crate::tool_acl::denial::{DenialFormat, DeniedResponse, DEFAULT_BODY, DEFAULT_JSONRPC_CODE};
+use crate::tool_acl::legacy_sse::PrefixRewrite;
 use crate::tool_acl::request_guard::canonical_path;
 use crate::tool_acl::rules::{
     AccessRule, AgentField, DefaultDecision, PatternList, Permissions, TargetKind, ToolAcl,
@@ -49,6 +50,25 @@ pub struct ToolAclSpec {
     /// every revision the official SDK and the example server speak.
     #[serde(default)]
     pub protocol_versions: Option<Vec<String>>,
+    /// The 2024-11-05 HTTP+SSE transport (`legacy_sse.rs`).
+    #[serde(default)]
+    pub legacy_sse: LegacySseSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LegacySseSpec {
+    /// Routes that serve the transport under another prefix than the
+    /// upstream's (`prefix_rewrite`): the `endpoint` event is rewritten.
+    #[serde(default)]
+    pub prefix_rewrites: Vec<PrefixRewriteSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrefixRewriteSpec {
+    pub gateway_prefix: String,
+    pub upstream_prefix: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +258,8 @@ pub struct ToolAclConfig {
     pub tools_list: ToolsListConfig,
     pub hold_request_headers: bool,
     pub protocol_versions: ProtocolVersions,
+    /// `legacySse.prefixRewrites`: for the `endpoint` event.
+    pub legacy_prefix_rewrites: Vec<PrefixRewrite>,
 }
 
 #[derive(Debug, Clone)]
@@ -453,6 +475,16 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
                 None => ConfigError::at("protocolVersions", m),
             })?,
         };
+        let legacy_prefix_rewrites = spec
+            .legacy_sse
+            .prefix_rewrites
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                PrefixRewrite::new(&r.gateway_prefix, &r.upstream_prefix)
+                    .map_err(|m| ConfigError::at(format!("legacySse.prefixRewrites[{i}]"), m))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             acl: ToolAcl::new(rules, match_by, default_decision),
             governed,
@@ -468,6 +500,7 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
             },
             hold_request_headers: spec.hold_request_headers,
             protocol_versions,
+            legacy_prefix_rewrites,
         })
     }
 }
@@ -629,6 +662,23 @@ toolsList:
             ["2025-11-25", "2026-07-28"]
         );
         assert!(!pinned.protocol_versions.accepts("2025-06-18"));
+    }
+
+    #[test]
+    fn legacy_prefix_rewrites_load_and_name_the_key() {
+        let c = load::<ToolAclSpec, ToolAclConfig>(
+            b"legacySse: {prefixRewrites: [{gatewayPrefix: /tools/legacy/, upstreamPrefix: /mcp/}]}\n",
+        )
+        .unwrap();
+        assert_eq!(c.legacy_prefix_rewrites[0].gateway, "/tools/legacy/");
+        assert!(recipe().legacy_prefix_rewrites.is_empty());
+        let err = load::<ToolAclSpec, ToolAclConfig>(
+            b"legacySse: {prefixRewrites: [{gatewayPrefix: legacy, upstreamPrefix: /mcp/}]}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("legacySse.prefixRewrites[0]"), "{err}");
+        assert!(err.contains("gatewayPrefix"), "{err}");
     }
 
     #[test]

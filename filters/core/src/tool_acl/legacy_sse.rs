@@ -59,6 +59,52 @@ pub fn ping_in_place_of(id: &Value, len: usize) -> Vec<u8> {
     body
 }
 
+/// One route of the gateway that serves the transport under another prefix
+/// than the upstream (Envoy's `prefix_rewrite`): the `endpoint` event the
+/// upstream sends names its own prefix, which the client could not reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixRewrite {
+    /// The prefix clients use (the route's match), e.g. `/tools/legacy/`.
+    pub gateway: String,
+    /// The prefix the upstream serves (the route's `prefix_rewrite`).
+    pub upstream: String,
+}
+
+impl PrefixRewrite {
+    /// Both must be absolute path prefixes; the error names the bad one.
+    pub fn new(gateway: &str, upstream: &str) -> Result<Self, String> {
+        for (key, p) in [("gatewayPrefix", gateway), ("upstreamPrefix", upstream)] {
+            if !p.starts_with('/') || p.contains(['?', '#']) {
+                return Err(format!(
+                    "{key}: `{p}` must be an absolute path prefix such as /mcp/"
+                ));
+            }
+        }
+        Ok(Self {
+            gateway: gateway.to_string(),
+            upstream: upstream.to_string(),
+        })
+    }
+}
+
+/// The `endpoint` event's URL as the client must use it: for a stream the
+/// client opened under a rewritten route's gateway prefix (`stream_path`,
+/// the GET's path as the client sent it), the upstream prefix of a
+/// relative URL is replaced with the gateway's. `None`: leave it as it is
+/// (no rule applies, or an absolute URL, which names a host of its own).
+pub fn rewrite_endpoint(stream_path: &str, data: &str, rules: &[PrefixRewrite]) -> Option<String> {
+    let url = data.trim();
+    if !url.starts_with('/') || url.starts_with("//") {
+        return None;
+    }
+    let rule = rules
+        .iter()
+        .find(|r| stream_path.starts_with(&r.gateway) && url.starts_with(&r.upstream))?;
+    let rest = url.get(rule.upstream.len()..)?;
+    let rewritten = format!("{}{rest}", rule.gateway);
+    (rewritten != url).then_some(rewritten)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
     pub session: String,
@@ -122,6 +168,13 @@ pub fn answer_id(data: &str) -> Option<Value> {
 /// The denial as a JSON-RPC error response: the reply body when it already
 /// is one (format `jsonrpc`/`auto`), else wrapped (format `http`).
 pub fn denial_answer(reply_body: &str, id: &Value, code: i64) -> Value {
+    refusal_answer(reply_body, id, code, "tool access denied")
+}
+
+/// Any filter's refusal as a JSON-RPC error response with `id`: the reply
+/// body when it already is one, else wrapped as `data` under `code`, with
+/// the body's `message` or `default_message`.
+pub fn refusal_answer(reply_body: &str, id: &Value, code: i64, default_message: &str) -> Value {
     match serde_json::from_str::<Value>(reply_body) {
         Ok(Value::Object(mut v)) if v.contains_key("error") && v.contains_key("jsonrpc") => {
             v.insert("id".into(), id.clone());
@@ -132,7 +185,7 @@ pub fn denial_answer(reply_body: &str, id: &Value, code: i64) -> Value {
             let message = data
                 .get("message")
                 .and_then(Value::as_str)
-                .unwrap_or("tool access denied")
+                .unwrap_or(default_message)
                 .to_string();
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message, "data": data}})
         }
@@ -160,6 +213,48 @@ mod tests {
             session_of(&format!("/m?session_id={}", "a".repeat(129))),
             None
         );
+    }
+
+    #[test]
+    fn endpoint_urls_follow_the_route_prefix() {
+        let rules = vec![
+            PrefixRewrite::new("/tools/legacy/", "/mcp/").unwrap(),
+            PrefixRewrite::new("/other/", "/").unwrap(),
+        ];
+        assert_eq!(
+            rewrite_endpoint("/tools/legacy/sse", "/mcp/messages/?session_id=ab", &rules)
+                .as_deref(),
+            Some("/tools/legacy/messages/?session_id=ab")
+        );
+        assert_eq!(
+            rewrite_endpoint("/other/sse", "/messages?sessionId=1", &rules).as_deref(),
+            Some("/other/messages?sessionId=1")
+        );
+        // a stream under no rewritten route, an absolute URL, another prefix
+        assert_eq!(
+            rewrite_endpoint("/mcp/sse", "/mcp/messages/?session_id=ab", &rules),
+            None
+        );
+        assert_eq!(
+            rewrite_endpoint(
+                "/tools/legacy/sse",
+                "https://h/mcp/messages/?session_id=a",
+                &rules
+            ),
+            None
+        );
+        assert_eq!(
+            rewrite_endpoint("/tools/legacy/sse", "//h/mcp/m", &rules),
+            None
+        );
+        assert_eq!(
+            rewrite_endpoint("/tools/legacy/sse", "/x/messages/", &rules),
+            None
+        );
+        assert!(PrefixRewrite::new("mcp/", "/").is_err());
+        assert!(PrefixRewrite::new("/a/", "/b?x")
+            .unwrap_err()
+            .contains("upstreamPrefix"));
     }
 
     #[test]

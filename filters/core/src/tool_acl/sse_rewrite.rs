@@ -101,6 +101,16 @@ impl SseRewriter {
         out
     }
 
+    /// Stop rewriting: the bytes held back (an unfinished event) to forward
+    /// as they are; the stream's remaining bytes then pass unread.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.flushed);
+        out.append(&mut self.pending);
+        self.oversized = false;
+        self.line_len = 0;
+        out
+    }
+
     /// The stream ended: an unfinished event is discarded, as clients do.
     pub fn finish(&mut self) {
         self.pending.clear();
@@ -209,6 +219,19 @@ mod tests {
         out.extend(r.feed(b, upper_data));
         r.finish();
         out
+    }
+
+    #[test]
+    fn a_rewriter_stopped_mid_event_loses_no_byte() {
+        let stream = b"event: endpoint\ndata: /m?session_id=1\n\ndata: {\"a\":";
+        for split in 0..=stream.len() {
+            let mut r = SseRewriter::new(1024);
+            let (a, b) = stream.split_at(split);
+            let mut out = r.feed(a, |_| None);
+            out.extend(r.take_pending());
+            out.extend_from_slice(b);
+            assert_eq!(out, stream, "split {split}");
+        }
     }
 
     #[test]
