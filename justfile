@@ -135,6 +135,11 @@ e2e *pytest_args: build
 e2e-one-module *pytest_args: build
     GW_ONE_MODULE=1 GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
 
+# The official MCP conformance suite against the reference server, direct and through the shipped gateway, compared check by check (not in `test`; docs/mcp.md).
+[group('test')]
+mcp-conformance *args: build
+    {{python}} scripts/mcp_conformance.py {{args}}
+
 # envoy --mode validate on every config under envoy/ (rendered: absolute paths, temp certs).
 [group('test')]
 validate: build
