@@ -7,8 +7,12 @@ of each message is answered 202. A denied `tools/call` must therefore reach
 the client on that stream, correlated by session and JSON-RPC id: the
 gateway forwards a `ping` with the same id instead (the upstream runs
 nothing) and puts the denial in place of the ping's answer on the stream.
-Tool lists on the stream are filtered per agent. Identity: the test-only
-header of test_tool_acl.py.
+Tool lists on the stream are filtered per agent. Rate-limit refusals take
+the same way (the rate-limit filter keeps its own table and watches the GET
+stream itself); a denied call is not counted by the rate limit; audit
+records every POSTed message with the gateway's decision. Under a route that
+rewrites the prefix, the `endpoint` event names the gateway's URL.
+Identity: the test-only header of test_tool_acl.py.
 """
 
 from __future__ import annotations
