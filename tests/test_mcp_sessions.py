@@ -210,3 +210,54 @@ def test_standalone_get_stream_and_delete(gw: SessionGateway) -> None:
     events = gw.wait_events("admin-get", lambda es: {"GET", "DELETE"} <= {e.get("httpMethod") for e in es})
     methods = {e.get("httpMethod") for e in events}
     assert {"GET", "DELETE", "POST"} <= methods, events
+
+
+def test_server_to_client_requests_on_the_2024_11_05_transport(gw: SessionGateway) -> None:
+    """The same on the HTTP+SSE transport: the server's request arrives on
+    the GET stream, the client POSTs its answer to the messages URL."""
+    import httpx2
+    import mcp_types as types
+    from mcp import Client, MCPError
+    from mcp.client.sse import sse_client
+
+    asked: list[str] = []
+
+    async def sampling(context: Any, params: Any) -> Any:
+        asked.append("sampling")
+        return types.CreateMessageResult(role="assistant", model="test-model",
+                                         content=types.TextContent(type="text", text="forty-two"))
+
+    async def roots(context: Any) -> Any:
+        asked.append("roots")
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work/legacy", name="legacy")])
+
+    def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:
+        return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=gw.ssl_context())
+
+    def legacy_client(agent: str) -> Any:
+        return Client(sse_client(gw.url("/mcp/sse"), headers=ident(agent), httpx_client_factory=factory),
+                      mode="legacy", sampling_callback=sampling, list_roots_callback=roots)
+
+    before = gw.server_stats()
+
+    async def go() -> None:
+        async with legacy_client("admin-legacy-s2c") as client:
+            r = await asyncio.wait_for(client.call_tool("ask_model", {"prompt": "6*7?"}), HANG_GUARD_S)
+            assert r.structured_content == {"answer": "forty-two"}, r
+            r = await asyncio.wait_for(client.call_tool("client_roots", {}), HANG_GUARD_S)
+            assert r.structured_content == {"roots": ["file:///work/legacy"]}, r
+        async with legacy_client("sentinel-legacy-s2c") as client:
+            with pytest.raises(MCPError) as err:
+                await asyncio.wait_for(client.call_tool("ask_model", {"prompt": "x"}), HANG_GUARD_S)
+            assert err.value.error.code == -32001
+
+    asyncio.run(go())
+    assert asked == ["sampling", "roots"]
+    after = gw.server_stats()
+    answers = after["client_answers"].get("legacy result", 0) - before["client_answers"].get("legacy result", 0)
+    assert answers == 2, after
+    assert after["tools"]["ask_model"] - before["tools"].get("ask_model", 0) == 1, after
+    events = gw.wait_events("admin-legacy-s2c", lambda es: sum(
+        1 for e in es if e.get("httpMethod") == "POST" and "jsonrpcMethod" not in e) >= 2)
+    assert sum(1 for e in events if e.get("httpMethod") == "POST" and "jsonrpcMethod" not in e
+               and e["decision"] == "allowed") >= 2, events

@@ -15,8 +15,12 @@ everything to admin-* agents):
 * `announce`: `notifications/tools/list_changed`, outside any request, so it
   goes to the standalone GET stream.
 
+The 2024-11-05 HTTP+SSE transport is served too (`/mcp/sse`,
+`/mcp/messages/`), for server-to-client requests on that transport.
+
 `GET /stats`: requests by method (`POST`, `GET`, `GET+last-event-id`,
-`DELETE`), JSON-RPC responses received from clients, tools run.
+`DELETE`, prefixed `legacy ` on the 2024-11-05 transport), JSON-RPC
+responses received from clients, tools run.
 """
 
 from __future__ import annotations
@@ -141,37 +145,47 @@ def build_app() -> Any:
     app = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=False, event_store=MemoryEventStore(),
                                   retry_interval=200, transport_security=security)
 
+    # The 2024-11-05 HTTP+SSE transport on the same server (answers to the
+    # server's requests are POSTed to the messages URL there).
+    legacy = mcp.sse_app(sse_path="/mcp/sse", message_path="/mcp/messages/", transport_security=security)
+
     async def counting(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/mcp":
-            headers = dict(scope["headers"])
-            key = scope["method"] + ("+last-event-id" if b"last-event-id" in headers else "")
-            stats["http"][key] += 1
-            if scope["method"] == "POST":
-                chunks: list[bytes] = []
-                more = True
-                while more:
-                    message = await receive()
-                    chunks.append(message.get("body", b""))
-                    more = message.get("more_body", False)
-                body = b"".join(chunks)
-                try:
-                    parsed = json.loads(body)
-                    if isinstance(parsed, dict) and "method" not in parsed and ("result" in parsed or "error" in parsed):
-                        stats["client_answers"]["result" if "result" in parsed else "error"] += 1
-                except ValueError:
-                    pass
-                sent = False
+        path = scope.get("path", "")
+        is_legacy = path == "/mcp/sse" or path.startswith("/mcp/messages")
+        target = legacy if is_legacy else app
+        if scope["type"] != "http" or not (path == "/mcp" or is_legacy):
+            await app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        key = scope["method"] + ("+last-event-id" if b"last-event-id" in headers else "")
+        stats["http"][("legacy " if is_legacy else "") + key] += 1
+        if scope["method"] != "POST":
+            await target(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        try:
+            parsed = json.loads(body)
+            if isinstance(parsed, dict) and "method" not in parsed and ("result" in parsed or "error" in parsed):
+                kind = "result" if "result" in parsed else "error"
+                stats["client_answers"][("legacy " if is_legacy else "") + kind] += 1
+        except ValueError:
+            pass
+        sent = False
 
-                async def replay() -> Any:
-                    nonlocal sent
-                    if sent:
-                        return await receive()
-                    sent = True
-                    return {"type": "http.request", "body": body, "more_body": False}
+        async def replay() -> Any:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-                await app(scope, replay, send)
-                return
-        await app(scope, receive, send)
+        await target(scope, replay, send)
 
     return counting
 
