@@ -18,6 +18,7 @@
 //! - [`template`]: the recipe's `#[vars.x]` / `#[payload.a.b]` / `#[attributes.headers['h']]` expressions
 //! - [`json_path`]: the `$.a.b[0]['c']` subset used by captures and templates
 //! - [`filter_state`]: names of the filter-state keys the filters share
+//! - [`reply`]: the local reply every filter's refusals are built as
 
 pub mod audit;
 pub mod config;
@@ -27,5 +28,6 @@ pub mod identity;
 pub mod json_path;
 pub mod protocol;
 pub mod rate_limit;
+pub mod reply;
 pub mod template;
 pub mod tool_acl;

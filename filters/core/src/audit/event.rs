@@ -12,7 +12,7 @@ use crate::audit::bounds::{self, clip_chars};
 use crate::audit::config::{AuditConfig, Capture, IdentityField, Source};
 use crate::filter_state::decision;
 use crate::json_path::{JsonPath, Step};
-use crate::protocol::jsonrpc::{JsonRpcBody, Message};
+use crate::protocol::jsonrpc::{InspectError, JsonRpcBody, Message};
 use crate::protocol::request_facts::{MessageFacts, RequestFacts, VerifiedIdentity};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -97,6 +97,21 @@ pub enum RequestBody {
     TooLarge,
     /// Not JSON-RPC; the message says why (never the body itself).
     Invalid(String),
+}
+
+impl RequestBody {
+    /// A body that is not JSON-RPC, recorded by category only: the parser's
+    /// messages could quote the body.
+    pub fn invalid(err: &InspectError) -> Self {
+        RequestBody::Invalid(
+            match err {
+                InspectError::InvalidJson(_) => "invalid_json",
+                InspectError::NotJsonRpc(_) => "not_jsonrpc",
+                InspectError::EmptyBatch => "empty_batch",
+            }
+            .into(),
+        )
+    }
 }
 
 /// The agent as the identity filter verified it.
