@@ -26,8 +26,9 @@ use gw_core::tool_acl::rules::{Agent, TargetKind};
 use gw_core::tool_acl::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
 use gw_core::tool_acl::tools_list::{self, ReplyForm};
 use gw_core::tool_acl::versions::VersionRefusal;
+use gw_host::filter::Filter;
+use gw_host::port::Host;
 use gw_host::{reply, response, state};
-use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -113,31 +114,32 @@ impl ToolAclHttp {
     }
 
     /// The verified identity from filter state (never from a header).
-    fn identity(&mut self) -> Option<&VerifiedIdentity> {
+    fn identity(&mut self, h: &mut dyn Host) -> Option<&VerifiedIdentity> {
         if self.identity.is_none() {
-            let found = state::verified_identity().filter(|i| !i.agent_id.is_empty());
+            let found = state::verified_identity(h).filter(|i| !i.agent_id.is_empty());
             if found.is_none() {
-                self.metrics.add(Metric::NoIdentity, 1);
+                self.metrics.add(h, Metric::NoIdentity, 1);
             }
             self.identity = Some(found);
         }
         self.identity.as_ref().and_then(Option::as_ref)
     }
 
-    fn shared_key(&mut self) -> Option<String> {
+    fn shared_key(&mut self, h: &mut dyn Host) -> Option<String> {
         self.shared_key
-            .get_or_insert_with(|| cache::upstream().map(|u| cache::shared_key(&u)))
+            .get_or_insert_with(|| cache::upstream(h).map(|u| cache::shared_key(&u)))
             .clone()
     }
 
-    fn refuse(&self, refusal: &Refusal, id: Option<&Value>) -> Action {
-        self.metrics.add(Metric::BadRequest, 1);
-        state::set_decision(decision::BAD_REQUEST);
+    fn refuse(&self, h: &mut dyn Host, refusal: &Refusal, id: Option<&Value>) -> Action {
+        self.metrics.add(h, Metric::BadRequest, 1);
+        state::set_decision(h, decision::BAD_REQUEST);
         let body = jsonrpc_error_response(
             id,
             json!({"code": refusal.jsonrpc_code, "message": refusal.message}),
         );
         reply::send(
+            h,
             u32::from(refusal.http_status),
             &[("content-type", "application/json")],
             body.to_string().as_bytes(),
@@ -146,12 +148,18 @@ impl ToolAclHttp {
     }
 
     /// Version pinning: the protocol's error, before the upstream.
-    fn refuse_version(&self, refusal: VersionRefusal, id: Option<&Value>) -> Action {
-        self.metrics.add(Metric::VersionRefused, 1);
-        self.metrics.add(Metric::BadRequest, 1);
-        state::set_decision(decision::BAD_REQUEST);
+    fn refuse_version(
+        &self,
+        h: &mut dyn Host,
+        refusal: VersionRefusal,
+        id: Option<&Value>,
+    ) -> Action {
+        self.metrics.add(h, Metric::VersionRefused, 1);
+        self.metrics.add(h, Metric::BadRequest, 1);
+        state::set_decision(h, decision::BAD_REQUEST);
         let body = jsonrpc_error_response(id, refusal.error);
         reply::send(
+            h,
             u32::from(refusal.http_status),
             &[("content-type", "application/json")],
             body.to_string().as_bytes(),
@@ -159,26 +167,25 @@ impl ToolAclHttp {
         Action::Pause
     }
 
-    fn fail_closed(&self) -> Action {
+    fn fail_closed(&self, h: &mut dyn Host) -> Action {
         self.refuse(
+            h,
             &Refusal::new(500, INTERNAL_ERROR, "tool ACL is not configured"),
             None,
         )
     }
 }
 
-impl Context for ToolAclHttp {}
-
-impl HttpContext for ToolAclHttp {
-    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        self.metrics.add(Metric::Requests, 1);
+impl Filter for ToolAclHttp {
+    fn request_headers(&mut self, h: &mut dyn Host, _: usize, end_of_stream: bool) -> Action {
+        self.metrics.add(h, Metric::Requests, 1);
         let Some(config) = self.config.clone() else {
-            return self.fail_closed();
+            return self.fail_closed(h);
         };
         // One host call for every header we need. Repeated headers are
         // joined, so a second Content-Encoding or Mcp-Name cannot hide
         // behind a first one that looks fine.
-        let all = gw_host::headers::request_headers();
+        let all = gw_host::headers::request_headers(h);
         let header = |name: &str| -> Option<String> {
             let values: Vec<&str> = all
                 .iter()
@@ -199,12 +206,12 @@ impl HttpContext for ToolAclHttp {
         self.governed = true;
         self.legacy_session = legacy_sse::session_of(&path);
         self.path_operation = request_guard::path_operation(&canonical, endpoint);
-        self.metrics.add(Metric::Inspected, 1);
+        self.metrics.add(h, Metric::Inspected, 1);
         // Tool lists in the answer are filtered here, so the answer must
         // be readable: ask the upstream for an uncompressed one (an answer
         // compressed anyway is refused, never passed on unfiltered).
         if header("accept-encoding").is_some() {
-            gw_host::headers::remove_request_header("accept-encoding");
+            gw_host::headers::remove_request_header(h, "accept-encoding");
         }
         // Version pinning. A header is judged now, whatever the request; a
         // request without one is judged as 2025-03-26 (what servers must
@@ -214,7 +221,7 @@ impl HttpContext for ToolAclHttp {
             .protocol_versions
             .check_header(protocol_version.as_deref(), !end_of_stream)
         {
-            return self.refuse_version(r, None);
+            return self.refuse_version(h, r, None);
         }
         if end_of_stream {
             // No body (GET of the SSE stream, DELETE of a session): nothing
@@ -223,16 +230,16 @@ impl HttpContext for ToolAclHttp {
         }
         if let Err(r) = request_guard::check_content_encoding(header("content-encoding").as_deref())
         {
-            return self.refuse(&r, None);
+            return self.refuse(h, &r, None);
         }
         if let Err(r) = request_guard::check_content_type(header("content-type").as_deref()) {
-            return self.refuse(&r, None);
+            return self.refuse(h, &r, None);
         }
         if let Some(declared) =
             header("content-length").and_then(|v| v.trim().parse::<usize>().ok())
         {
             if let Err(r) = request_guard::check_body_size(declared, config.max_body_bytes) {
-                return self.refuse(&r, None);
+                return self.refuse(h, &r, None);
             }
         }
         self.headers = RequestHeaders {
@@ -252,64 +259,65 @@ impl HttpContext for ToolAclHttp {
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn request_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
         if !self.inspect_body {
             return Action::Continue;
         }
         let Some(config) = self.config.clone() else {
-            return self.fail_closed();
+            return self.fail_closed(h);
         };
         if let Err(r) = request_guard::check_body_size(body_size, config.max_body_bytes) {
             self.inspect_body = false;
-            return self.refuse(&r, None);
+            return self.refuse(h, &r, None);
         }
         if !end_of_stream {
             return Action::Pause;
         }
         self.inspect_body = false;
-        let body = gw_host::body::request_body(body_size);
-        let (facts, parsed) = match gw_host::body::inspect_request(&body) {
+        let body = gw_host::body::request_body(h, body_size);
+        let (facts, parsed) = match gw_host::body::inspect_request(h, &body) {
             Ok(found) => found,
             Err(e) => {
-                return self.refuse(&Refusal::new(400, e.jsonrpc_code(), e.to_string()), None);
+                return self.refuse(h, &Refusal::new(400, e.jsonrpc_code(), e.to_string()), None);
             }
         };
         let single_id = facts.single().and_then(|m| m.id.clone());
         if let Err(r) = self.check_shape(&config, &facts) {
-            return self.refuse(&r, single_id.as_ref());
+            return self.refuse(h, &r, single_id.as_ref());
         }
         if let Err(r) = self.check_versions(&config, &facts, parsed.as_ref(), &body) {
-            return self.refuse_version(r, single_id.as_ref());
+            return self.refuse_version(h, r, single_id.as_ref());
         }
-        if let Some(action) = self.authorize(&config, &facts, body.len()) {
+        if let Some(action) = self.authorize(h, &config, &facts, body.len()) {
             return action;
         }
-        self.metrics.add(Metric::Allowed, 1);
-        self.prepare_tools_list(&config, &facts, parsed, &body)
+        self.metrics.add(h, Metric::Allowed, 1);
+        self.prepare_tools_list(h, &config, &facts, parsed, &body)
     }
 
-    fn on_http_response_headers(&mut self, _: usize, _end_of_stream: bool) -> Action {
+    fn response_headers(&mut self, h: &mut dyn Host, _: usize, _end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
         if !self.governed || config.filtered_lists().is_empty() {
             return Action::Continue;
         }
-        self.response_status = response::status();
-        let media = response::header("content-type")
+        self.response_status = response::status(h);
+        let media = response::header(h, "content-type")
             .and_then(|v| v.split(';').next().map(|m| m.trim().to_ascii_lowercase()))
             .unwrap_or_default();
-        let encoded =
-            request_guard::check_content_encoding(response::header("content-encoding").as_deref())
-                .is_err();
+        let encoded = request_guard::check_content_encoding(
+            response::header(h, "content-encoding").as_deref(),
+        )
+        .is_err();
         if encoded && (media == "text/event-stream" || !self.list_ids.is_empty()) {
             // A compressed stream or list answer cannot be filtered: an
             // upstream that ignored our identity Accept-Encoding gets its
             // answer replaced by an error, never passed through unread.
             self.response = ResponseMode::Refuse;
-            response::set_header("content-encoding", None);
-            response::set_header("content-length", None);
-            response::set_header("content-type", Some("application/json"));
+            response::set_header(h, "content-encoding", None);
+            response::set_header(h, "content-length", None);
+            response::set_header(h, "content-type", Some("application/json"));
             return Action::Continue;
         }
         if media == "text/event-stream" {
@@ -327,32 +335,32 @@ impl HttpContext for ToolAclHttp {
                 config.tools_list.max_response_bytes,
                 overflow,
             )));
-            response::set_header("content-length", None);
+            response::set_header(h, "content-length", None);
         } else if !self.list_ids.is_empty()
             && (media == "application/json" || media.ends_with("+json"))
         {
             // A JSON answer to a list request: rewrite it whole. (MCP
             // clients read lists from JSON or SSE only.)
             self.response = ResponseMode::Json;
-            response::set_header("content-length", None);
+            response::set_header(h, "content-length", None);
         }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn response_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
         match &self.response {
             ResponseMode::Pass => Action::Continue,
             ResponseMode::Discard => {
-                response::replace_body(body_size, b"");
+                response::replace_body(h, body_size, b"");
                 Action::Continue
             }
             ResponseMode::Refuse => {
                 self.response = ResponseMode::Discard;
                 let err = self.list_error("compressed response: the gateway cannot filter it");
-                response::replace_body(body_size, err.as_bytes());
+                response::replace_body(h, body_size, err.as_bytes());
                 Action::Continue
             }
             ResponseMode::Json => {
@@ -364,29 +372,29 @@ impl HttpContext for ToolAclHttp {
                     };
                     let err =
                         self.list_error("tools/list response too large for the gateway to filter");
-                    response::replace_body(body_size, err.as_bytes());
+                    response::replace_body(h, body_size, err.as_bytes());
                     return Action::Continue;
                 }
                 if !end_of_stream {
                     return Action::Pause;
                 }
                 self.response = ResponseMode::Pass;
-                let body = response::body(body_size);
-                let out = match self.filter_payload(&config, &body) {
+                let body = response::body(h, body_size);
+                let out = match self.filter_payload(h, &config, &body) {
                     Some(rewritten) => rewritten,
                     None if body.iter().all(u8::is_ascii_whitespace) => return Action::Continue,
                     None => {
                         self.list_error("tools/list response is not JSON the gateway can filter")
                     }
                 };
-                response::replace_body(body_size, out.as_bytes());
+                response::replace_body(h, body_size, out.as_bytes());
                 Action::Continue
             }
             ResponseMode::Sse(_) => {
-                let chunk = response::body(body_size);
-                let out = self.rewrite_sse(&config, &chunk, end_of_stream);
+                let chunk = response::body(h, body_size);
+                let out = self.rewrite_sse(h, &config, &chunk, end_of_stream);
                 if out != chunk {
-                    response::replace_body(body_size, &out);
+                    response::replace_body(h, body_size, &out);
                 }
                 Action::Continue
             }
@@ -457,6 +465,7 @@ impl ToolAclHttp {
     /// Apply the ACL's verdict; `Some` when the request was answered.
     fn authorize(
         &mut self,
+        h: &mut dyn Host,
         config: &ToolAclConfig,
         facts: &RequestFacts,
         body_len: usize,
@@ -465,12 +474,12 @@ impl ToolAclHttp {
         let verdict = authorize::authorize(
             config,
             facts,
-            || self.identity().cloned(),
+            || self.identity(h).cloned(),
             on_operation_path,
         );
         match verdict {
             Verdict::Allow => None,
-            Verdict::Refuse { refusal, id } => Some(self.refuse(&refusal, id.as_ref())),
+            Verdict::Refuse { refusal, id } => Some(self.refuse(h, &refusal, id.as_ref())),
             Verdict::Deny { reply, first } => {
                 log::info!(
                     "tool_acl: denied {} `{}` for agent `{}` ({})",
@@ -479,18 +488,14 @@ impl ToolAclHttp {
                     first.agent_id,
                     first.reason
                 );
-                self.metrics.add(Metric::Denied, 1);
-                state::set_decision(decision::TOOL_DENIED);
+                self.metrics.add(h, Metric::Denied, 1);
+                state::set_decision(h, decision::TOOL_DENIED);
                 if let Some(action) =
-                    self.deny_on_legacy_stream(config, facts, &reply.body, body_len)
+                    self.deny_on_legacy_stream(h, config, facts, &reply.body, body_len)
                 {
                     return Some(action);
                 }
-                reply::send_owned(
-                    u32::from(reply.status),
-                    &reply.headers,
-                    reply.body.as_bytes(),
-                );
+                reply::send_local(h, &reply);
                 Some(Action::Pause)
             }
         }
@@ -504,6 +509,7 @@ impl ToolAclHttp {
     /// notification), answer here as usual.
     fn deny_on_legacy_stream(
         &self,
+        h: &mut dyn Host,
         config: &ToolAclConfig,
         facts: &RequestFacts,
         reply_body: &str,
@@ -512,14 +518,14 @@ impl ToolAclHttp {
         let session = self.legacy_session.clone()?;
         let id = facts.single()?.id.clone()?;
         let answer = legacy_sse::denial_answer(reply_body, &id, config.denial.jsonrpc_code);
-        let now = gw_host::clock::now_ms();
+        let now = gw_host::clock::now_ms(h);
         let pending = legacy_sse::Pending {
             session,
             id: id.clone(),
             answer,
             expires_at_ms: now.saturating_add(legacy_sse::PENDING_TTL_MS),
         };
-        let stored = gw_host::shared_data::update(LEGACY_PENDING_KEY, 8, |current| {
+        let stored = gw_host::shared_data::update(h, LEGACY_PENDING_KEY, 8, |current| {
             let mut table = legacy_sse::PendingDenials::from_bytes(current);
             table.add(pending.clone(), now);
             Some(table.to_bytes())
@@ -529,7 +535,7 @@ impl ToolAclHttp {
             return None;
         }
         let ping = legacy_sse::ping_in_place_of(&id, body_len);
-        if gw_host::body::replace_request_body(body_len, &ping).is_err() {
+        if gw_host::body::replace_request_body(h, body_len, &ping).is_err() {
             log::warn!("tool_acl: cannot replace a denied 2024-11-05 message; refusing in place");
             return None;
         }
@@ -537,14 +543,14 @@ impl ToolAclHttp {
     }
 
     /// On a 2024-11-05 GET stream: the denial waiting for this answer, if any.
-    fn legacy_denial_for(&self, data: &str) -> Option<Value> {
+    fn legacy_denial_for(&self, h: &mut dyn Host, data: &str) -> Option<Value> {
         let session = self.stream_session.as_deref()?;
         let id = legacy_sse::answer_id(data)?;
-        let now = gw_host::clock::now_ms();
-        let (bytes, _) = gw_host::shared_data::get(LEGACY_PENDING_KEY);
+        let now = gw_host::clock::now_ms(h);
+        let (bytes, _) = gw_host::shared_data::get(h, LEGACY_PENDING_KEY);
         let mut table = legacy_sse::PendingDenials::from_bytes(bytes.as_deref());
         let found = table.take(session, &id, now)?;
-        let removed = gw_host::shared_data::update(LEGACY_PENDING_KEY, 8, |current| {
+        let removed = gw_host::shared_data::update(h, LEGACY_PENDING_KEY, 8, |current| {
             let mut table = legacy_sse::PendingDenials::from_bytes(current);
             table.take(session, &id, now)?;
             Some(table.to_bytes())
@@ -559,6 +565,7 @@ impl ToolAclHttp {
     /// (`ToolAclConfig::filtered_lists`); answer a `tools/list` from the cache.
     fn prepare_tools_list(
         &mut self,
+        h: &mut dyn Host,
         config: &ToolAclConfig,
         facts: &RequestFacts,
         parsed: Option<jsonrpc::JsonRpcBody>,
@@ -617,13 +624,14 @@ impl ToolAclHttp {
         else {
             return Action::Continue;
         };
-        let Some(shared_key) = self.shared_key() else {
+        let Some(shared_key) = self.shared_key(h) else {
             return Action::Continue;
         };
         let protocol_version = self.headers.protocol_version.clone().unwrap_or_default();
-        let agent_id = self.identity().map(|i| i.agent_id.clone());
-        let now = gw_host::clock::now_ms();
+        let agent_id = self.identity(h).map(|i| i.agent_id.clone());
+        let now = gw_host::clock::now_ms(h);
         let (entry, generation) = cache::lookup(
+            h,
             &shared_key,
             &protocol_version,
             cursor.as_deref(),
@@ -631,18 +639,19 @@ impl ToolAclHttp {
             now,
         );
         if let Some(entry) = entry {
-            self.metrics.add(Metric::CacheHit, 1);
-            let identity = self.identity().cloned();
+            self.metrics.add(h, Metric::CacheHit, 1);
+            let identity = self.identity(h).cloned();
             let view = config.acl.view(identity.as_ref().map(|i| Agent {
                 id: &i.agent_id,
                 name: &i.agent_name,
             }));
             let json = tools_list::cached_response(&entry, &id, &view, now);
-            self.metrics.add(Metric::ListFiltered, 1);
+            self.metrics.add(h, Metric::ListFiltered, 1);
             // In the form the upstream answered, so a cached answer looks
             // like a fresh one (unless the client takes only the other).
             match tools_list::reply_form(self.headers.accept.as_deref(), entry.form) {
                 ReplyForm::Sse => reply::send(
+                    h,
                     200,
                     &[
                         ("content-type", "text/event-stream"),
@@ -651,6 +660,7 @@ impl ToolAclHttp {
                     tools_list::sse_message(&json).as_bytes(),
                 ),
                 ReplyForm::Json => reply::send(
+                    h,
                     200,
                     &[("content-type", "application/json")],
                     json.as_bytes(),
@@ -658,7 +668,7 @@ impl ToolAclHttp {
             }
             return Action::Pause;
         }
-        self.metrics.add(Metric::CacheMiss, 1);
+        self.metrics.add(h, Metric::CacheMiss, 1);
         self.plan = Some(Plan {
             shared_key,
             id,
@@ -671,8 +681,13 @@ impl ToolAclHttp {
 
     /// Filter one JSON-RPC payload for this agent; store unfiltered pages;
     /// see list-changed notifications. `None` if it is not JSON.
-    fn filter_payload(&mut self, config: &ToolAclConfig, payload: &[u8]) -> Option<String> {
-        let identity = self.identity().cloned();
+    fn filter_payload(
+        &mut self,
+        h: &mut dyn Host,
+        config: &ToolAclConfig,
+        payload: &[u8],
+    ) -> Option<String> {
+        let identity = self.identity(h).cloned();
         let agent = identity.as_ref().map(|i| Agent {
             id: &i.agent_id,
             name: &i.agent_name,
@@ -682,23 +697,24 @@ impl ToolAclHttp {
         let filtered =
             tools_list::filter_payload(payload, &view, config.filtered_lists(), &cache_ids).ok()?;
         if filtered.list_changed {
-            if let Some(key) = self.shared_key() {
-                if cache::invalidate(&key) {
-                    self.metrics.add(Metric::CacheInvalidated, 1);
+            if let Some(key) = self.shared_key(h) {
+                if cache::invalidate(h, &key) {
+                    self.metrics.add(h, Metric::CacheInvalidated, 1);
                 }
             }
         }
         if filtered.rewritten.is_some() {
-            self.metrics.add(Metric::ListFiltered, 1);
+            self.metrics.add(h, Metric::ListFiltered, 1);
             self.metrics
-                .add(Metric::ToolsHidden, filtered.removed as u64);
+                .add(h, Metric::ToolsHidden, filtered.removed as u64);
         }
         if let (Some(plan), Some(cache_config)) = (self.plan.take(), config.tools_list.cache) {
             let ok_status = self.response_status == 200;
             match filtered.unfiltered.iter().find(|(id, _)| *id == plan.id) {
                 Some((_, result)) if ok_status => {
-                    let now = gw_host::clock::now_ms();
+                    let now = gw_host::clock::now_ms(h);
                     if cache::store(
+                        h,
                         &plan,
                         result,
                         self.response_form,
@@ -706,7 +722,7 @@ impl ToolAclHttp {
                         &cache_config,
                         now,
                     ) {
-                        self.metrics.add(Metric::CacheStore, 1);
+                        self.metrics.add(h, Metric::CacheStore, 1);
                     }
                 }
                 // Not this event: keep waiting for the answer.
@@ -722,6 +738,7 @@ impl ToolAclHttp {
 
     fn rewrite_sse(
         &mut self,
+        h: &mut dyn Host,
         config: &ToolAclConfig,
         chunk: &[u8],
         end_of_stream: bool,
@@ -748,7 +765,7 @@ impl ToolAclHttp {
                     self.stream_session = legacy_sse::session_of(&event.data);
                     return None;
                 }
-                if let Some(denial) = self.legacy_denial_for(&event.data) {
+                if let Some(denial) = self.legacy_denial_for(h, &event.data) {
                     return Some(sse_rewrite::serialize_event(
                         &gw_core::protocol::sse::SseEvent {
                             data: denial.to_string(),
@@ -760,7 +777,7 @@ impl ToolAclHttp {
                     return None;
                 }
                 let before = event.data.clone();
-                let data = self.filter_payload(config, before.as_bytes());
+                let data = self.filter_payload(h, config, before.as_bytes());
                 match data {
                     Some(data) if data == before => None,
                     Some(data) => Some(sse_rewrite::serialize_event(

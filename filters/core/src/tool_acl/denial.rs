@@ -98,13 +98,7 @@ impl Bindings for DenialContext {
     }
 }
 
-/// An HTTP reply ready to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+pub use crate::reply::LocalReply as Reply;
 
 impl DeniedResponse {
     pub fn new(
@@ -169,7 +163,7 @@ impl DeniedResponse {
             ));
         }
         Reply {
-            status: self.status,
+            status: u32::from(self.status),
             headers,
             body,
         }
