@@ -27,3 +27,9 @@ pub fn new_root() -> Box<dyn proxy_wasm::traits::RootContext> {
         root::GatewayRoot::default(),
     )))
 }
+
+/// The chain's root as a `FilterRoot`, for driving it on another host
+/// (tests on `gw_host::memory::MemoryHost`).
+pub fn new_filter_root() -> Box<dyn gw_host::filter::FilterRoot> {
+    Box::new(root::GatewayRoot::default())
+}
