@@ -1,12 +1,18 @@
 //! proxy-wasm adapter for the tool-acl filter: per-agent tool access from
 //! the request body, `tools/list` filtering and caching.
 //!
-//! The policy lives in `gw_core` (`tool_acl`, `tool_acl_config`, `denial`,
-//! `request_guard`, `tools_list`, `sse_rewrite`); this crate only moves
-//! bytes between Envoy and those modules. See `docs/tool-acl.md`.
+//! The policy lives in `gw_core::tool_acl` (`authorize`, `config`,
+//! `denial`, `request_guard`, `list_plan`, `tools_list`, `sse_rewrite`,
+//! `legacy_sse`); this crate only moves bytes between Envoy and those
+//! modules: `http` (the callbacks), `judge` (the request body's verdict),
+//! `lists` (list answers and their cache, `cache`), `legacy` (the
+//! 2024-11-05 transport's denials). See `docs/tool-acl.md`.
 
 mod cache;
 mod http;
+mod judge;
+mod legacy;
+mod lists;
 
 use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};
 use gw_host::filter::{Filter, FilterRoot};
