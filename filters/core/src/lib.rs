@@ -19,6 +19,7 @@
 //! - [`json_path`]: the `$.a.b[0]['c']` subset used by captures and templates
 //! - [`filter_state`]: names of the filter-state keys the filters share
 //! - [`reply`]: the local reply every filter's refusals are built as
+//! - [`upstream`]: where an HTTP callout goes (identity, audit, Redis), and the one URL parser
 
 pub mod audit;
 pub mod config;
@@ -31,3 +32,4 @@ pub mod rate_limit;
 pub mod reply;
 pub mod template;
 pub mod tool_acl;
+pub mod upstream;

@@ -172,15 +172,15 @@ impl RateLimitHttp {
             .collect();
         let body = redis::command_body(&windows, &nonce, with_script);
         let call = h.dispatch_http_call(
-            &redis.cluster,
+            &redis.upstream.cluster,
             &[
                 (":method", "POST"),
-                (":path", "/"),
-                (":authority", &redis.authority),
+                (":path", &redis.upstream.path),
+                (":authority", &redis.upstream.authority),
                 ("content-type", "text/plain"),
             ],
             Some(body.as_bytes()),
-            Duration::from_millis(u64::from(redis.timeout_ms)),
+            Duration::from_millis(redis.upstream.timeout_ms),
         );
         match call {
             Ok(token) => {
@@ -197,7 +197,7 @@ impl RateLimitHttp {
             Err(status) => {
                 log::error!(
                     "rate_limit: cannot call cluster {}: {status:?}",
-                    redis.cluster
+                    redis.upstream.cluster
                 );
                 self.redis_failed(h, &agent_id, &charges, redis.on_unavailable)
             }

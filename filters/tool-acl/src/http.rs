@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use std::rc::Rc;
 
 /// JSON-RPC "internal error", for responses the gateway cannot filter.
-pub(crate) const INTERNAL_ERROR: i64 = -32603;
+pub(crate) use gw_core::protocol::jsonrpc::codes::INTERNAL_ERROR;
 
 pub(crate) enum ResponseMode {
     Pass,

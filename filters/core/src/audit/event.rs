@@ -9,7 +9,7 @@
 //! is bounded, and so is the event ([`crate::audit::bounds`]).
 
 use crate::audit::bounds::{self, clip_chars};
-use crate::audit::config::{AuditConfig, Capture, IdentityField, Source};
+use crate::audit::config::{AuditConfig, Capture, Source};
 use crate::filter_state::decision;
 use crate::json_path::{JsonPath, Step};
 use crate::protocol::jsonrpc::{InspectError, JsonRpcBody, Message};
@@ -232,15 +232,11 @@ pub fn build_event(
     if let Some(identity) = &response.identity {
         for capture in &config.request_captures {
             if let Source::VerifiedIdentity(field) = capture.source {
-                let value = match field {
-                    IdentityField::AgentId => &identity.agent_id,
-                    IdentityField::AgentName => &identity.agent_name,
-                    IdentityField::AgentOwner => &identity.agent_owner,
-                };
+                let value = field.value(identity);
                 if !value.is_empty() {
                     captured.insert(
                         capture.name.clone(),
-                        Value::String(clip_chars(value.clone(), config.max_capture_chars)),
+                        Value::String(clip_chars(value.to_string(), config.max_capture_chars)),
                     );
                 }
             }
