@@ -299,3 +299,54 @@ fn audit_records_one_event_per_request_with_its_outcome() {
     assert!(text.contains("toolError"), "the response capture: {text}");
     assert_eq!(h.metric("gw.audit.events"), 1);
 }
+
+/// Host calls of one typical tools/call through the four filters as four
+/// modules (each alone on the host, no shared memo): the figure to set
+/// against the one-module chain's (on_memory_host.rs, 37). Pinned so that
+/// a change to it is made knowingly.
+#[test]
+fn host_calls_of_a_tools_call_through_four_modules_are_pinned() {
+    let mut h = MemoryHost::new();
+    h.register_queue("gw_audit_events").unwrap();
+    let mut roots: Vec<Box<dyn FilterRoot>> = Vec::new();
+    for (root, id) in [
+        (gw_audit::new_root(), "gw_audit"),
+        (gw_identity::new_root(), "gw_identity"),
+        (gw_tool_acl::new_root(), "gw_tool_acl"),
+        (gw_rate_limit::new_root(), "gw_rate_limit"),
+    ] {
+        let mut root = root;
+        assert!(root.configure(&mut h, section(id).as_bytes()));
+        roots.push(root);
+    }
+    for round in 0..2 {
+        let body = tools_call(1, "read_config");
+        mcp_request(&mut h, Some("gw-demo-admin-1"), &body);
+        h.reset_calls();
+        let mut filters: Vec<_> = roots.iter().map(|r| filter(r.as_ref())).collect();
+        for f in &mut filters {
+            f.request_headers(&mut h, 9, false);
+        }
+        for f in &mut filters {
+            assert_eq!(f.request_body(&mut h, body.len(), true), Action::Continue);
+        }
+        h.set_headers(
+            MapType::HttpResponseHeaders,
+            &[(":status", "200"), ("content-type", "application/json")],
+        );
+        let answer = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
+        h.set_body(BufferType::HttpResponseBody, answer);
+        for f in filters.iter_mut().rev() {
+            f.response_headers(&mut h, 2, false);
+            f.response_body(&mut h, answer.len(), true);
+        }
+        for f in &mut filters {
+            f.log(&mut h);
+            f.done(&mut h);
+        }
+        if round == 1 {
+            assert!(h.replies.is_empty(), "{:?}", h.replies);
+            assert_eq!(h.total_calls(), 50, "{:?}", h.calls());
+        }
+    }
+}

@@ -14,31 +14,29 @@ use gw_core::filter_state::decision;
 use gw_core::protocol::a2a;
 use gw_core::protocol::request_facts::RequestFacts;
 use gw_core::rate_limit::admission;
-use gw_core::rate_limit::config::{OnUnavailable, RateLimitConfig};
+use gw_core::rate_limit::config::RateLimitConfig;
 use gw_core::rate_limit::headers::{self, LimitStatus};
 use gw_core::rate_limit::plan::{self, Charge, OperationCall, Plan};
-use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
 use gw_core::rate_limit::response;
 use gw_core::rate_limit::sliding_window::WindowState;
 use gw_host::clock::now_ms;
 use gw_host::filter::Filter;
 use gw_host::port::Host;
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::Action;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// A request waiting for Redis.
-struct Pending {
-    token: u32,
-    agent_id: String,
-    charges: Vec<Charge>,
-    nonce: String,
-    sent_script: bool,
+pub(crate) struct Pending {
+    pub(crate) token: u32,
+    pub(crate) agent_id: String,
+    pub(crate) charges: Vec<Charge>,
+    pub(crate) nonce: String,
+    pub(crate) sent_script: bool,
 }
 
 /// Where the request is.
 #[derive(PartialEq, Eq)]
-enum Stage {
+pub(crate) enum Stage {
     Headers,
     Body,
     Waiting,
@@ -46,28 +44,28 @@ enum Stage {
 }
 
 pub struct RateLimitHttp {
-    config: Rc<RateLimitConfig>,
-    metrics: Metrics,
-    context_id: u32,
-    stage: Stage,
-    path: String,
+    pub(crate) config: Rc<RateLimitConfig>,
+    pub(crate) metrics: Metrics,
+    pub(crate) context_id: u32,
+    pub(crate) stage: Stage,
+    pub(crate) path: String,
     /// `:method`: with the path, it names an A2A REST operation.
-    http_method: String,
+    pub(crate) http_method: String,
     /// Envoy's x-request-id, read in the headers callback (Envoy 1.40 refuses
     /// header-map access from body callbacks, and the SDK panics on that).
-    request_id: String,
-    facts: Option<RequestFacts>,
-    pending: Option<Pending>,
+    pub(crate) request_id: String,
+    pub(crate) facts: Option<RequestFacts>,
+    pub(crate) pending: Option<Pending>,
     /// RateLimit fields to add to the upstream's response.
-    response_headers: Vec<(String, String)>,
+    pub(crate) response_headers: Vec<(String, String)>,
 }
 
 /// Common decision shape of both stores.
-struct Decision {
-    admitted: bool,
-    retry_after_ms: u64,
-    binding: usize,
-    windows: Vec<Vec<WindowState>>,
+pub(crate) struct Decision {
+    pub(crate) admitted: bool,
+    pub(crate) retry_after_ms: u64,
+    pub(crate) binding: usize,
+    pub(crate) windows: Vec<Vec<WindowState>>,
 }
 
 impl RateLimitHttp {
@@ -88,7 +86,7 @@ impl RateLimitHttp {
 
     /// Decide a request whose operations are known. Returns the action for
     /// the callback that got us here.
-    fn enforce(&mut self, h: &mut dyn Host, calls: Vec<OperationCall>) -> Action {
+    pub(crate) fn enforce(&mut self, h: &mut dyn Host, calls: Vec<OperationCall>) -> Action {
         let identity = gw_host::state::verified_identity(h);
         match plan::plan(&self.config, identity.as_ref(), &calls) {
             Plan::Unlimited => self.pass(h, Vec::new()),
@@ -114,7 +112,12 @@ impl RateLimitHttp {
         }
     }
 
-    fn decide_locally(&mut self, h: &mut dyn Host, agent_id: &str, charges: &[Charge]) -> Action {
+    pub(crate) fn decide_locally(
+        &mut self,
+        h: &mut dyn Host,
+        agent_id: &str,
+        charges: &[Charge],
+    ) -> Action {
         let now = now_ms(h);
         let mut slots = SharedSlots {
             host: &mut *h,
@@ -145,82 +148,7 @@ impl RateLimitHttp {
         }
     }
 
-    fn ask_redis(
-        &mut self,
-        h: &mut dyn Host,
-        agent_id: String,
-        charges: Vec<Charge>,
-        with_script: bool,
-    ) -> Action {
-        let Some(redis) = self.config.redis.clone() else {
-            return self.decide_locally(h, &agent_id, &charges);
-        };
-        let nonce = self
-            .pending
-            .as_ref()
-            .map(|p| p.nonce.clone())
-            .unwrap_or_else(|| format!("{}.{}.{}", self.request_id, self.context_id, now_ms(h)));
-        let windows: Vec<RedisWindow<'_>> = charges
-            .iter()
-            .filter_map(|c| {
-                Some(RedisWindow {
-                    key: format!("{}{}", redis.key_prefix, c.id.hex()),
-                    slots: c.slots,
-                    policy: &self.config.limits.get(c.limit)?.policy,
-                })
-            })
-            .collect();
-        let body = redis::command_body(&windows, &nonce, with_script);
-        let call = h.dispatch_http_call(
-            &redis.upstream.cluster,
-            &[
-                (":method", "POST"),
-                (":path", &redis.upstream.path),
-                (":authority", &redis.upstream.authority),
-                ("content-type", "text/plain"),
-            ],
-            Some(body.as_bytes()),
-            Duration::from_millis(redis.upstream.timeout_ms),
-        );
-        match call {
-            Ok(token) => {
-                self.pending = Some(Pending {
-                    token,
-                    agent_id,
-                    charges,
-                    nonce,
-                    sent_script: with_script,
-                });
-                self.stage = Stage::Waiting;
-                Action::Pause
-            }
-            Err(status) => {
-                log::error!(
-                    "rate_limit: cannot call cluster {}: {status:?}",
-                    redis.upstream.cluster
-                );
-                self.redis_failed(h, &agent_id, &charges, redis.on_unavailable)
-            }
-        }
-    }
-
-    fn redis_failed(
-        &mut self,
-        h: &mut dyn Host,
-        agent_id: &str,
-        charges: &[Charge],
-        mode: OnUnavailable,
-    ) -> Action {
-        self.metrics.inc(h, Counter::RedisUnavailable);
-        match mode {
-            OnUnavailable::Local => self.decide_locally(h, agent_id, charges),
-            OnUnavailable::Deny => {
-                self.unavailable(h, "the shared rate-limit store is unavailable")
-            }
-        }
-    }
-
-    fn unavailable(&mut self, h: &mut dyn Host, message: &str) -> Action {
+    pub(crate) fn unavailable(&mut self, h: &mut dyn Host, message: &str) -> Action {
         gw_host::state::set_decision(h, decision::UNAVAILABLE);
         gw_host::reply::json_error(h, 503, "rate_limit_unavailable", message, &[]);
         self.stage = Stage::Done;
@@ -228,7 +156,7 @@ impl RateLimitHttp {
     }
 
     /// Let the request through; remember the RateLimit fields for the response.
-    fn pass(&mut self, h: &mut dyn Host, headers: Vec<(String, String)>) -> Action {
+    pub(crate) fn pass(&mut self, h: &mut dyn Host, headers: Vec<(String, String)>) -> Action {
         self.response_headers = headers;
         let resume = self.stage == Stage::Waiting;
         self.stage = Stage::Done;
@@ -240,7 +168,7 @@ impl RateLimitHttp {
         Action::Continue
     }
 
-    fn apply(
+    pub(crate) fn apply(
         &mut self,
         h: &mut dyn Host,
         agent_id: &str,
@@ -290,58 +218,7 @@ impl Filter for RateLimitHttp {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
-        if pending.token != token || self.stage != Stage::Waiting {
-            self.pending = Some(pending);
-            return;
-        }
-        let Some(redis) = self.config.redis.clone() else {
-            return;
-        };
-        let status = gw_host::headers::get(h, MapType::HttpCallResponseHeaders, ":status");
-        let body = h
-            .buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let policies: Vec<_> = pending
-            .charges
-            .iter()
-            .filter_map(|c| self.config.limits.get(c.limit).map(|l| &l.policy))
-            .collect();
-        match redis::parse_reply(status.as_deref(), &body, &policies) {
-            RedisReply::Decided(d) => {
-                let decision = Decision {
-                    admitted: d.admitted,
-                    retry_after_ms: d.retry_after_ms,
-                    binding: d.binding(),
-                    windows: d.windows,
-                };
-                self.apply(h, &pending.agent_id, &pending.charges, decision);
-            }
-            RedisReply::NoScript if !pending.sent_script => {
-                let Pending {
-                    agent_id,
-                    charges,
-                    nonce,
-                    ..
-                } = pending;
-                self.pending = Some(Pending {
-                    token: 0,
-                    agent_id: agent_id.clone(),
-                    charges: Vec::new(),
-                    nonce,
-                    sent_script: true,
-                });
-                self.ask_redis(h, agent_id, charges, true);
-            }
-            other => {
-                log::error!("rate_limit: redis store: {other:?}");
-                self.redis_failed(h, &pending.agent_id, &pending.charges, redis.on_unavailable);
-            }
-        }
+        self.redis_answered(h, token, body_size);
     }
 
     fn request_headers(

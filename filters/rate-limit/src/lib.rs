@@ -6,6 +6,7 @@
 //!   sweeps expired windows on a tick;
 //! - `http`: per-request state machine (headers → body → decision →
 //!   optional Redis callout → pass with RateLimit headers, or 429);
+//! - `redis_call`: the multi-replica store, one callout per request;
 //! - `local_store`: shared data as the slot store that
 //!   `gw_core::rate_limit::admission` decides over;
 //! - `metrics`: the filter's counters (`wasmcustom.gw.rate_limit.*`).
@@ -13,6 +14,7 @@
 mod http;
 mod local_store;
 mod metrics;
+mod redis_call;
 mod root;
 
 /// A fresh root of the filter (the module is `filters/wasm/rate-limit`).
