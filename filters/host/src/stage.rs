@@ -67,10 +67,6 @@ impl<F> EndAtTrailers<F> {
             response: End::default(),
         }
     }
-
-    pub fn inner(&self) -> &F {
-        &self.inner
-    }
 }
 
 impl<F: Filter> Filter for EndAtTrailers<F> {
