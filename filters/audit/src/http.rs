@@ -15,8 +15,8 @@
 //!   whoever answered (upstream, a later filter's local reply, Envoy
 //!   itself) and however it ended.
 
-use crate::metrics::{self, FilterMetrics};
-use crate::{now_ms, DEFAULT_VM_ID, QUEUE_NAME};
+use crate::metrics::FilterMetrics;
+use crate::{DEFAULT_VM_ID, QUEUE_NAME};
 use gw_core::audit::config::{normalize_path, AuditConfig, Source};
 use gw_core::audit::event::{
     build_event, capture_request, RequestBody, RequestRecord, ResponseRecord,
@@ -24,11 +24,12 @@ use gw_core::audit::event::{
 use gw_core::audit::outbox::Outbox;
 use gw_core::audit::response_capture::{CapturePlan, ResponseCapture};
 use gw_core::filter_state;
-use gw_core::protocol::jsonrpc::{self, InspectError, JsonRpcBody};
-use gw_host::abi;
-use gw_host::state;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType};
+use gw_core::protocol::jsonrpc::{self, JsonRpcBody};
+use gw_host::clock::now_ms;
+use gw_host::filter::Filter;
+use gw_host::port::Host;
+use gw_host::{response, state};
+use proxy_wasm::types::Action;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -47,18 +48,19 @@ pub struct FilterShared {
 }
 
 impl FilterShared {
-    pub fn new(config: AuditConfig) -> Self {
-        let vm_id = state::property_string(vec!["plugin_vm_id"])
+    pub fn new(h: &mut dyn Host, config: AuditConfig) -> Self {
+        let vm_id = state::property_string(h, &["plugin_vm_id"])
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| DEFAULT_VM_ID.to_string());
         let outbox = Outbox::new(config.destination.batch_size);
         Self {
-            metrics: FilterMetrics::define(),
+            metrics: FilterMetrics::define(h),
             vm_id,
             queue: Cell::new(None),
             outbox: RefCell::new(outbox),
             warned_no_sender: Cell::new(false),
-            instance: abi::get_current_time()
+            instance: h
+                .now()
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or_else(String::new, |d| format!("{:x}", d.subsec_nanos())),
@@ -71,42 +73,40 @@ impl FilterShared {
         gw_core::audit::outbox::hold_ms(self.config.destination.flush_interval_ms)
     }
 
-    fn queue(&self) -> Option<u32> {
+    fn queue(&self, h: &mut dyn Host) -> Option<u32> {
         if let Some(id) = self.queue.get() {
             return Some(id);
         }
-        let id = abi::resolve_shared_queue(&self.vm_id, QUEUE_NAME)
-            .ok()
-            .flatten();
+        let id = h.resolve_queue(&self.vm_id, QUEUE_NAME).ok().flatten();
         self.queue.set(id);
         id
     }
 
     /// Collect an event; the outbox goes to the sender when it holds a
     /// batch, or on the next tick of this worker's root context.
-    fn record(&self, event: &str) {
-        metrics::add(self.metrics.events, 1);
+    fn record(&self, h: &mut dyn Host, event: &str) {
+        self.metrics.events.inc(h);
         let full = self.outbox.borrow_mut().push(event);
         if full {
-            self.flush();
+            self.flush(h);
         }
     }
 
     /// Hand the outbox to the sender; its events count as dropped if there
     /// is no sender.
-    pub fn flush(&self) {
+    pub fn flush(&self, h: &mut dyn Host) {
         let Some((frame, events)) = self.outbox.borrow_mut().take() else {
             return;
         };
         for _ in 0..2 {
-            let Some(id) = self.queue() else { break };
-            match abi::enqueue_shared_queue(id, Some(frame.as_bytes())) {
+            let Some(id) = self.queue(h) else { break };
+            match h.enqueue(id, frame.as_bytes()) {
                 Ok(()) => return,
                 // The sender re-registered (reconfiguration): resolve again.
                 Err(_) => self.queue.set(None),
             }
         }
-        metrics::add(self.metrics.dropped, events as u64);
+        self.metrics.dropped.add(h, events as u64);
         if !self.warned_no_sender.replace(true) {
             log::warn!(
                 "audit: no sender queue `{QUEUE_NAME}` in vm `{}`: events are dropped (is the audit WasmService in bootstrap_extensions?)",
@@ -149,18 +149,18 @@ impl AuditHttp {
         }
     }
 
-    fn start(&mut self, config: &AuditConfig) {
+    fn start(&mut self, h: &mut dyn Host, config: &AuditConfig) {
         self.started = true;
-        self.request.start_unix_ms = now_ms();
-        self.request.request_id = state::request_header("x-request-id");
-        let path = state::request_header(":path").unwrap_or_default();
+        self.request.start_unix_ms = now_ms(h);
+        self.request.request_id = state::request_header(h, "x-request-id");
+        let path = state::request_header(h, ":path").unwrap_or_default();
         self.request.path = normalize_path(&path).to_string();
-        self.request.http_method = state::request_header(":method").unwrap_or_default();
+        self.request.http_method = state::request_header(h, ":method").unwrap_or_default();
         for capture in &config.request_captures {
             if let Source::Header(name) = &capture.source {
                 if !self.headers.iter().any(|(n, _)| n == name) {
                     self.headers
-                        .push((name.clone(), state::request_header(name)));
+                        .push((name.clone(), state::request_header(h, name)));
                 }
             }
         }
@@ -169,6 +169,7 @@ impl AuditHttp {
     /// Request side complete: compute captures and the response plan.
     fn finish_request(
         &mut self,
+        h: &mut dyn Host,
         config: &AuditConfig,
         body: RequestBody,
         parsed: Option<&JsonRpcBody>,
@@ -179,8 +180,11 @@ impl AuditHttp {
         let rest_view;
         let (body, parsed) = match body {
             RequestBody::None => {
-                match gw_host::body::inspect_bodiless(&self.request.http_method, &self.request.path)
-                {
+                match gw_host::body::inspect_bodiless(
+                    h,
+                    &self.request.http_method,
+                    &self.request.path,
+                ) {
                     Some((facts, view)) => {
                         rest_view = view;
                         (RequestBody::Parsed(facts), Some(&rest_view))
@@ -223,75 +227,79 @@ impl AuditHttp {
     /// published, so the event records the method and tool it judged. Runs
     /// when the response starts (the request side is decided by then, and
     /// response captures can still follow) and again in `on_log`.
-    fn adopt_published_facts(&mut self, config: &AuditConfig, response_started: bool) {
+    fn adopt_published_facts(
+        &mut self,
+        h: &mut dyn Host,
+        config: &AuditConfig,
+        response_started: bool,
+    ) {
         if self.request.body != RequestBody::TooLarge {
             return;
         }
-        if let Some(facts) = gw_host::body::published_facts() {
+        if let Some(facts) = gw_host::body::published_facts(h) {
             // Once the response started, keep what its captures saw.
             let seen = response_started.then(|| self.response.take()).flatten();
-            self.finish_request(config, RequestBody::Parsed(facts), None);
+            self.finish_request(h, config, RequestBody::Parsed(facts), None);
             if seen.is_some() {
                 self.response = seen;
             }
         }
     }
 
-    fn inspect_body(&mut self, config: &AuditConfig, bytes: &[u8], metrics: &FilterMetrics) {
+    fn inspect_body(
+        &mut self,
+        h: &mut dyn Host,
+        config: &AuditConfig,
+        bytes: &[u8],
+        metrics: &FilterMetrics,
+    ) {
         // With the method and path, an A2A REST body gets its operation
         // from the route (and a JSON-RPC view for the captures).
-        let outcome =
-            gw_host::body::inspect_request_on(&self.request.http_method, &self.request.path, bytes);
+        let outcome = gw_host::body::inspect_request_on(
+            h,
+            &self.request.http_method,
+            &self.request.path,
+            bytes,
+        );
         let (body, own_parse) = match outcome {
             Ok((facts, Some(parsed))) => (RequestBody::Parsed(facts), Some(parsed)),
             // Another filter published the facts first; the JSONPath
             // captures still need the body itself.
             Ok((facts, None)) => (RequestBody::Parsed(facts), jsonrpc::parse(bytes).ok()),
             Err(err) => {
-                metrics::add(metrics.bodies_unparsed, 1);
-                (RequestBody::Invalid(invalid_kind(&err).into()), None)
+                metrics.bodies_unparsed.inc(h);
+                (RequestBody::invalid(&err), None)
             }
         };
-        self.finish_request(config, body, own_parse.as_ref());
+        self.finish_request(h, config, body, own_parse.as_ref());
     }
 }
 
-/// A category only: parser messages could quote the body.
-fn invalid_kind(err: &InspectError) -> &'static str {
-    match err {
-        InspectError::InvalidJson(_) => "invalid_json",
-        InspectError::NotJsonRpc(_) => "not_jsonrpc",
-        InspectError::EmptyBatch => "empty_batch",
-    }
-}
-
-impl Context for AuditHttp {}
-
-impl HttpContext for AuditHttp {
-    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+impl Filter for AuditHttp {
+    fn request_headers(&mut self, h: &mut dyn Host, _: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
         let config = &shared.config;
-        self.start(config);
+        self.start(h, config);
         if end_of_stream {
-            self.finish_request(config, RequestBody::None, None);
+            self.finish_request(h, config, RequestBody::None, None);
             return Action::Continue;
         }
         let declared =
-            state::request_header("content-length").and_then(|v| v.parse::<usize>().ok());
+            state::request_header(h, "content-length").and_then(|v| v.parse::<usize>().ok());
         match declared {
-            Some(0) => self.finish_request(config, RequestBody::None, None),
+            Some(0) => self.finish_request(h, config, RequestBody::None, None),
             Some(n) if n > config.max_request_body_bytes => {
-                metrics::add(shared.metrics.bodies_unparsed, 1);
-                self.finish_request(config, RequestBody::TooLarge, None);
+                shared.metrics.bodies_unparsed.inc(h);
+                self.finish_request(h, config, RequestBody::TooLarge, None);
             }
             _ => self.body = BodyState::Reading,
         }
         Action::Continue
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn request_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
@@ -301,25 +309,25 @@ impl HttpContext for AuditHttp {
         let config = &shared.config;
         if body_size > config.max_request_body_bytes {
             // Release what we held and stop looking: later filters decide.
-            metrics::add(shared.metrics.bodies_unparsed, 1);
-            self.finish_request(config, RequestBody::TooLarge, None);
+            shared.metrics.bodies_unparsed.inc(h);
+            self.finish_request(h, config, RequestBody::TooLarge, None);
             return Action::Continue;
         }
         if !end_of_stream {
             return Action::Pause; // buffer until the whole body is here
         }
-        let bytes = gw_host::body::request_body(body_size);
+        let bytes = gw_host::body::request_body(h, body_size);
         if bytes.is_empty() {
-            self.finish_request(config, RequestBody::None, None);
+            self.finish_request(h, config, RequestBody::None, None);
         } else {
-            self.inspect_body(config, &bytes, &shared.metrics);
+            self.inspect_body(h, config, &bytes, &shared.metrics);
         }
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+    fn response_headers(&mut self, h: &mut dyn Host, _: usize, _: bool) -> Action {
         if let Some(shared) = self.shared.clone() {
-            self.adopt_published_facts(&shared.config, false);
+            self.adopt_published_facts(h, &shared.config, false);
         }
         let (Some(shared), Some(rc)) = (self.shared.as_ref(), self.response.as_mut()) else {
             return Action::Continue;
@@ -327,69 +335,64 @@ impl HttpContext for AuditHttp {
         let captures = &shared.config.response_captures;
         for i in rc.plan().header_captures().to_vec() {
             if let Some(Source::Header(name)) = captures.get(i).map(|c| &c.source) {
-                rc.capture_header(captures, i, state::response_header(name));
+                rc.capture_header(captures, i, response::header(h, name));
             }
         }
-        rc.on_headers(state::response_header("content-type").as_deref());
+        rc.on_headers(response::header(h, "content-type").as_deref());
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn response_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
         let (Some(shared), Some(rc)) = (self.shared.as_ref(), self.response.as_mut()) else {
             return Action::Continue;
         };
         if rc.wants_chunks() {
-            let chunk = abi::get_buffer(BufferType::HttpResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let chunk = response::body(h, body_size);
             rc.feed(&shared.config.response_captures, &chunk, end_of_stream);
         }
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    fn log(&mut self, h: &mut dyn Host) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
         let config = &shared.config;
         if !self.started {
             // Envoy answered before our request callback ran.
-            self.start(config);
+            self.start(h, config);
         }
         if self.body == BodyState::Reading {
             // The request ended (reset) before its body did.
-            self.finish_request(config, RequestBody::None, None);
+            self.finish_request(h, config, RequestBody::None, None);
         }
-        self.adopt_published_facts(config, true);
-        let response = gw_host::profile::span("audit.read_outcome", || ResponseRecord {
-            end_unix_ms: now_ms(),
-            status: response_code(),
-            code_details: state::property_string(vec!["response", "code_details"]),
-            decision_state: state::get(filter_state::DECISION)
+        self.adopt_published_facts(h, config, true);
+        let response = ResponseRecord {
+            end_unix_ms: now_ms(h),
+            status: response_code(h),
+            code_details: state::property_string(h, &["response", "code_details"]),
+            decision_state: state::get(h, filter_state::DECISION)
                 .and_then(|b| String::from_utf8(b).ok()),
-            identity: state::verified_identity(),
+            identity: state::verified_identity(h),
             captured: self
                 .response
                 .as_mut()
                 .map(ResponseCapture::take_values)
                 .unwrap_or_default(),
-        });
+        };
         let request = std::mem::take(&mut self.request);
         let fallback_id = format!(
             "{:x}-{}-{:x}",
             request.start_unix_ms, shared.instance, self.context_id
         );
-        let event = gw_host::profile::span("audit.build_event", || {
-            build_event(config, request, response, &fallback_id).to_json()
-        });
-        gw_host::profile::span("audit.record", || shared.record(&event));
+        let event = build_event(config, request, response, &fallback_id).to_json();
+        shared.record(h, &event);
     }
 }
 
 /// `response.code` is an integer property: 8 bytes, little-endian.
-fn response_code() -> Option<u32> {
-    let bytes = abi::get_property(&["response", "code"]).ok().flatten()?;
+fn response_code(h: &mut dyn Host) -> Option<u32> {
+    let bytes = h.property(&["response", "code"]).ok().flatten()?;
     let array: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
     u32::try_from(u64::from_le_bytes(array))
         .ok()

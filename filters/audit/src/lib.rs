@@ -21,8 +21,8 @@ mod metrics;
 mod sender;
 
 use gw_core::audit::config::{AuditConfig, AuditConfigSpec, Role};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use gw_host::filter::{Filter, FilterRoot};
+use gw_host::port::Host;
 use std::rc::Rc;
 
 /// Name of the shared queue between the HTTP filters and the sender.
@@ -30,9 +30,9 @@ pub const QUEUE_NAME: &str = "gw_audit_events";
 /// vm_id of both roles when the host does not tell us.
 pub const DEFAULT_VM_ID: &str = "gw_audit";
 
-/// A fresh root context of the filter or its sender, as configured (the
-/// module is `filters/wasm/audit`).
-pub fn new_root() -> Box<dyn RootContext> {
+/// A fresh root of the filter or its sender, as configured (the module is
+/// `filters/wasm/audit`).
+pub fn new_root() -> Box<dyn FilterRoot> {
     Box::new(AuditRoot {
         role: RootRole::Unconfigured,
     })
@@ -48,51 +48,39 @@ struct AuditRoot {
     role: RootRole,
 }
 
-impl Context for AuditRoot {
-    fn on_done(&mut self) -> bool {
-        // The VM is stopping: hand over what this worker still holds.
-        if let RootRole::Filter(shared) = &self.role {
-            shared.flush();
-        }
-        true
+impl FilterRoot for AuditRoot {
+    fn name(&self) -> &'static str {
+        "audit"
     }
 
-    fn on_http_call_response(&mut self, token_id: u32, _: usize, _: usize, _: usize) {
-        if let RootRole::Sender(sender) = &mut self.role {
-            sender.on_http_call_response(token_id);
-        }
-    }
-}
-
-impl RootContext for AuditRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
+    fn configure(&mut self, h: &mut dyn Host, configuration: &[u8]) -> bool {
         let Some(config) =
-            gw_host::config::load_plugin_config::<AuditConfigSpec, AuditConfig>("audit")
+            gw_host::config::load::<AuditConfigSpec, AuditConfig>("audit", configuration)
         else {
             return false;
         };
         match config.role {
             Role::Filter => {
-                let shared = Rc::new(http::FilterShared::new(config));
+                let shared = Rc::new(http::FilterShared::new(h, config));
                 // The tick flushes this worker's outbox (events wait at most
                 // this long before they reach the sender's queue).
                 let hold = std::time::Duration::from_millis(shared.hold_ms());
-                if let Err(status) = gw_host::flow::set_tick_period(hold) {
+                if let Err(status) = h.set_tick_period(hold) {
                     log::error!("audit: cannot set tick period: {status:?}");
                     return false;
                 }
                 if let RootRole::Filter(old) = &self.role {
-                    old.flush();
+                    old.flush(h);
                 }
                 self.role = RootRole::Filter(shared);
                 true
             }
             Role::Sender => {
-                // on_configure may run again on the same root: keep the
+                // configure may run again on the same root: keep the
                 // buffered events, take the new destination.
                 match &mut self.role {
-                    RootRole::Sender(sender) => sender.reconfigure(config.destination),
-                    _ => match sender::Sender::start(config.destination) {
+                    RootRole::Sender(sender) => sender.reconfigure(h, config.destination),
+                    _ => match sender::Sender::start(h, config.destination) {
                         Some(sender) => self.role = RootRole::Sender(Box::new(sender)),
                         None => return false,
                     },
@@ -102,34 +90,38 @@ impl RootContext for AuditRoot {
         }
     }
 
-    fn on_tick(&mut self) {
+    fn tick(&mut self, h: &mut dyn Host) {
         match &mut self.role {
-            RootRole::Sender(sender) => sender.on_tick(),
-            RootRole::Filter(shared) => shared.flush(),
+            RootRole::Sender(sender) => sender.on_tick(h),
+            RootRole::Filter(shared) => shared.flush(h),
             RootRole::Unconfigured => {}
         }
     }
 
-    fn on_queue_ready(&mut self, queue_id: u32) {
+    fn queue_ready(&mut self, h: &mut dyn Host, queue_id: u32) {
         if let RootRole::Sender(sender) = &mut self.role {
-            sender.on_queue_ready(queue_id);
+            sender.on_queue_ready(h, queue_id);
         }
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn call_response(&mut self, h: &mut dyn Host, token: u32, _: usize, _: usize, _: usize) {
+        if let RootRole::Sender(sender) = &mut self.role {
+            sender.on_http_call_response(h, token);
+        }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn done(&mut self, h: &mut dyn Host) {
+        // The VM is stopping: hand over what this worker still holds.
+        if let RootRole::Filter(shared) = &self.role {
+            shared.flush(h);
+        }
+    }
+
+    fn new_filter(&self, context_id: u32) -> Box<dyn Filter> {
         let shared = match &self.role {
             RootRole::Filter(shared) => Some(Rc::clone(shared)),
             _ => None,
         };
-        Some(gw_host::profile::wrap(
-            "audit",
-            Box::new(http::AuditHttp::new(context_id, shared)),
-        ))
+        Box::new(http::AuditHttp::new(context_id, shared))
     }
 }
-
-pub(crate) use gw_host::clock::now_ms;

@@ -3,50 +3,26 @@
 //! worker, plus the singleton) are one stat in Envoy's store.
 
 use gw_core::audit::batch::BatchStats;
-use gw_host::abi;
-use proxy_wasm::types::MetricType;
-
-fn define(kind: MetricType, name: &str) -> Option<u32> {
-    match abi::define_metric(kind, name) {
-        Ok(id) => Some(id),
-        Err(status) => {
-            log::warn!("audit: cannot define metric {name}: {status:?}");
-            None
-        }
-    }
-}
-
-pub fn add(metric: Option<u32>, n: u64) {
-    if let (Some(id), Ok(n)) = (metric, i64::try_from(n)) {
-        if n > 0 {
-            let _ = abi::increment_metric(id, n);
-        }
-    }
-}
-
-fn set(metric: Option<u32>, value: u64) {
-    if let Some(id) = metric {
-        let _ = abi::record_metric(id, value);
-    }
-}
+use gw_host::metrics::{Counter, Gauge};
+use gw_host::port::Host;
 
 /// Counters of the HTTP filter.
 #[derive(Debug, Clone, Copy)]
 pub struct FilterMetrics {
     /// Events built (one per request/response pair).
-    pub events: Option<u32>,
+    pub events: Counter,
     /// Events lost before reaching the sender (no sender queue).
-    pub dropped: Option<u32>,
+    pub dropped: Counter,
     /// Request bodies not parsed (too large or not JSON-RPC).
-    pub bodies_unparsed: Option<u32>,
+    pub bodies_unparsed: Counter,
 }
 
 impl FilterMetrics {
-    pub fn define() -> Self {
+    pub fn define(h: &mut dyn Host) -> Self {
         Self {
-            events: define(MetricType::Counter, "gw.audit.events"),
-            dropped: define(MetricType::Counter, "gw.audit.events_dropped"),
-            bodies_unparsed: define(MetricType::Counter, "gw.audit.request_bodies_unparsed"),
+            events: Counter::define(h, "gw.audit.events"),
+            dropped: Counter::define(h, "gw.audit.events_dropped"),
+            bodies_unparsed: Counter::define(h, "gw.audit.request_bodies_unparsed"),
         }
     }
 }
@@ -54,57 +30,51 @@ impl FilterMetrics {
 /// Counters of the sender, exported as deltas of [`BatchStats`].
 #[derive(Debug)]
 pub struct SenderMetrics {
-    queued: Option<u32>,
-    sent: Option<u32>,
-    retried: Option<u32>,
-    dropped: Option<u32>,
-    batches_sent: Option<u32>,
-    batches_failed: Option<u32>,
-    batches_split: Option<u32>,
-    events_refused: Option<u32>,
-    buffered: Option<u32>,
+    queued: Counter,
+    sent: Counter,
+    retried: Counter,
+    dropped: Counter,
+    batches_sent: Counter,
+    batches_failed: Counter,
+    batches_split: Counter,
+    events_refused: Counter,
+    buffered: Gauge,
     exported: BatchStats,
 }
 
 impl SenderMetrics {
-    pub fn define() -> Self {
+    pub fn define(h: &mut dyn Host) -> Self {
         Self {
-            queued: define(MetricType::Counter, "gw.audit.events_queued"),
-            sent: define(MetricType::Counter, "gw.audit.events_sent"),
-            retried: define(MetricType::Counter, "gw.audit.events_retried"),
-            dropped: define(MetricType::Counter, "gw.audit.events_dropped"),
-            batches_sent: define(MetricType::Counter, "gw.audit.batches_sent"),
-            batches_failed: define(MetricType::Counter, "gw.audit.batches_failed"),
-            batches_split: define(MetricType::Counter, "gw.audit.batches_split"),
-            events_refused: define(MetricType::Counter, "gw.audit.events_refused"),
-            buffered: define(MetricType::Gauge, "gw.audit.buffered_events"),
+            queued: Counter::define(h, "gw.audit.events_queued"),
+            sent: Counter::define(h, "gw.audit.events_sent"),
+            retried: Counter::define(h, "gw.audit.events_retried"),
+            dropped: Counter::define(h, "gw.audit.events_dropped"),
+            batches_sent: Counter::define(h, "gw.audit.batches_sent"),
+            batches_failed: Counter::define(h, "gw.audit.batches_failed"),
+            batches_split: Counter::define(h, "gw.audit.batches_split"),
+            events_refused: Counter::define(h, "gw.audit.events_refused"),
+            buffered: Gauge::define(h, "gw.audit.buffered_events"),
             exported: BatchStats::default(),
         }
     }
 
-    pub fn export(&mut self, now: BatchStats, buffered: usize) {
+    pub fn export(&mut self, h: &mut dyn Host, now: BatchStats, buffered: usize) {
         let before = self.exported;
-        add(self.queued, now.queued.saturating_sub(before.queued));
-        add(self.sent, now.sent.saturating_sub(before.sent));
-        add(self.retried, now.retried.saturating_sub(before.retried));
-        add(self.dropped, now.dropped.saturating_sub(before.dropped));
-        add(
-            self.batches_sent,
-            now.batches_sent.saturating_sub(before.batches_sent),
-        );
-        add(
-            self.batches_failed,
-            now.batches_failed.saturating_sub(before.batches_failed),
-        );
-        add(
-            self.batches_split,
-            now.batches_split.saturating_sub(before.batches_split),
-        );
-        add(
-            self.events_refused,
-            now.events_refused.saturating_sub(before.events_refused),
-        );
-        set(self.buffered, buffered as u64);
+        self.queued.add(h, now.queued.saturating_sub(before.queued));
+        self.sent.add(h, now.sent.saturating_sub(before.sent));
+        self.retried
+            .add(h, now.retried.saturating_sub(before.retried));
+        self.dropped
+            .add(h, now.dropped.saturating_sub(before.dropped));
+        self.batches_sent
+            .add(h, now.batches_sent.saturating_sub(before.batches_sent));
+        self.batches_failed
+            .add(h, now.batches_failed.saturating_sub(before.batches_failed));
+        self.batches_split
+            .add(h, now.batches_split.saturating_sub(before.batches_split));
+        self.events_refused
+            .add(h, now.events_refused.saturating_sub(before.events_refused));
+        self.buffered.set(h, buffered as u64);
         self.exported = now;
     }
 }

@@ -16,13 +16,13 @@
 //! quiet.
 
 use crate::metrics::SenderMetrics;
-use crate::{now_ms, QUEUE_NAME};
+use crate::QUEUE_NAME;
 use gw_core::audit::batch::{encode_json_batch, BatchPolicy, BatchSender, Outcome};
 use gw_core::audit::config::{Destination, DestinationType};
 use gw_core::audit::otlp;
 use gw_core::audit::outbox::frame_events;
-use gw_host::abi;
-use proxy_wasm::hostcalls;
+use gw_host::clock::now_ms;
+use gw_host::port::Host;
 use proxy_wasm::types::MapType;
 use std::time::Duration;
 
@@ -61,15 +61,15 @@ fn tick_period(d: &Destination) -> Duration {
 }
 
 impl Sender {
-    pub fn start(destination: Destination) -> Option<Self> {
-        let queue_id = match abi::register_shared_queue(QUEUE_NAME) {
+    pub fn start(h: &mut dyn Host, destination: Destination) -> Option<Self> {
+        let queue_id = match h.register_queue(QUEUE_NAME) {
             Ok(id) => id,
             Err(status) => {
                 log::error!("audit sender: cannot register shared queue {QUEUE_NAME}: {status:?}");
                 return None;
             }
         };
-        if let Err(status) = gw_host::flow::set_tick_period(tick_period(&destination)) {
+        if let Err(status) = h.set_tick_period(tick_period(&destination)) {
             log::error!("audit sender: cannot set tick period: {status:?}");
             return None;
         }
@@ -86,15 +86,16 @@ impl Sender {
             destination.flush_interval_ms,
             destination.max_buffered_events
         );
-        let nanos = abi::get_current_time()
+        let nanos = h
+            .now()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
         let token = format!("{nanos:x}-{queue_id:x}");
-        if let Err(status) = abi::set_shared_data(LEADER_KEY, Some(token.as_bytes()), None) {
+        if let Err(status) = h.set_shared_data(LEADER_KEY, Some(token.as_bytes()), None) {
             log::warn!("audit sender: cannot claim leadership: {status:?}");
         }
-        let seed = now_ms() ^ u64::from(queue_id).rotate_left(32);
+        let seed = now_ms(h) ^ u64::from(queue_id).rotate_left(32);
         Some(Self {
             token,
             leading: true,
@@ -102,42 +103,40 @@ impl Sender {
             destination,
             queue_id,
             pending: None,
-            metrics: SenderMetrics::define(),
+            metrics: SenderMetrics::define(h),
         })
     }
 
-    pub fn reconfigure(&mut self, destination: Destination) {
+    pub fn reconfigure(&mut self, h: &mut dyn Host, destination: Destination) {
         self.batches.set_policy(policy(&destination));
-        if let Err(status) = gw_host::flow::set_tick_period(tick_period(&destination)) {
+        if let Err(status) = h.set_tick_period(tick_period(&destination)) {
             log::warn!("audit sender: cannot set tick period: {status:?}");
         }
-        if let Ok(id) = abi::register_shared_queue(QUEUE_NAME) {
+        if let Ok(id) = h.register_queue(QUEUE_NAME) {
             self.queue_id = id;
         }
         self.destination = destination;
-        self.export();
+        self.export(h);
     }
 
-    pub fn on_queue_ready(&mut self, queue_id: u32) {
-        if queue_id == self.queue_id && self.check_leader() {
-            self.drain();
-            self.send_due();
+    pub fn on_queue_ready(&mut self, h: &mut dyn Host, queue_id: u32) {
+        if queue_id == self.queue_id && self.check_leader(h) {
+            self.drain(h);
+            self.send_due(h);
         }
     }
 
-    pub fn on_tick(&mut self) {
-        if self.check_leader() {
-            self.drain();
-            self.send_due();
+    pub fn on_tick(&mut self, h: &mut dyn Host) {
+        if self.check_leader(h) {
+            self.drain(h);
+            self.send_due(h);
         }
     }
 
     /// Whether this sender still delivers; hands its waiting events over
     /// (back to the queue, for the leader) when it does not.
-    fn check_leader(&mut self) -> bool {
-        let current = abi::get_shared_data(LEADER_KEY)
-            .ok()
-            .and_then(|(value, _)| value);
+    fn check_leader(&mut self, h: &mut dyn Host) -> bool {
+        let current = h.shared_data(LEADER_KEY).ok().and_then(|(value, _)| value);
         let leading = match current {
             Some(value) => value == self.token.as_bytes(),
             None => true,
@@ -148,21 +147,19 @@ impl Sender {
         self.leading = leading;
         if !leading {
             for event in self.batches.hand_over() {
-                if let Err(status) =
-                    abi::enqueue_shared_queue(self.queue_id, Some(event.as_bytes()))
-                {
+                if let Err(status) = h.enqueue(self.queue_id, event.as_bytes()) {
                     log::warn!("audit sender: cannot hand an event over: {status:?}");
                 }
             }
-            self.export();
+            self.export(h);
         }
         leading
     }
 
-    fn drain(&mut self) {
-        let now = now_ms();
+    fn drain(&mut self, h: &mut dyn Host) {
+        let now = now_ms(h);
         loop {
-            match abi::dequeue_shared_queue(self.queue_id) {
+            match h.dequeue(self.queue_id) {
                 Ok(Some(bytes)) => match String::from_utf8(bytes) {
                     Ok(frame) => {
                         for event in frame_events(&frame) {
@@ -178,14 +175,14 @@ impl Sender {
                 }
             }
         }
-        self.export();
+        self.export(h);
     }
 
-    fn send_due(&mut self) {
+    fn send_due(&mut self, h: &mut dyn Host) {
         if self.pending.is_some() {
             return;
         }
-        let now = now_ms();
+        let now = now_ms(h);
         let d = &self.destination;
         let Some(batch) = self.batches.poll(now) else {
             return;
@@ -204,7 +201,7 @@ impl Sender {
         ];
         headers.extend(d.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let timeout = Duration::from_millis(d.timeout_ms);
-        match hostcalls::dispatch_http_call(&d.cluster, headers, Some(&body), vec![], timeout) {
+        match h.dispatch_http_call(&d.cluster, &headers, Some(&body), timeout) {
             Ok(call) => self.pending = Some((call, token)),
             Err(status) => {
                 // Unknown cluster (BadArgument) or no capacity: a failed
@@ -216,10 +213,10 @@ impl Sender {
                 self.batches.complete(token, Outcome::Retry, now);
             }
         }
-        self.export();
+        self.export(h);
     }
 
-    pub fn on_http_call_response(&mut self, call: u32) {
+    pub fn on_http_call_response(&mut self, h: &mut dyn Host, call: u32) {
         let Some((pending_call, token)) = self.pending else {
             return;
         };
@@ -227,7 +224,7 @@ impl Sender {
             return;
         }
         self.pending = None;
-        let status = gw_host::headers::get(MapType::HttpCallResponseHeaders, ":status")
+        let status = gw_host::headers::get(h, MapType::HttpCallResponseHeaders, ":status")
             .and_then(|s| s.parse::<u32>().ok())
             .unwrap_or(0);
         let outcome = Outcome::from_status(status);
@@ -243,13 +240,13 @@ impl Sender {
                 "audit sender: collector refused a batch with {status}; its events are dropped"
             ),
         }
-        self.batches.complete(token, outcome, now_ms());
-        self.export();
-        self.send_due();
+        self.batches.complete(token, outcome, now_ms(h));
+        self.export(h);
+        self.send_due(h);
     }
 
-    fn export(&mut self) {
+    fn export(&mut self, h: &mut dyn Host) {
         self.metrics
-            .export(self.batches.stats(), self.batches.buffered());
+            .export(h, self.batches.stats(), self.batches.buffered());
     }
 }

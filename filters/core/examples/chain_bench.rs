@@ -23,8 +23,8 @@ use gw_core::identity::config::{IdentityConfig, IdentitySpec};
 use gw_core::identity::policy::{Begin, Verdict as IdentityVerdict};
 use gw_core::identity::protected_resource::RequestInfo;
 use gw_core::protocol::jsonrpc;
-use gw_core::protocol::operation::Operation;
 use gw_core::protocol::request_facts::{RequestFacts, VerifiedIdentity};
+use gw_core::rate_limit::admission::{self, MemorySlots, SlotStore};
 use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
 use gw_core::rate_limit::headers::{self, LimitStatus};
 use gw_core::rate_limit::plan::{self, Charge, OperationCall, Plan};
@@ -32,6 +32,7 @@ use gw_core::rate_limit::sliding_window::{self, Admissions, WindowPolicy};
 use gw_core::rate_limit::window_table::{self, KeyId, SlotDecision};
 use gw_core::tool_acl::authorize::{self, Verdict as AclVerdict};
 use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};
+use gw_core::tool_acl::list_plan::{self, ResponsePlan};
 use gw_core::tool_acl::request_guard;
 use gw_core::tool_acl::rules::TargetKind;
 use serde_yaml_ng::Value as Yaml;
@@ -323,16 +324,17 @@ fn main() -> Result<(), String> {
             let id = facts.single().and_then(|m| m.id.clone());
             let shape = request_guard::check_mcp_headers(None, None, facts);
             let verdict = authorize::authorize(&acl, facts, || Some(verified.clone()), false);
-            let list_ids = facts
-                .messages
-                .iter()
-                .filter(|m| m.operation() == Some(Operation::McpToolsList))
-                .count();
+            // what the adapter's prepare_tools_list and response_headers decide
+            let list_ids = list_plan::filtered_list_ids(&acl, facts);
+            let cache = list_plan::cache_candidate(&acl, facts, None, BODY, false);
+            let plan = ResponsePlan::choose(Some("application/json"), None, !list_ids.is_empty());
             black_box((
                 id,
                 shape.is_ok(),
                 matches!(verdict, AclVerdict::Allow),
                 list_ids,
+                cache,
+                plan,
             ));
         },
     );
@@ -446,6 +448,32 @@ fn main() -> Result<(), String> {
         admit_shipped,
         1,
     );
+    // The filter's own decision path (gw_core::rate_limit::admission, CAS
+    // loop included) over in-memory slots; the filter's store is Envoy
+    // shared data, two host calls not counted here.
+    let charges = match plan::plan(&rate, Some(&verified), &calls) {
+        Plan::Charges { charges, .. } => charges,
+        other => return Err(format!("not charged: {other:?}")),
+    };
+    let slot = charges
+        .first()
+        .map(|c| window_table::slot_key(c.id.slot(rate.local.slots)))
+        .unwrap_or_default();
+    per_op_owned(
+        "  (admission::decide on in-memory slots, an empty window)",
+        100_000,
+        || {
+            let mut slots = MemorySlots::default();
+            let _ = slots.write(&slot, window_table::EMPTY_SLOT, None);
+            slots
+        },
+        |mut slots| {
+            let _ = black_box(
+                admission::decide(&mut slots, &rate, &charges, NOW_MS).map(|a| a.admitted),
+            );
+        },
+    );
+
     let ns = per_op("RateLimit-Policy / RateLimit headers", 200_000, || {
         let statuses = vec![LimitStatus {
             name: limit.name.clone(),

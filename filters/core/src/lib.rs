@@ -18,6 +18,8 @@
 //! - [`template`]: the recipe's `#[vars.x]` / `#[payload.a.b]` / `#[attributes.headers['h']]` expressions
 //! - [`json_path`]: the `$.a.b[0]['c']` subset used by captures and templates
 //! - [`filter_state`]: names of the filter-state keys the filters share
+//! - [`reply`]: the local reply every filter's refusals are built as
+//! - [`upstream`]: where an HTTP callout goes (identity, audit, Redis), and the one URL parser
 
 pub mod audit;
 pub mod config;
@@ -27,5 +29,7 @@ pub mod identity;
 pub mod json_path;
 pub mod protocol;
 pub mod rate_limit;
+pub mod reply;
 pub mod template;
 pub mod tool_acl;
+pub mod upstream;

@@ -22,16 +22,17 @@
 //!
 //! A stage that answers locally ends the request: no later stage runs on
 //! it. A stage waiting for a callout holds; when its callback resumes the
-//! request (`gw_host::flow::resume_request`), the chain goes on from that
-//! stage and resumes Envoy only when every stage has let the request
-//! through.
+//! request (`Host::resume_request`), the chain goes on from that stage and
+//! resumes Envoy only when every stage has let the request through.
+//!
+//! Every call into a stage gets the host through `gw_host::memo::Composed`
+//! over this request's memo: what the stage did (replied, resumed, rewrote
+//! the body) comes back from it as a value ([`run`]); nothing is global.
 
-use gw_host::abi;
-use gw_host::flow::{Composed, Effects};
-use gw_host::memo::{with_memo, RequestMemo};
+use gw_host::filter::Filter;
+use gw_host::memo::{Composed, Effects, RequestMemo};
+use gw_host::port::Host;
 use gw_host::stage::EndAtTrailers;
-pub use gw_host::stage::Stage;
-use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +94,19 @@ impl Flow {
     }
 }
 
-pub struct Chain<S: Stage = Box<dyn HttpContext>> {
+/// Call `f` on a stage with the host as the chain shows it to stages, and
+/// report what the stage did.
+pub fn run<T>(
+    host: &mut dyn Host,
+    memo: &mut RequestMemo,
+    f: impl FnOnce(&mut dyn Host) -> T,
+) -> (T, Effects) {
+    let mut composed = Composed::new(host, memo);
+    let out = f(&mut composed);
+    (out, composed.effects())
+}
+
+pub struct Chain<S: Filter = Box<dyn Filter>> {
     /// Every stage ends at trailers (`gw_host::stage`): none can let go of
     /// a body it has not judged, whatever its own trailer callback does.
     stages: Vec<EndAtTrailers<S>>,
@@ -105,7 +118,7 @@ pub struct Chain<S: Stage = Box<dyn HttpContext>> {
     memo: RequestMemo,
 }
 
-impl<S: Stage> Chain<S> {
+impl<S: Filter> Chain<S> {
     pub fn new(stages: Vec<S>) -> Self {
         let n = stages.len();
         Self {
@@ -115,14 +128,6 @@ impl<S: Stage> Chain<S> {
             replied: false,
             memo: RequestMemo::default(),
         }
-    }
-
-    /// Run `f` with this request's memo installed.
-    fn memoized<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
-        let mut memo = std::mem::take(&mut self.memo);
-        let out = with_memo(&mut memo, || f(self));
-        self.memo = memo;
-        out
     }
 
     /// The stage at position `k` of `direction`'s order (responses go
@@ -142,7 +147,7 @@ impl<S: Stage> Chain<S> {
 
     /// Give every stage, in order, what has arrived and it has not seen;
     /// `Continue` when all let everything through.
-    fn pump(&mut self, direction: Direction) -> Action {
+    fn pump(&mut self, h: &mut dyn Host, direction: Direction) -> Action {
         for k in 0..self.stages.len() {
             let i = self.stage_at(direction, k);
             if self.replied && direction == Direction::Request {
@@ -168,9 +173,9 @@ impl<S: Stage> Chain<S> {
                 let Some((n, eos)) = headers else {
                     return Action::Pause;
                 };
-                let (action, fx) = Composed::run(|| match direction {
-                    Direction::Request => stage.request_headers(n, eos),
-                    Direction::Response => stage.response_headers(n, eos),
+                let (action, fx) = run(h, &mut self.memo, |h| match direction {
+                    Direction::Request => stage.request_headers(h, n, eos),
+                    Direction::Response => stage.response_headers(h, n, eos),
                 });
                 effects = fx;
                 st.headers = if action == Action::Continue {
@@ -181,9 +186,9 @@ impl<S: Stage> Chain<S> {
             }
             if let (false, Some((seq, size, eos))) = (effects.replied, body) {
                 if st.body_seen != Some(seq) {
-                    let (action, fx) = Composed::run(|| match direction {
-                        Direction::Request => stage.request_body(size, eos),
-                        Direction::Response => stage.response_body(size, eos),
+                    let (action, fx) = run(h, &mut self.memo, |h| match direction {
+                        Direction::Request => stage.request_body(h, size, eos),
+                        Direction::Response => stage.response_body(h, size, eos),
                     });
                     effects.replied |= fx.replied;
                     if fx.body_changed {
@@ -191,7 +196,7 @@ impl<S: Stage> Chain<S> {
                             Direction::Request => BufferType::HttpRequestBody,
                             Direction::Response => BufferType::HttpResponseBody,
                         };
-                        resized = Some(abi::get_buffer_status(buffer).unwrap_or(size));
+                        resized = Some(h.buffer_len(buffer).unwrap_or(size));
                     }
                     st.body_seen = Some(seq);
                     st.body_passed = action == Action::Continue;
@@ -209,9 +214,9 @@ impl<S: Stage> Chain<S> {
             // any other).
             if let (false, Some(n)) = (effects.replied, trailers) {
                 if st.trailers == Gate::NotRun {
-                    let (action, fx) = Composed::run(|| match direction {
-                        Direction::Request => stage.request_trailers(n),
-                        Direction::Response => stage.response_trailers(n),
+                    let (action, fx) = run(h, &mut self.memo, |h| match direction {
+                        Direction::Request => stage.request_trailers(h, n),
+                        Direction::Response => stage.response_trailers(h, n),
                     });
                     effects.replied |= fx.replied;
                     st.trailers = if action == Action::Continue {
@@ -260,26 +265,43 @@ impl<S: Stage> Chain<S> {
     }
 }
 
-impl<S: Stage> Context for Chain<S> {
-    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
-        self.memoized(|chain| chain.call_response(token, headers, body, trailers));
+impl<S: Filter> Filter for Chain<S> {
+    fn request_headers(&mut self, h: &mut dyn Host, num_headers: usize, eos: bool) -> Action {
+        self.request.headers = Some((num_headers, eos));
+        self.pump(h, Direction::Request)
     }
 
-    fn on_done(&mut self) -> bool {
-        self.memoized(|chain| {
-            for stage in &mut chain.stages {
-                Composed::run(|| stage.done());
-            }
-        });
-        true
+    fn request_body(&mut self, h: &mut dyn Host, body_size: usize, eos: bool) -> Action {
+        self.request.next_body(body_size, eos);
+        self.pump(h, Direction::Request)
     }
-}
 
-impl<S: Stage> Chain<S> {
-    fn call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
+    fn request_trailers(&mut self, h: &mut dyn Host, num_trailers: usize) -> Action {
+        self.request.trailers = Some(num_trailers);
+        self.pump(h, Direction::Request)
+    }
+
+    fn response_headers(&mut self, h: &mut dyn Host, num_headers: usize, eos: bool) -> Action {
+        self.response.headers = Some((num_headers, eos));
+        self.pump(h, Direction::Response)
+    }
+
+    fn response_body(&mut self, h: &mut dyn Host, body_size: usize, eos: bool) -> Action {
+        self.response.next_body(body_size, eos);
+        self.pump(h, Direction::Response)
+    }
+
+    fn response_trailers(&mut self, h: &mut dyn Host, num_trailers: usize) -> Action {
+        self.response.trailers = Some(num_trailers);
+        self.pump(h, Direction::Response)
+    }
+
+    fn call_response(&mut self, h: &mut dyn Host, token: u32, hd: usize, b: usize, t: usize) {
         let mut resumed = Vec::new();
         for (i, stage) in self.stages.iter_mut().enumerate() {
-            let (_, fx) = Composed::run(|| stage.call_response(token, headers, body, trailers));
+            let (_, fx) = run(h, &mut self.memo, |h| {
+                stage.call_response(h, token, hd, b, t)
+            });
             if fx.resumed {
                 resumed.push(i);
             }
@@ -293,66 +315,38 @@ impl<S: Stage> Chain<S> {
         for i in resumed {
             self.release(i);
         }
-        if self.pump(Direction::Request) == Action::Continue {
-            if let Err(status) = abi::resume_http_request() {
+        if self.pump(h, Direction::Request) == Action::Continue {
+            if let Err(status) = h.resume_request() {
                 log::warn!("gateway: cannot resume the request: {status:?}");
             }
         }
     }
-}
 
-impl<S: Stage> HttpContext for Chain<S> {
-    fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
-        self.request.headers = Some((num_headers, end_of_stream));
-        self.memoized(|chain| chain.pump(Direction::Request))
+    fn log(&mut self, h: &mut dyn Host) {
+        for stage in &mut self.stages {
+            run(h, &mut self.memo, |h| stage.log(h));
+        }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.request.next_body(body_size, end_of_stream);
-        self.memoized(|chain| chain.pump(Direction::Request))
-    }
-
-    fn on_http_request_trailers(&mut self, num_trailers: usize) -> Action {
-        self.request.trailers = Some(num_trailers);
-        self.memoized(|chain| chain.pump(Direction::Request))
-    }
-
-    fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
-        self.response.headers = Some((num_headers, end_of_stream));
-        self.memoized(|chain| chain.pump(Direction::Response))
-    }
-
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.response.next_body(body_size, end_of_stream);
-        self.memoized(|chain| chain.pump(Direction::Response))
-    }
-
-    fn on_http_response_trailers(&mut self, num_trailers: usize) -> Action {
-        self.response.trailers = Some(num_trailers);
-        self.memoized(|chain| chain.pump(Direction::Response))
-    }
-
-    fn on_log(&mut self) {
-        self.memoized(|chain| {
-            for stage in &mut chain.stages {
-                Composed::run(|| stage.log());
-            }
-        });
+    fn done(&mut self, h: &mut dyn Host) {
+        for stage in &mut self.stages {
+            run(h, &mut self.memo, |h| stage.done(h));
+        }
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    //! The chain's driving, with scripted stages (the host calls they make
-    //! hit gw_host's off-wasm stubs).
+    //! The chain's driving, with scripted stages on the in-memory host.
     use super::*;
+    use gw_host::memory::MemoryHost;
     use std::cell::RefCell;
     use std::rc::Rc;
 
     type Log = Rc<RefCell<Vec<String>>>;
-    /// (event, size, end_of_stream) -> action; may reply or resume.
-    type Script = Box<dyn FnMut(&str, usize, bool) -> Action>;
+    /// (host, event, size, end_of_stream) -> action; may reply or resume.
+    type Script = Box<dyn FnMut(&mut dyn Host, &str, usize, bool) -> Action>;
 
     struct Scripted {
         name: &'static str,
@@ -361,39 +355,37 @@ mod tests {
     }
 
     impl Scripted {
-        fn call(&mut self, event: &str, size: usize, eos: bool) -> Action {
+        fn call(&mut self, h: &mut dyn Host, event: &str, size: usize, eos: bool) -> Action {
             let tag = if eos { "/eos" } else { "" };
             self.log
                 .borrow_mut()
                 .push(format!("{}.{event}({size}{tag})", self.name));
-            (self.script)(event, size, eos)
+            (self.script)(h, event, size, eos)
         }
     }
 
-    impl super::Stage for Scripted {
-        fn request_headers(&mut self, n: usize, eos: bool) -> Action {
-            self.call("req_headers", n, eos)
+    impl Filter for Scripted {
+        fn request_headers(&mut self, h: &mut dyn Host, n: usize, eos: bool) -> Action {
+            self.call(h, "req_headers", n, eos)
         }
-        fn request_body(&mut self, n: usize, eos: bool) -> Action {
-            self.call("req_body", n, eos)
+        fn request_body(&mut self, h: &mut dyn Host, n: usize, eos: bool) -> Action {
+            self.call(h, "req_body", n, eos)
         }
-        fn request_trailers(&mut self, n: usize) -> Action {
-            self.call("req_trailers", n, false)
+        fn request_trailers(&mut self, h: &mut dyn Host, n: usize) -> Action {
+            self.call(h, "req_trailers", n, false)
         }
-        fn response_headers(&mut self, n: usize, eos: bool) -> Action {
-            self.call("resp_headers", n, eos)
+        fn response_headers(&mut self, h: &mut dyn Host, n: usize, eos: bool) -> Action {
+            self.call(h, "resp_headers", n, eos)
         }
-        fn response_body(&mut self, n: usize, eos: bool) -> Action {
-            self.call("resp_body", n, eos)
+        fn response_body(&mut self, h: &mut dyn Host, n: usize, eos: bool) -> Action {
+            self.call(h, "resp_body", n, eos)
         }
-        fn response_trailers(&mut self, n: usize) -> Action {
-            self.call("resp_trailers", n, false)
+        fn response_trailers(&mut self, h: &mut dyn Host, n: usize) -> Action {
+            self.call(h, "resp_trailers", n, false)
         }
-        fn call_response(&mut self, token: u32, _: usize, _: usize, _: usize) {
-            self.call("callout", token as usize, false);
+        fn call_response(&mut self, h: &mut dyn Host, token: u32, _: usize, _: usize, _: usize) {
+            self.call(h, "callout", token as usize, false);
         }
-        fn log(&mut self) {}
-        fn done(&mut self) {}
     }
 
     fn chain(stages: Vec<(&'static str, Script)>) -> (Chain<Scripted>, Log) {
@@ -414,12 +406,12 @@ mod tests {
     }
 
     fn pass() -> Script {
-        Box::new(|_, _, _| Action::Continue)
+        Box::new(|_, _, _, _| Action::Continue)
     }
 
     /// Like audit: buffers the request body until its end.
     fn buffer_body() -> Script {
-        Box::new(|event, _, eos| match event {
+        Box::new(|_, event, _, eos| match event {
             "req_body" if !eos => Action::Pause,
             _ => Action::Continue,
         })
@@ -427,7 +419,7 @@ mod tests {
 
     /// Like the tool ACL with holdRequestHeaders: decides at the body's end.
     fn hold_until_body() -> Script {
-        Box::new(|event, _, eos| match event {
+        Box::new(|_, event, _, eos| match event {
             "req_headers" => Action::Pause,
             "req_body" if !eos => Action::Pause,
             _ => Action::Continue,
@@ -441,11 +433,12 @@ mod tests {
             ("acl", hold_until_body()),
             ("rl", pass()),
         ]);
-        assert_eq!(c.on_http_request_headers(5, false), Action::Pause);
+        let mut h = MemoryHost::new();
+        assert_eq!(c.request_headers(&mut h, 5, false), Action::Pause);
         assert_eq!(take(&log), ["audit.req_headers(5)", "acl.req_headers(5)"]);
-        assert_eq!(c.on_http_request_body(10, false), Action::Pause);
+        assert_eq!(c.request_body(&mut h, 10, false), Action::Pause);
         assert_eq!(take(&log), ["audit.req_body(10)"]);
-        assert_eq!(c.on_http_request_body(20, true), Action::Continue);
+        assert_eq!(c.request_body(&mut h, 20, true), Action::Continue);
         assert_eq!(
             take(&log),
             [
@@ -459,19 +452,22 @@ mod tests {
 
     #[test]
     fn a_local_reply_ends_the_request_but_not_the_response() {
-        let deny: Script = Box::new(|event, _, _| {
+        let deny: Script = Box::new(|h, event, _, _| {
             if event == "req_headers" {
-                gw_host::reply::send(401, &[], b"no");
+                gw_host::reply::send(h, 401, &[], b"no");
                 return Action::Pause;
             }
             Action::Continue
         });
         let (mut c, log) = chain(vec![("audit", pass()), ("id", deny), ("acl", pass())]);
-        assert_eq!(c.on_http_request_headers(5, false), Action::Pause);
-        assert_eq!(c.on_http_request_body(7, true), Action::Pause);
+        let mut h = MemoryHost::new();
+        assert_eq!(c.request_headers(&mut h, 5, false), Action::Pause);
+        assert_eq!(c.request_body(&mut h, 7, true), Action::Pause);
         assert_eq!(take(&log), ["audit.req_headers(5)", "id.req_headers(5)"]);
+        assert_eq!(h.replies.len(), 1);
+        assert_eq!(h.replies[0].status, 401);
         // the local reply goes back through every stage, last first
-        assert_eq!(c.on_http_response_headers(2, false), Action::Continue);
+        assert_eq!(c.response_headers(&mut h, 2, false), Action::Continue);
         assert_eq!(
             take(&log),
             [
@@ -486,10 +482,10 @@ mod tests {
     fn a_stage_resumed_by_its_callout_lets_the_chain_go_on() {
         let waiting = Rc::new(RefCell::new(true));
         let w = Rc::clone(&waiting);
-        let identity: Script = Box::new(move |event, _, _| match event {
+        let identity: Script = Box::new(move |h, event, _, _| match event {
             "callout" => {
                 *w.borrow_mut() = false;
-                gw_host::flow::resume_request().ok();
+                h.resume_request().ok();
                 Action::Continue
             }
             _ if *w.borrow() => Action::Pause,
@@ -500,8 +496,9 @@ mod tests {
             ("id", identity),
             ("acl", hold_until_body()),
         ]);
-        assert_eq!(c.on_http_request_headers(5, false), Action::Pause);
-        assert_eq!(c.on_http_request_body(9, true), Action::Pause);
+        let mut h = MemoryHost::new();
+        assert_eq!(c.request_headers(&mut h, 5, false), Action::Pause);
+        assert_eq!(c.request_body(&mut h, 9, true), Action::Pause);
         assert_eq!(
             take(&log),
             [
@@ -511,7 +508,7 @@ mod tests {
                 "id.req_body(9/eos)"
             ]
         );
-        c.on_http_call_response(3, 0, 0, 0);
+        c.call_response(&mut h, 3, 0, 0, 0);
         assert_eq!(
             take(&log),
             [
@@ -524,14 +521,19 @@ mod tests {
             ]
         );
         assert!(c.request.stages.iter().all(|s| s.body_passed));
+        // the stage's resume was the chain's to act on: Envoy resumed once
+        assert_eq!(h.resumed, 1);
     }
 
     #[test]
     fn trailers_reach_a_stage_holding_the_body() {
         let (mut c, log) = chain(vec![("audit", buffer_body()), ("rl", pass())]);
-        assert_eq!(c.on_http_request_headers(5, false), Action::Continue);
-        assert_eq!(c.on_http_request_body(4, false), Action::Pause);
-        assert_eq!(c.on_http_request_trailers(1), Action::Continue);
+        let mut h = MemoryHost::new();
+        // what Envoy buffered when the trailers came
+        h.set_body(BufferType::HttpRequestBody, b"{}  ");
+        assert_eq!(c.request_headers(&mut h, 5, false), Action::Continue);
+        assert_eq!(c.request_body(&mut h, 4, false), Action::Pause);
+        assert_eq!(c.request_trailers(&mut h, 1), Action::Continue);
         assert_eq!(
             take(&log),
             [
@@ -550,11 +552,12 @@ mod tests {
     #[test]
     fn response_chunks_each_reach_every_stage_when_nobody_holds() {
         let (mut c, log) = chain(vec![("audit", pass()), ("acl", pass())]);
-        c.on_http_response_headers(1, false);
+        let mut h = MemoryHost::new();
+        c.response_headers(&mut h, 1, false);
         take(&log);
         // two chunks of the same size are two chunks
-        assert_eq!(c.on_http_response_body(8, false), Action::Continue);
-        assert_eq!(c.on_http_response_body(8, true), Action::Continue);
+        assert_eq!(c.response_body(&mut h, 8, false), Action::Continue);
+        assert_eq!(c.response_body(&mut h, 8, true), Action::Continue);
         assert_eq!(
             take(&log),
             [
@@ -603,7 +606,7 @@ mod tests {
 
         fn scripted(i: usize, p: Policy, seen: &Seen) -> Script {
             let seen = Rc::clone(seen);
-            Box::new(move |event, _, eos| {
+            Box::new(move |h, event, _, eos| {
                 let phase = match event {
                     "req_headers" => 0,
                     "req_body" if eos => 1,
@@ -611,7 +614,7 @@ mod tests {
                     _ => 9,
                 };
                 let action = if p.reply_at == Some(phase) {
-                    gw_host::reply::send(403, &[], b"no");
+                    gw_host::reply::send(h, 403, &[], b"no");
                     Action::Pause
                 } else {
                     match event {
@@ -647,6 +650,7 @@ mod tests {
                     .map(|(i, p)| ("s", scripted(i, *p, &seen)))
                     .collect();
                 let (mut c, log) = chain(stages);
+                let mut h = MemoryHost::new();
                 let mut replied = false;
                 let check = |action: Action, c: &Chain<Scripted>, complete: bool| -> Result<(), TestCaseError> {
                     let seen = seen.borrow();
@@ -677,13 +681,13 @@ mod tests {
                     Ok(())
                 };
                 let no_body = chunks == 0 && !trailers;
-                let mut last = c.on_http_request_headers(3, no_body);
+                let mut last = c.request_headers(&mut h, 3, no_body);
                 check(last, &c, no_body)?;
                 replied |= c.replied;
                 for k in 1..=chunks {
                     let before = log.borrow().len();
                     let end = k == chunks && !trailers;
-                    last = c.on_http_request_body(k * 10, end);
+                    last = c.request_body(&mut h, k * 10, end);
                     if replied {
                         // nothing runs on a request after a local reply
                         prop_assert_eq!(log.borrow().len(), before);
@@ -693,7 +697,7 @@ mod tests {
                     replied |= c.replied;
                 }
                 if trailers {
-                    last = c.on_http_request_trailers(1);
+                    last = c.request_trailers(&mut h, 1);
                     check(last, &c, true)?;
                     replied |= c.replied;
                 }

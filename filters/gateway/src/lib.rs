@@ -8,17 +8,28 @@
 //!
 //! - [`root`]: one root context holding each filter's root, configured from
 //!   its section (`gw_core::gateway`), with their ticks and callouts.
-//! - [`chain`]: the per-request context that drives the stages the way
+//! - [`chain`]: the per-request filter that drives the stages the way
 //!   Envoy drives a filter chain.
 //!
 //! The filters themselves are unchanged: they are the crates `gw-audit`,
-//! `gw-identity`, `gw-tool-acl`, `gw-rate-limit`, also built as their own
-//! modules (`filters/wasm/*`).
+//! `gw-identity`, `gw-tool-acl`, `gw-rate-limit` (each a
+//! `gw_host::filter::FilterRoot`), also built as their own modules
+//! (`filters/wasm/*`). Each stage gets the host through
+//! `gw_host::memo::Composed`, which tells the chain what the stage did.
 
 mod chain;
 mod root;
 
-/// A fresh root context (the module is `filters/wasm/gateway`).
+/// A fresh root context (the module is `filters/wasm/gateway`). The chain
+/// ends every stage at trailers itself, so it is not wrapped again.
 pub fn new_root() -> Box<dyn proxy_wasm::traits::RootContext> {
+    Box::new(gw_host::filter::StandaloneRoot::composite(Box::new(
+        root::GatewayRoot::default(),
+    )))
+}
+
+/// The chain's root as a `FilterRoot`, for driving it on another host
+/// (tests on `gw_host::memory::MemoryHost`).
+pub fn new_filter_root() -> Box<dyn gw_host::filter::FilterRoot> {
     Box::new(root::GatewayRoot::default())
 }

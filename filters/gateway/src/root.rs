@@ -1,20 +1,18 @@
-//! The root context: each configured filter's own root, configured from its
+//! The root: each configured filter's own root, configured from its
 //! section, sharing one tick.
 
-use crate::chain::Chain;
+use crate::chain::{run, Chain};
 use gw_core::gateway::{self, Stage};
-use gw_host::abi;
 use gw_host::clock::now_ms;
-use gw_host::config::{plugin_configuration, with_configuration};
-use gw_host::flow::Composed;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use gw_host::filter::{Filter, FilterRoot, Unconfigured};
+use gw_host::memo::RequestMemo;
+use gw_host::port::Host;
 use std::time::Duration;
 
 /// One filter's root and its tick.
 struct StageRoot {
     stage: Stage,
-    root: Box<dyn RootContext>,
+    root: Box<dyn FilterRoot>,
     /// The tick period the filter asked for, if any.
     tick: Option<Duration>,
     /// When its next tick is due (ms since the epoch).
@@ -26,7 +24,7 @@ pub struct GatewayRoot {
     stages: Vec<StageRoot>,
 }
 
-fn new_stage_root(stage: Stage) -> Box<dyn RootContext> {
+fn new_stage_root(stage: Stage) -> Box<dyn FilterRoot> {
     match stage {
         Stage::Audit => gw_audit::new_root(),
         Stage::Identity => gw_identity::new_root(),
@@ -35,33 +33,20 @@ fn new_stage_root(stage: Stage) -> Box<dyn RootContext> {
     }
 }
 
-impl Context for GatewayRoot {
-    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, trailers: usize) {
-        // Only the audit sender calls out from its root; every root checks
-        // its own tokens.
-        for s in &mut self.stages {
-            Composed::run(|| s.root.on_http_call_response(token, headers, body, trailers));
-        }
-    }
-
-    fn on_done(&mut self) -> bool {
-        for s in &mut self.stages {
-            Composed::run(|| s.root.on_done());
-        }
-        true
-    }
+/// Call a stage's root as the chain shows the host to its stages (a tick
+/// request comes back as a value, and the chain's root honours it).
+fn run_root<T>(h: &mut dyn Host, f: impl FnOnce(&mut dyn Host) -> T) -> (T, Option<Duration>) {
+    let (out, effects) = run(h, &mut RequestMemo::default(), f);
+    (out, effects.tick)
 }
 
-impl RootContext for GatewayRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = match plugin_configuration() {
-            Ok(bytes) => bytes,
-            Err(status) => {
-                log::error!("gateway: cannot read plugin configuration: {status:?}");
-                return false;
-            }
-        };
-        let sections = match gateway::sections(&bytes) {
+impl FilterRoot for GatewayRoot {
+    fn name(&self) -> &'static str {
+        "gateway"
+    }
+
+    fn configure(&mut self, h: &mut dyn Host, configuration: &[u8]) -> bool {
+        let sections = match gateway::sections(configuration) {
             Ok(sections) => sections,
             Err(err) => {
                 log::error!("gateway: {err}");
@@ -81,9 +66,7 @@ impl RootContext for GatewayRoot {
                 }
                 None => (new_stage_root(stage), None),
             };
-            let size = section.len();
-            let (ok, effects) =
-                Composed::run(|| with_configuration(section, || root.on_configure(size)));
+            let (ok, tick) = run_root(h, |h| root.configure(h, &section));
             if !ok {
                 log::error!("gateway: section `{}` refused", stage.key());
                 return false;
@@ -92,13 +75,13 @@ impl RootContext for GatewayRoot {
                 stage,
                 root,
                 // a root configured again keeps its tick unless it asks anew
-                tick: effects.tick.or(previous_tick),
+                tick: tick.or(previous_tick),
                 next_tick_ms: 0,
             });
         }
         self.stages = stages;
         if let Some(period) = self.stages.iter().filter_map(|s| s.tick).min() {
-            if let Err(status) = abi::set_tick_period(period) {
+            if let Err(status) = h.set_tick_period(period) {
                 log::error!("gateway: cannot set tick period: {status:?}");
                 return false;
             }
@@ -114,44 +97,49 @@ impl RootContext for GatewayRoot {
         true
     }
 
-    fn on_tick(&mut self) {
-        let now = now_ms();
+    fn tick(&mut self, h: &mut dyn Host) {
+        let now = now_ms(h);
         for s in &mut self.stages {
             let Some(period) = s.tick else { continue };
             if now < s.next_tick_ms {
                 continue;
             }
             s.next_tick_ms = now + u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
-            Composed::run(|| s.root.on_tick());
+            run_root(h, |h| s.root.tick(h));
         }
     }
 
-    fn on_queue_ready(&mut self, queue_id: u32) {
+    fn queue_ready(&mut self, h: &mut dyn Host, queue_id: u32) {
         for s in &mut self.stages {
-            Composed::run(|| s.root.on_queue_ready(queue_id));
+            run_root(h, |h| s.root.queue_ready(h, queue_id));
         }
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn call_response(&mut self, h: &mut dyn Host, token: u32, hd: usize, b: usize, t: usize) {
+        // Only the audit sender calls out from its root; every root checks
+        // its own tokens.
+        for s in &mut self.stages {
+            run_root(h, |h| s.root.call_response(h, token, hd, b, t));
+        }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Never None: the SDK's dispatcher panics on it. A stage without a
-        // context (never seen: Envoy refuses a configuration that failed)
-        // is replaced by one that refuses the request.
-        let mut contexts = Vec::with_capacity(self.stages.len().max(1));
-        for s in &self.stages {
-            let (context, _) = Composed::run(|| s.root.create_http_context(context_id));
-            contexts.push(context.unwrap_or_else(|| {
-                Box::new(gw_host::reply::Unconfigured {
-                    filter: s.stage.key(),
-                })
-            }));
+    fn done(&mut self, h: &mut dyn Host) {
+        for s in &mut self.stages {
+            run_root(h, |h| s.root.done(h));
         }
-        if contexts.is_empty() {
-            contexts.push(Box::new(gw_host::reply::Unconfigured { filter: "gateway" }));
+    }
+
+    fn new_filter(&self, context_id: u32) -> Box<dyn Filter> {
+        // A stage without a configuration (never seen: Envoy refuses a
+        // configuration that failed) refuses the request itself.
+        let stages: Vec<Box<dyn Filter>> = self
+            .stages
+            .iter()
+            .map(|s| gw_host::profile::wrap(s.root.name(), s.root.new_filter(context_id)))
+            .collect();
+        if stages.is_empty() {
+            return Box::new(Unconfigured { filter: "gateway" });
         }
-        Some(Box::new(Chain::new(contexts)))
+        Box::new(Chain::new(stages))
     }
 }

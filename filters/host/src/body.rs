@@ -1,6 +1,6 @@
 //! Reading the request body once and sharing what it says.
 
-use crate::abi;
+use crate::port::Host;
 use gw_core::filter_state;
 use gw_core::protocol::a2a;
 use gw_core::protocol::jsonrpc::{InspectError, JsonRpcBody};
@@ -9,6 +9,8 @@ use proxy_wasm::types::{BufferType, MetricType};
 use std::cell::Cell;
 
 thread_local! {
+    /// The two counters' ids, defined once per VM (metric ids are the VM's,
+    /// whatever the filter: a cache of host-given names, not request state).
     static BODY_COUNTERS: Cell<Option<(u32, u32)>> = const { Cell::new(None) };
 }
 
@@ -16,10 +18,10 @@ thread_local! {
 /// (`wasmcustom.gw.body.facts_reused`). Every filter VM defines the same two
 /// names, and Envoy keeps one counter per name, so the pair shows for the
 /// whole chain that a body is parsed once however many filters read it.
-fn count_inspection(parsed: bool) {
+fn count_inspection(h: &mut dyn Host, parsed: bool) {
     let ids = BODY_COUNTERS.with(|cell| {
         if cell.get().is_none() {
-            let define = |name| abi::define_metric(MetricType::Counter, name).ok();
+            let mut define = |name| h.define_metric(MetricType::Counter, name).ok();
             if let (Some(p), Some(r)) = (define("gw.body.parsed"), define("gw.body.facts_reused")) {
                 cell.set(Some((p, r)));
             }
@@ -28,13 +30,13 @@ fn count_inspection(parsed: bool) {
     });
     if let Some((parsed_id, reused_id)) = ids {
         let id = if parsed { parsed_id } else { reused_id };
-        let _ = abi::increment_metric(id, 1);
+        let _ = h.increment_metric(id, 1);
     }
 }
 
 /// The buffered request body (call when `end_of_stream` is true).
-pub fn request_body(body_size: usize) -> Vec<u8> {
-    abi::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+pub fn request_body(h: &mut dyn Host, body_size: usize) -> Vec<u8> {
+    h.buffer(BufferType::HttpRequestBody, 0, body_size)
         .ok()
         .flatten()
         .unwrap_or_default()
@@ -42,9 +44,9 @@ pub fn request_body(body_size: usize) -> Vec<u8> {
 
 /// The facts another filter already published for this request's body
 /// (counted as a reuse), without reading the body itself.
-pub fn published_facts() -> Option<RequestFacts> {
-    let facts = crate::state::request_facts()?;
-    count_inspection(false);
+pub fn published_facts(h: &mut dyn Host) -> Option<RequestFacts> {
+    let facts = crate::state::request_facts(h)?;
+    count_inspection(h, false);
     Some(facts)
 }
 
@@ -52,13 +54,16 @@ pub fn published_facts() -> Option<RequestFacts> {
 /// else parse `body` and publish them for the filters after us.
 /// Returns the parsed body too when we parsed it (a filter that needs more
 /// than the facts, such as audit's JSONPath captures, can use it).
-pub fn inspect_request(body: &[u8]) -> Result<(RequestFacts, Option<JsonRpcBody>), InspectError> {
-    if let Some(facts) = published_facts() {
+pub fn inspect_request(
+    h: &mut dyn Host,
+    body: &[u8],
+) -> Result<(RequestFacts, Option<JsonRpcBody>), InspectError> {
+    if let Some(facts) = published_facts(h) {
         return Ok((facts, None));
     }
-    count_inspection(true);
+    count_inspection(h, true);
     let (parsed, facts) = RequestFacts::inspect(body)?;
-    crate::state::set(filter_state::REQUEST_FACTS, &facts.to_json());
+    crate::state::set(h, filter_state::REQUEST_FACTS, &facts.to_json());
     Ok((facts, Some(parsed)))
 }
 
@@ -70,19 +75,20 @@ pub fn inspect_request(body: &[u8]) -> Result<(RequestFacts, Option<JsonRpcBody>
 /// back too (see `RequestFacts::from_rest`), so JSONPath captures written
 /// for JSON-RPC read both bindings.
 pub fn inspect_request_on(
+    h: &mut dyn Host,
     http_method: &str,
     path: &str,
     body: &[u8],
 ) -> Result<(RequestFacts, Option<JsonRpcBody>), InspectError> {
     let Some(call) = a2a::rest_call(http_method, path) else {
-        return inspect_request(body);
+        return inspect_request(h, body);
     };
-    if let Some(facts) = published_facts() {
+    if let Some(facts) = published_facts(h) {
         return Ok((facts, None));
     }
-    count_inspection(true);
+    count_inspection(h, true);
     let (view, facts) = RequestFacts::from_rest(&call, body);
-    crate::state::set(filter_state::REQUEST_FACTS, &facts.to_json());
+    crate::state::set(h, filter_state::REQUEST_FACTS, &facts.to_json());
     Ok((facts, Some(view)))
 }
 
@@ -90,11 +96,15 @@ pub fn inspect_request_on(
 /// by its route (`GET /a2a/rest/tasks/{id}`), and its JSON-RPC view;
 /// published for the filters after us like a body's. `None` for any other
 /// bodiless request.
-pub fn inspect_bodiless(http_method: &str, path: &str) -> Option<(RequestFacts, JsonRpcBody)> {
+pub fn inspect_bodiless(
+    h: &mut dyn Host,
+    http_method: &str,
+    path: &str,
+) -> Option<(RequestFacts, JsonRpcBody)> {
     let call = a2a::rest_call(http_method, path)?;
     let (view, facts) = RequestFacts::from_rest(&call, b"");
-    if crate::state::request_facts().is_none() {
-        crate::state::set(filter_state::REQUEST_FACTS, &facts.to_json());
+    if crate::state::request_facts(h).is_none() {
+        crate::state::set(h, filter_state::REQUEST_FACTS, &facts.to_json());
     }
     Some((facts, view))
 }
@@ -102,10 +112,9 @@ pub fn inspect_bodiless(http_method: &str, path: &str) -> Option<(RequestFacts, 
 /// Replace the first `body_size` bytes of the request body the current
 /// callback sees with `bytes`.
 pub fn replace_request_body(
+    h: &mut dyn Host,
     body_size: usize,
     bytes: &[u8],
 ) -> Result<(), proxy_wasm::types::Status> {
-    abi::set_buffer(BufferType::HttpRequestBody, 0, body_size, bytes)?;
-    crate::flow::note_body_changed();
-    Ok(())
+    h.set_buffer(BufferType::HttpRequestBody, 0, body_size, bytes)
 }

@@ -6,6 +6,7 @@
 //! deployment gives each filter its own VM; each filter watches the GET
 //! stream for the answers it owes.
 
+use crate::port::Host;
 use crate::{body, clock, response, shared_data};
 use gw_core::protocol::sse::SseEvent;
 use gw_core::tool_acl::legacy_sse::{self, Pending, PendingDenials};
@@ -24,20 +25,21 @@ const MAX_WATCHED_EVENT: usize = 64 * 1024;
 /// when either step failed: the caller then refuses in the POST's own
 /// response (the body is unchanged if storing failed).
 pub fn defer_refusal(
+    h: &mut dyn Host,
     key: &str,
     session: String,
     id: &Value,
     answer: Value,
     body_len: usize,
 ) -> bool {
-    let now = clock::now_ms();
+    let now = clock::now_ms(h);
     let pending = Pending {
         session,
         id: id.clone(),
         answer,
         expires_at_ms: now.saturating_add(legacy_sse::PENDING_TTL_MS),
     };
-    let stored = shared_data::update(key, ATTEMPTS, |current| {
+    let stored = shared_data::update(h, key, ATTEMPTS, |current| {
         let mut table = PendingDenials::from_bytes(current);
         table.add(pending.clone(), now);
         Some(table.to_bytes())
@@ -46,7 +48,7 @@ pub fn defer_refusal(
         return false;
     }
     let ping = legacy_sse::ping_in_place_of(id, body_len);
-    if let Err(status) = body::replace_request_body(body_len, &ping) {
+    if let Err(status) = body::replace_request_body(h, body_len, &ping) {
         log::warn!("cannot replace a refused 2024-11-05 message: {status:?}");
         return false;
     }
@@ -55,12 +57,12 @@ pub fn defer_refusal(
 
 /// The refusal owed for this event's answer on `session`'s stream, taken
 /// from the table (`None` for any other event).
-pub fn take_refusal(key: &str, session: &str, data: &str) -> Option<Value> {
+pub fn take_refusal(h: &mut dyn Host, key: &str, session: &str, data: &str) -> Option<Value> {
     let id = legacy_sse::answer_id(data)?;
-    let now = clock::now_ms();
-    let (bytes, _) = shared_data::get(key);
+    let now = clock::now_ms(h);
+    let (bytes, _) = shared_data::get(h, key);
     let found = PendingDenials::from_bytes(bytes.as_deref()).take(session, &id, now)?;
-    let removed = shared_data::update(key, ATTEMPTS, |current| {
+    let removed = shared_data::update(h, key, ATTEMPTS, |current| {
         let mut table = PendingDenials::from_bytes(current);
         table.take(session, &id, now)?;
         Some(table.to_bytes())
@@ -105,11 +107,11 @@ impl StreamWatch {
 
     /// One response body callback: rewrites the chunk in place when an
     /// answer was replaced.
-    pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) {
+    pub fn on_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) {
         if !self.active {
             return;
         }
-        let chunk = response::body(body_size);
+        let chunk = response::body(h, body_size);
         let key = self.key;
         let mut session = self.session.take();
         let mut first_seen = session.is_some();
@@ -128,7 +130,7 @@ impl StreamWatch {
                 return None;
             }
             let own = session.as_deref()?;
-            let answer = take_refusal(key, own, &event.data)?;
+            let answer = take_refusal(h, key, own, &event.data)?;
             Some(replaced(event, &answer))
         });
         self.session = session;
@@ -143,7 +145,7 @@ impl StreamWatch {
             self.rewriter.finish();
         }
         if out != chunk {
-            response::replace_body(body_size, &out);
+            response::replace_body(h, body_size, &out);
         }
     }
 }

@@ -1,4 +1,16 @@
-//! Thin, panic-free proxy-wasm helpers shared by the filter adapters.
+//! The host port and the panic-free proxy-wasm helpers shared by the filter
+//! adapters.
+//!
+//! - [`port`]: the `Host` trait every adapter calls Envoy through, and
+//!   [`port::Abi`], the real host;
+//! - [`memory`]: an in-memory host for unit tests (counts host calls);
+//! - [`memo`]: the one-module chain's view of the host for one stage;
+//! - [`filter`]: what an adapter is (`Filter`, `FilterRoot`) and how one
+//!   runs as its own module (`StandaloneRoot`);
+//! - [`stage`]: trailers end the body, for every filter;
+//! - helpers that give the raw calls meaning: [`headers`], [`state`],
+//!   [`body`], [`response`], [`reply`], [`shared_data`], [`clock`],
+//!   [`config`], [`metrics`]; [`profile`] times callbacks (opt-in).
 //!
 //! The SDK's trait helpers (`Context::get_property`, `HttpContext::
 //! get_http_request_body`, ...) `unwrap()` the host status, and its
@@ -11,10 +23,13 @@ pub mod abi;
 pub mod body;
 pub mod clock;
 pub mod config;
-pub mod flow;
+pub mod filter;
 pub mod headers;
 pub mod legacy_sse;
 pub mod memo;
+pub mod memory;
+pub mod metrics;
+pub mod port;
 pub mod profile;
 pub mod reply;
 pub mod response;

@@ -1,131 +1,303 @@
-//! What one request's stages already read from or wrote to the host, kept
-//! for the next stage: in the one-module chain (`filters/gateway`) the
-//! request headers are read once for all stages, and filter state one
-//! stage sets is read back by the next without a host round trip (each
-//! data-returning host call costs a few µs: docs/benchmarks.md).
+//! The one-module chain's view of the host for one stage: a wrapper over
+//! the host that remembers, for the next stages of the same request, what
+//! the stages already read from or wrote to it, and that reports what the
+//! stage did (replied, resumed, rewrote the body, asked for a tick) as a
+//! value the chain reads after the call ([`Composed::effects`]).
 //!
-//! The chain installs its request's memo around every call into a stage
-//! ([`with_memo`]); the helpers in [`crate::headers`] and [`crate::state`]
-//! consult it. Standalone filters have no memo and always ask the host.
-//! Writes always go to the host too: Envoy, its access log and anything
-//! after the chain see exactly what they would see without the memo.
+//! What is remembered ([`RequestMemo`], one per request): the request
+//! headers, read once for all stages and kept up to date with their
+//! changes, and the filter state a stage set, read back by the next without
+//! a host round trip (each data-returning host call costs a few µs:
+//! docs/benchmarks.md). Writes always go to the host too: Envoy, its access
+//! log and anything after the chain see exactly what they would see
+//! without the memo.
+//!
+//! What means something else when composed: a stage that resumes the
+//! request only lets the chain go on to the next stage (the chain resumes
+//! Envoy when every stage has), and a stage root's tick request is the
+//! chain root's to honour. Standalone filters get [`crate::port::Abi`]
+//! itself and none of this.
 
-use std::cell::RefCell;
+use crate::port::Host;
+use proxy_wasm::types::{BufferType, Bytes, MapType, MetricType, Status};
+use std::time::{Duration, SystemTime};
 
+/// What one request's stages read from or wrote to the host.
 #[derive(Debug, Default)]
 pub struct RequestMemo {
     /// The request headers as the stages have left them.
-    request_headers: Option<Vec<(String, String)>>,
+    request_headers: Option<Vec<(Bytes, Bytes)>>,
     /// Filter state set by a stage of this request (`wasm.<key>`).
     state: Vec<(String, Vec<u8>)>,
 }
 
-thread_local! {
-    static ACTIVE: RefCell<Option<RequestMemo>> = const { RefCell::new(None) };
+/// What one call into a stage did, as far as the chain must know.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Effects {
+    /// The stage resumed the request it had paused.
+    pub resumed: bool,
+    /// The stage answered the request itself.
+    pub replied: bool,
+    /// The tick period the stage's root asked for.
+    pub tick: Option<Duration>,
+    /// The stage rewrote the body it was given: its size may have changed,
+    /// and the next stage must be told the new one.
+    pub body_changed: bool,
 }
 
-/// Run `f` with `memo` as the current request's memo.
-pub fn with_memo<T>(memo: &mut RequestMemo, f: impl FnOnce() -> T) -> T {
-    ACTIVE.with(|a| *a.borrow_mut() = Some(std::mem::take(memo)));
-    let out = f();
-    *memo = ACTIVE.with(|a| a.borrow_mut().take()).unwrap_or_default();
-    out
+/// The host as one stage of the chain sees it (see the module doc).
+pub struct Composed<'a> {
+    host: &'a mut dyn Host,
+    memo: &'a mut RequestMemo,
+    effects: Effects,
 }
 
-fn active<T>(f: impl FnOnce(&mut RequestMemo) -> T) -> Option<T> {
-    ACTIVE.with(|a| a.borrow_mut().as_mut().map(f))
-}
+impl<'a> Composed<'a> {
+    pub fn new(host: &'a mut dyn Host, memo: &'a mut RequestMemo) -> Self {
+        Self {
+            host,
+            memo,
+            effects: Effects::default(),
+        }
+    }
 
-/// `f` of the request headers: from the memo, else read with `read` (once,
-/// then kept). None when no memo is installed.
-pub(crate) fn with_request_headers<T>(
-    read: impl FnOnce() -> Vec<(String, String)>,
-    f: impl FnOnce(&[(String, String)]) -> T,
-) -> Option<T> {
-    active(|m| {
-        let headers = m.request_headers.get_or_insert_with(read);
-        f(headers)
-    })
-}
+    /// What the stage did through this host so far.
+    pub fn effects(&self) -> Effects {
+        self.effects
+    }
 
-/// The request headers (a copy; see [`with_request_headers`]).
-pub(crate) fn request_headers(
-    read: impl FnOnce() -> Vec<(String, String)>,
-) -> Option<Vec<(String, String)>> {
-    with_request_headers(read, <[(String, String)]>::to_vec)
-}
+    fn request_headers(&mut self) -> Result<&mut Vec<(Bytes, Bytes)>, Status> {
+        if self.memo.request_headers.is_none() {
+            let pairs = self.host.header_pairs(MapType::HttpRequestHeaders)?;
+            self.memo.request_headers = Some(pairs);
+        }
+        self.memo
+            .request_headers
+            .as_mut()
+            .ok_or(Status::InternalFailure)
+    }
 
-/// A request header was replaced (`Some`) or removed (`None`).
-pub(crate) fn request_header_changed(name: &str, value: Option<&str>) {
-    active(|m| {
-        if let Some(headers) = m.request_headers.as_mut() {
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    /// A request header was replaced (`Some`), added to or removed (`None`).
+    fn request_header_changed(&mut self, name: &str, value: Option<&str>, add: bool) {
+        if let Some(headers) = self.memo.request_headers.as_mut() {
+            if !add {
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()));
+            }
             if let Some(value) = value {
-                headers.push((name.to_ascii_lowercase(), value.to_string()));
+                headers.push((
+                    name.to_ascii_lowercase().into_bytes(),
+                    value.as_bytes().to_vec(),
+                ));
             }
         }
-    });
+    }
 }
 
-/// Filter state set by a stage of this request (None: not set through us).
-pub(crate) fn state(key: &str) -> Option<Vec<u8>> {
-    active(|m| {
-        m.state
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    })
-    .flatten()
-}
-
-pub(crate) fn set_state(key: &str, value: &[u8]) {
-    active(|m| {
-        m.state.retain(|(k, _)| k != key);
-        m.state.push((key.to_string(), value.to_vec()));
-    });
+impl Host for Composed<'_> {
+    fn header_pairs(&mut self, map: MapType) -> Result<Vec<(Bytes, Bytes)>, Status> {
+        if map == MapType::HttpRequestHeaders {
+            return self.request_headers().map(|h| h.clone());
+        }
+        self.host.header_pairs(map)
+    }
+    fn header_value(&mut self, map: MapType, name: &str) -> Result<Option<Bytes>, Status> {
+        if map == MapType::HttpRequestHeaders {
+            return self.request_headers().map(|headers| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                    .map(|(_, v)| v.clone())
+            });
+        }
+        self.host.header_value(map, name)
+    }
+    fn set_header(&mut self, map: MapType, name: &str, value: Option<&str>) -> Result<(), Status> {
+        if map == MapType::HttpRequestHeaders {
+            self.request_header_changed(name, value, false);
+        }
+        self.host.set_header(map, name, value)
+    }
+    fn add_header(&mut self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
+        if map == MapType::HttpRequestHeaders {
+            self.request_header_changed(name, Some(value), true);
+        }
+        self.host.add_header(map, name, value)
+    }
+    fn buffer_len(&mut self, buffer: BufferType) -> Result<usize, Status> {
+        self.host.buffer_len(buffer)
+    }
+    fn buffer(
+        &mut self,
+        buffer: BufferType,
+        start: usize,
+        max: usize,
+    ) -> Result<Option<Bytes>, Status> {
+        self.host.buffer(buffer, start, max)
+    }
+    fn set_buffer(
+        &mut self,
+        buffer: BufferType,
+        start: usize,
+        size: usize,
+        value: &[u8],
+    ) -> Result<(), Status> {
+        self.host.set_buffer(buffer, start, size, value)?;
+        if matches!(
+            buffer,
+            BufferType::HttpRequestBody | BufferType::HttpResponseBody
+        ) {
+            self.effects.body_changed = true;
+        }
+        Ok(())
+    }
+    fn property(&mut self, path: &[&str]) -> Result<Option<Bytes>, Status> {
+        if let ["filter_state", name] = path {
+            if let Some(key) = name.strip_prefix("wasm.") {
+                let kept = self.memo.state.iter().rev().find(|(k, _)| k == key);
+                if let Some((_, value)) = kept {
+                    return Ok(Some(value.clone()));
+                }
+            }
+        }
+        self.host.property(path)
+    }
+    fn set_property(&mut self, path: &[&str], value: Option<&[u8]>) -> Result<(), Status> {
+        if let [key] = path {
+            self.memo.state.retain(|(k, _)| k != key);
+            self.memo
+                .state
+                .push((key.to_string(), value.unwrap_or(&[]).to_vec()));
+        }
+        self.host.set_property(path, value)
+    }
+    fn shared_data(&mut self, key: &str) -> Result<(Option<Bytes>, Option<u32>), Status> {
+        self.host.shared_data(key)
+    }
+    fn set_shared_data(
+        &mut self,
+        key: &str,
+        value: Option<&[u8]>,
+        cas: Option<u32>,
+    ) -> Result<(), Status> {
+        self.host.set_shared_data(key, value, cas)
+    }
+    fn register_queue(&mut self, name: &str) -> Result<u32, Status> {
+        self.host.register_queue(name)
+    }
+    fn resolve_queue(&mut self, vm_id: &str, name: &str) -> Result<Option<u32>, Status> {
+        self.host.resolve_queue(vm_id, name)
+    }
+    fn enqueue(&mut self, queue: u32, value: &[u8]) -> Result<(), Status> {
+        self.host.enqueue(queue, value)
+    }
+    fn dequeue(&mut self, queue: u32) -> Result<Option<Bytes>, Status> {
+        self.host.dequeue(queue)
+    }
+    fn dispatch_http_call(
+        &mut self,
+        upstream: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, Status> {
+        self.host
+            .dispatch_http_call(upstream, headers, body, timeout)
+    }
+    fn send_reply(
+        &mut self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), Status> {
+        self.effects.replied = true;
+        self.host.send_reply(status, headers, body)
+    }
+    fn resume_request(&mut self) -> Result<(), Status> {
+        self.effects.resumed = true;
+        Ok(())
+    }
+    fn set_tick_period(&mut self, period: Duration) -> Result<(), Status> {
+        self.effects.tick = Some(period);
+        Ok(())
+    }
+    fn now(&mut self) -> Result<SystemTime, Status> {
+        self.host.now()
+    }
+    fn define_metric(&mut self, kind: MetricType, name: &str) -> Result<u32, Status> {
+        self.host.define_metric(kind, name)
+    }
+    fn increment_metric(&mut self, id: u32, offset: i64) -> Result<(), Status> {
+        self.host.increment_metric(id, offset)
+    }
+    fn record_metric(&mut self, id: u32, value: u64) -> Result<(), Status> {
+        self.host.record_metric(id, value)
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn without_a_memo_nothing_is_kept() {
-        assert_eq!(request_headers(Vec::new), None);
-        set_state("k", b"v");
-        assert_eq!(state("k"), None);
-    }
+    use crate::memory::MemoryHost;
 
     #[test]
     fn headers_are_read_once_and_follow_changes() {
+        let mut host = MemoryHost::new();
+        host.set_headers(MapType::HttpRequestHeaders, &[(":path", "/mcp")]);
         let mut memo = RequestMemo::default();
-        let reads = std::cell::Cell::new(0);
-        let read = || {
-            reads.set(reads.get() + 1);
-            vec![(":path".to_string(), "/mcp".to_string())]
-        };
-        with_memo(&mut memo, || {
-            assert_eq!(request_headers(read).unwrap().len(), 1);
-            assert_eq!(request_headers(read).unwrap().len(), 1);
-            request_header_changed("X-Verified-Agent-Id", Some("a-1"));
-            request_header_changed(":path", None);
-        });
-        assert_eq!(reads.get(), 1);
-        with_memo(&mut memo, || {
-            let headers = request_headers(read).unwrap();
+        {
+            let mut h = Composed::new(&mut host, &mut memo);
+            assert_eq!(crate::headers::request_headers(&mut h).len(), 1);
+            assert_eq!(
+                crate::state::request_header(&mut h, ":path").as_deref(),
+                Some("/mcp")
+            );
+            crate::state::set_request_header(&mut h, "X-Verified-Agent-Id", Some("a-1"));
+            crate::headers::remove_request_header(&mut h, ":path");
+        }
+        {
+            let mut h = Composed::new(&mut host, &mut memo);
+            let headers = crate::headers::request_headers(&mut h);
             assert_eq!(headers, [("x-verified-agent-id".into(), "a-1".into())]);
-        });
-        assert_eq!(reads.get(), 1);
+        }
+        assert_eq!(host.calls().get("header_pairs"), Some(&1));
+        assert_eq!(host.calls().get("header_value"), None);
+        // the host saw the writes
+        assert_eq!(
+            host.header(MapType::HttpRequestHeaders, "x-verified-agent-id"),
+            Some("a-1")
+        );
     }
 
     #[test]
-    fn state_set_by_a_stage_is_read_back() {
+    fn state_set_by_a_stage_is_read_back_without_the_host() {
+        let mut host = MemoryHost::new();
         let mut memo = RequestMemo::default();
-        with_memo(&mut memo, || set_state("gw_identity", b"{}"));
-        with_memo(&mut memo, || {
-            assert_eq!(state("gw_identity").as_deref(), Some(&b"{}"[..]));
-            assert_eq!(state("other"), None);
-        });
+        crate::state::set(&mut Composed::new(&mut host, &mut memo), "gw_x", "{}");
+        host.reset_calls();
+        let mut h = Composed::new(&mut host, &mut memo);
+        assert_eq!(
+            crate::state::get(&mut h, "gw_x").as_deref(),
+            Some(&b"{}"[..])
+        );
+        assert_eq!(crate::state::get(&mut h, "other"), None);
+
+        // only the unknown key went to the host
+        assert_eq!(host.total_calls(), 1);
+    }
+
+    #[test]
+    fn resumes_and_ticks_are_reported_not_sent() {
+        let mut host = MemoryHost::new();
+        let mut memo = RequestMemo::default();
+        let mut h = Composed::new(&mut host, &mut memo);
+        h.resume_request().unwrap();
+        h.set_tick_period(Duration::from_secs(1)).unwrap();
+        crate::reply::send(&mut h, 403, &[], b"no");
+        let fx = h.effects();
+        assert!(fx.resumed && fx.replied && !fx.body_changed);
+        assert_eq!(fx.tick, Some(Duration::from_secs(1)));
+
+        assert_eq!((host.resumed, host.tick, host.replies.len()), (0, None, 1));
     }
 }

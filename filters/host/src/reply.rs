@@ -1,37 +1,45 @@
 //! Local replies: the filter answers instead of the upstream.
 
-use crate::abi;
+use crate::port::Host;
+use gw_core::reply::LocalReply;
 use serde_json::{json, Value};
 
 /// Send a local reply. Errors are logged; there is nothing better to do
 /// than let Envoy's own error handling take over.
-pub fn send(status: u32, headers: &[(&str, &str)], body: &[u8]) {
-    crate::flow::note_reply();
-    if let Err(s) = abi::send_http_response(status, headers, Some(body)) {
+pub fn send(h: &mut dyn Host, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    if let Err(s) = h.send_reply(status, headers, body) {
         log::error!("cannot send local reply {status}: {s:?}");
     }
 }
 
-/// [`send`] for headers held as owned strings (as policy replies build them).
-pub fn send_owned(status: u32, headers: &[(String, String)], body: &[u8]) {
-    let headers: Vec<(&str, &str)> = headers
+/// [`send`] for a reply the policy built.
+pub fn send_local(h: &mut dyn Host, reply: &LocalReply) {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    send(status, &headers, body);
+    send(h, reply.status, &headers, reply.body.as_bytes());
 }
 
 /// `{"error": code, "message": message}` with a JSON content type.
-pub fn json_error(status: u32, code: &str, message: &str, extra_headers: &[(&str, &str)]) {
+pub fn json_error(
+    h: &mut dyn Host,
+    status: u32,
+    code: &str,
+    message: &str,
+    extra_headers: &[(&str, &str)],
+) {
     let body = json!({"error": code, "message": message}).to_string();
     let mut headers = vec![("content-type", "application/json")];
     headers.extend_from_slice(extra_headers);
-    send(status, &headers, body.as_bytes());
+    send(h, status, &headers, body.as_bytes());
 }
 
 /// A JSON-RPC error answered with HTTP `status` (200 for protocol-level
 /// denials so that MCP clients keep their session), echoing the request id.
 pub fn jsonrpc_error(
+    h: &mut dyn Host,
     status: u32,
     id: Option<&Value>,
     code: i64,
@@ -44,32 +52,9 @@ pub fn jsonrpc_error(
     }
     let body = json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": error});
     send(
+        h,
         status,
         &[("content-type", "application/json")],
         body.to_string().as_bytes(),
     );
-}
-
-/// The HTTP context of a filter whose root has no configuration. Envoy
-/// refuses a plugin whose `on_configure` failed, so this should never see a
-/// request; if it does, it fails closed with a 503 rather than returning no
-/// context at all (the SDK's dispatcher panics on `None`, which kills the
-/// worker's VM).
-pub struct Unconfigured {
-    pub filter: &'static str,
-}
-
-impl proxy_wasm::traits::Context for Unconfigured {}
-
-impl proxy_wasm::traits::HttpContext for Unconfigured {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> proxy_wasm::types::Action {
-        log::error!("{}: no configuration; refusing the request", self.filter);
-        json_error(
-            503,
-            "gateway_misconfigured",
-            &format!("the {} filter has no valid configuration", self.filter),
-            &[],
-        );
-        proxy_wasm::types::Action::Pause
-    }
 }

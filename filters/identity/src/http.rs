@@ -2,7 +2,7 @@
 //! (a body chunk, trailers) can release a request while its credential is
 //! being checked.
 
-use crate::root::Metrics;
+use crate::metrics::Metrics;
 use gw_core::identity::budget::CalloutBudget;
 use gw_core::identity::cache;
 use gw_core::identity::callout::{CalloutResponse, Outcome, MAX_RESPONSE_BYTES};
@@ -12,10 +12,9 @@ use gw_core::identity::denial::Denial;
 use gw_core::identity::policy::{Begin, Pending, Verdict};
 use gw_core::identity::protected_resource::RequestInfo;
 use gw_core::{filter_state, identity::api_key, identity::introspection};
-use gw_host::abi;
-use gw_host::profile::span;
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
+use gw_host::clock::now;
+use gw_host::filter::Filter;
+use gw_host::port::Host;
 use proxy_wasm::types::{Action, BufferType};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -110,8 +109,6 @@ pub struct IdentityHttp {
     state: State,
 }
 
-use gw_host::clock::now;
-
 impl IdentityHttp {
     pub fn new(
         config: Rc<IdentityConfig>,
@@ -134,58 +131,55 @@ impl IdentityHttp {
         )
     }
 
-    fn cached(&self, hash: &str) -> Option<Outcome> {
+    fn cached(&self, h: &mut dyn Host, hash: &str) -> Option<Outcome> {
         let key = self.slot(hash)?;
-        let (bytes, _) = abi::get_shared_data(&key).ok()?;
-        cache::decode(&bytes?, hash, now().as_millis() as u64)
+        let (bytes, _) = h.shared_data(&key).ok()?;
+        cache::decode(&bytes?, hash, now(h).as_millis() as u64)
     }
 
-    fn remember(&self, pending: &Pending, outcome: &Outcome) {
+    fn remember(&self, h: &mut dyn Host, pending: &Pending, outcome: &Outcome) {
         let hash = pending.hash.as_str();
         let Some(key) = self.slot(hash) else { return };
         let Some(bytes) = cache::encode(
             hash,
             pending.kind,
             outcome,
-            now().as_millis() as u64,
+            now(h).as_millis() as u64,
             &self.config.cache,
         ) else {
             return;
         };
         // Last writer wins: a slot holds one credential's result, and two
         // workers checking the same credential store the same answer.
-        if let Err(status) = abi::set_shared_data(&key, Some(&bytes), None) {
+        if let Err(status) = h.set_shared_data(&key, Some(&bytes), None) {
             log::debug!("identity: cannot cache a result: {status:?}");
         }
     }
 
     /// Apply a verdict. Returns true when the request may continue.
-    fn apply(&mut self, verdict: Verdict, request: &Request) -> bool {
+    fn apply(&mut self, h: &mut dyn Host, verdict: Verdict, request: &Request) -> bool {
         self.state = State::Done;
         match verdict {
             Verdict::Allow(allowed) => {
-                span("id.set_headers", || {
-                    for (name, value) in &allowed.headers {
-                        gw_host::state::set_request_header(name, Some(value));
-                    }
-                });
-                span("id.set_state", || {
-                    gw_host::state::set(
-                        filter_state::VERIFIED_IDENTITY,
-                        &allowed.identity.to_json(),
-                    )
-                });
-                Metrics::bump(self.metrics.allowed);
+                for (name, value) in &allowed.headers {
+                    gw_host::state::set_request_header(h, name, Some(value));
+                }
+                gw_host::state::set(
+                    h,
+                    filter_state::VERIFIED_IDENTITY,
+                    &allowed.identity.to_json(),
+                );
+                self.metrics.allowed.inc(h);
                 true
             }
             Verdict::Deny(denial) => {
-                self.deny(&denial, request);
+                self.deny(h, &denial, request);
                 false
             }
         }
     }
 
-    fn deny(&mut self, denial: &Denial, request: &Request) {
+    fn deny(&mut self, h: &mut dyn Host, denial: &Denial, request: &Request) {
         self.state = State::Done;
         if denial.status == 503 {
             log::warn!(
@@ -194,7 +188,7 @@ impl IdentityHttp {
                 request.path,
                 denial.message
             );
-            Metrics::bump(self.metrics.unavailable);
+            self.metrics.unavailable.inc(h);
         } else {
             log::debug!(
                 "identity: {} {}: {} {}",
@@ -203,20 +197,20 @@ impl IdentityHttp {
                 denial.status,
                 denial.error
             );
-            Metrics::bump(self.metrics.denied);
+            self.metrics.denied.inc(h);
         }
-        gw_host::state::set_decision(denial.decision());
+        gw_host::state::set_decision(h, denial.decision());
         let reply = self.config.reply(denial, &request.info());
-        gw_host::reply::send_owned(reply.status, &reply.headers, reply.body.as_bytes());
+        gw_host::reply::send_local(h, &reply);
     }
 
-    fn check(&mut self, pending: Pending, request: Request) -> Action {
-        if let Some(outcome) = self.cached(&pending.hash) {
-            Metrics::bump(self.metrics.cache_hits);
+    fn check(&mut self, h: &mut dyn Host, pending: Pending, request: Request) -> Action {
+        if let Some(outcome) = self.cached(h, &pending.hash) {
+            self.metrics.cache_hits.inc(h);
             let verdict =
                 self.config
-                    .finish(pending.kind, outcome, &request.info(), now().as_secs());
-            return if self.apply(verdict, &request) {
+                    .finish(pending.kind, outcome, &request.info(), now(h).as_secs());
+            return if self.apply(h, verdict, &request) {
                 Action::Continue
             } else {
                 Action::Pause
@@ -225,9 +219,9 @@ impl IdentityHttp {
         // The cache did not know the credential: a callout, if this worker
         // has a slot left for one.
         let Some(slot) = CalloutSlot::acquire(&self.budget) else {
-            Metrics::bump(self.metrics.callouts_rejected);
+            self.metrics.callouts_rejected.inc(h);
             let limit = self.config.max_callouts_in_flight;
-            self.deny(&Denial::callouts_exhausted(limit), &request);
+            self.deny(h, &Denial::callouts_exhausted(limit), &request);
             return Action::Pause;
         };
         let callout = &pending.callout;
@@ -236,15 +230,14 @@ impl IdentityHttp {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        match hostcalls::dispatch_http_call(
+        match h.dispatch_http_call(
             &callout.cluster,
-            headers,
+            &headers,
             Some(&callout.body),
-            Vec::new(),
             Duration::from_millis(callout.timeout_ms),
         ) {
             Ok(token) => {
-                Metrics::bump(self.metrics.callouts);
+                self.metrics.callouts.inc(h);
                 self.state = State::Waiting {
                     token,
                     pending: Box::new(pending),
@@ -258,15 +251,22 @@ impl IdentityHttp {
                     "cannot verify the credential: cannot call cluster `{}` ({status:?})",
                     callout.cluster
                 ));
-                self.deny(&denial, &request);
+                self.deny(h, &denial, &request);
                 Action::Pause
             }
         }
     }
 }
 
-impl Context for IdentityHttp {
-    fn on_http_call_response(&mut self, token_id: u32, _: usize, body_size: usize, _: usize) {
+impl Filter for IdentityHttp {
+    fn call_response(
+        &mut self,
+        h: &mut dyn Host,
+        token_id: u32,
+        _: usize,
+        body_size: usize,
+        _: usize,
+    ) {
         let (pending, request) = match std::mem::replace(&mut self.state, State::Done) {
             // The callout has answered: its slot goes back as this arm's
             // binding is dropped.
@@ -281,10 +281,11 @@ impl Context for IdentityHttp {
                 return;
             }
         };
-        let status = gw_host::headers::call_response_status();
+        let status = gw_host::headers::call_response_status(h);
         // One byte past the limit is enough to call the answer too long.
         let read = body_size.min(MAX_RESPONSE_BYTES + 1);
-        let body = abi::get_buffer(BufferType::HttpCallResponseBody, 0, read)
+        let body = h
+            .buffer(BufferType::HttpCallResponseBody, 0, read)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -296,37 +297,32 @@ impl Context for IdentityHttp {
             CredentialKind::ApiKey => api_key::classify(response),
             CredentialKind::Bearer => introspection::classify(response),
         };
-        self.remember(&pending, &outcome);
+        self.remember(h, &pending, &outcome);
         let verdict = self
             .config
-            .finish(pending.kind, outcome, &request.info(), now().as_secs());
-        if self.apply(verdict, &request) {
-            if let Err(status) = gw_host::flow::resume_request() {
+            .finish(pending.kind, outcome, &request.info(), now(h).as_secs());
+        if self.apply(h, verdict, &request) {
+            if let Err(status) = h.resume_request() {
                 log::warn!("identity: cannot resume the request: {status:?}");
             }
         }
     }
-}
 
-impl HttpContext for IdentityHttp {
-    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        Metrics::bump(self.metrics.requests);
+    fn request_headers(&mut self, h: &mut dyn Host, _: usize, _: bool) -> Action {
+        self.metrics.requests.inc(h);
         if !matches!(self.state, State::Start) {
             return Action::Continue;
         }
-        let headers = span("id.get_headers", gw_host::headers::request_headers);
+        let headers = gw_host::headers::request_headers(h);
         // Before anything else: only this filter may set X-Verified-Agent-*,
         // and credentials are not the upstream's business.
-        span("id.strip", || {
-            for name in self.config.headers_to_strip(&headers) {
-                gw_host::headers::remove_request_header(&name);
-            }
-        });
+        for name in self.config.headers_to_strip(&headers) {
+            gw_host::headers::remove_request_header(h, &name);
+        }
         let request = Request::from_headers(&headers);
-        let begin = span("id.begin", || {
-            self.config
-                .begin(&request.info(), &headers, now().as_secs())
-        });
+        let begin = self
+            .config
+            .begin(&request.info(), &headers, now(h).as_secs());
         match begin {
             Begin::Continue => {
                 self.state = State::Done;
@@ -334,28 +330,28 @@ impl HttpContext for IdentityHttp {
             }
             Begin::Reply(reply) => {
                 self.state = State::Done;
-                gw_host::reply::send_owned(reply.status, &reply.headers, reply.body.as_bytes());
+                gw_host::reply::send_local(h, &reply);
                 Action::Pause
             }
             Begin::Verdict(verdict) => {
-                if self.apply(verdict, &request) {
+                if self.apply(h, verdict, &request) {
                     Action::Continue
                 } else {
                     Action::Pause
                 }
             }
-            Begin::Check(pending) => self.check(pending, request),
+            Begin::Check(pending) => self.check(h, pending, request),
         }
     }
 
-    fn on_http_request_body(&mut self, _: usize, _: bool) -> Action {
+    fn request_body(&mut self, _: &mut dyn Host, _: usize, _: bool) -> Action {
         match self.state {
             State::Waiting { .. } => Action::Pause,
             _ => Action::Continue,
         }
     }
 
-    fn on_http_request_trailers(&mut self, _: usize) -> Action {
+    fn request_trailers(&mut self, _: &mut dyn Host, _: usize) -> Action {
         match self.state {
             State::Waiting { .. } => Action::Pause,
             _ => Action::Continue,

@@ -8,42 +8,39 @@
 //! resumes or answers it). Response headers: the RateLimit fields of an
 //! admitted request.
 
-use crate::local_store;
+use crate::local_store::SharedSlots;
 use crate::metrics::{Counter, Metrics};
-use crate::root::now_ms;
 use gw_core::filter_state::decision;
 use gw_core::protocol::a2a;
 use gw_core::protocol::request_facts::RequestFacts;
-use gw_core::rate_limit::config::{OnUnavailable, RateLimitConfig};
+use gw_core::rate_limit::admission;
+use gw_core::rate_limit::config::RateLimitConfig;
 use gw_core::rate_limit::headers::{self, LimitStatus};
 use gw_core::rate_limit::plan::{self, Charge, OperationCall, Plan};
-use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
-use gw_core::rate_limit::response::{self, Refusal};
-use gw_core::rate_limit::sliding_window::{ceil_secs, WindowState};
-use gw_host::abi;
-use gw_host::profile::span;
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use gw_core::rate_limit::response;
+use gw_core::rate_limit::sliding_window::WindowState;
+use gw_host::clock::now_ms;
+use gw_host::filter::Filter;
+use gw_host::port::Host;
+use proxy_wasm::types::Action;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// Shared data: refusals on the 2024-11-05 transport waiting for their GET
 /// stream (`gw_host::legacy_sse`; this VM's own table).
 const LEGACY_PENDING_KEY: &str = "gw_rate_limit.legacy_sse_pending.v1";
 
 /// A request waiting for Redis.
-struct Pending {
-    token: u32,
-    agent_id: String,
-    charges: Vec<Charge>,
-    nonce: String,
-    sent_script: bool,
+pub(crate) struct Pending {
+    pub(crate) token: u32,
+    pub(crate) agent_id: String,
+    pub(crate) charges: Vec<Charge>,
+    pub(crate) nonce: String,
+    pub(crate) sent_script: bool,
 }
 
 /// Where the request is.
 #[derive(PartialEq, Eq)]
-enum Stage {
+pub(crate) enum Stage {
     Headers,
     Body,
     Waiting,
@@ -51,35 +48,35 @@ enum Stage {
 }
 
 pub struct RateLimitHttp {
-    config: Rc<RateLimitConfig>,
-    metrics: Metrics,
-    context_id: u32,
-    stage: Stage,
-    path: String,
+    pub(crate) config: Rc<RateLimitConfig>,
+    pub(crate) metrics: Metrics,
+    pub(crate) context_id: u32,
+    pub(crate) stage: Stage,
+    pub(crate) path: String,
     /// `:method`: with the path, it names an A2A REST operation.
-    http_method: String,
+    pub(crate) http_method: String,
     /// Envoy's x-request-id, read in the headers callback (Envoy 1.40 refuses
     /// header-map access from body callbacks, and the SDK panics on that).
-    request_id: String,
-    facts: Option<RequestFacts>,
-    pending: Option<Pending>,
+    pub(crate) request_id: String,
+    pub(crate) facts: Option<RequestFacts>,
+    pub(crate) pending: Option<Pending>,
     /// RateLimit fields to add to the upstream's response.
-    response_headers: Vec<(String, String)>,
+    pub(crate) response_headers: Vec<(String, String)>,
     /// The 2024-11-05 transport's session, when this is a POST to its
     /// messages URL: a refusal goes to the session's GET stream.
-    legacy_session: Option<String>,
+    pub(crate) legacy_session: Option<String>,
     /// Size of the complete request body (a deferred refusal replaces it).
-    body_len: usize,
+    pub(crate) body_len: usize,
     /// A GET stream, watched for the answers our deferred refusals replace.
-    stream: Option<gw_host::legacy_sse::StreamWatch>,
+    pub(crate) stream: Option<gw_host::legacy_sse::StreamWatch>,
 }
 
 /// Common decision shape of both stores.
-struct Decision {
-    admitted: bool,
-    retry_after_ms: u64,
-    binding: usize,
-    windows: Vec<Vec<WindowState>>,
+pub(crate) struct Decision {
+    pub(crate) admitted: bool,
+    pub(crate) retry_after_ms: u64,
+    pub(crate) binding: usize,
+    pub(crate) windows: Vec<Vec<WindowState>>,
 }
 
 impl RateLimitHttp {
@@ -103,15 +100,14 @@ impl RateLimitHttp {
 
     /// Decide a request whose operations are known. Returns the action for
     /// the callback that got us here.
-    fn enforce(&mut self, calls: Vec<OperationCall>) -> Action {
-        let identity = span("rl.identity", gw_host::state::verified_identity);
-        match span("rl.plan", || {
-            plan::plan(&self.config, identity.as_ref(), &calls)
-        }) {
-            Plan::Unlimited => self.pass(Vec::new()),
+    pub(crate) fn enforce(&mut self, h: &mut dyn Host, calls: Vec<OperationCall>) -> Action {
+        let identity = gw_host::state::verified_identity(h);
+        match plan::plan(&self.config, identity.as_ref(), &calls) {
+            Plan::Unlimited => self.pass(h, Vec::new()),
             Plan::MissingIdentity => {
-                gw_host::state::set_decision(decision::UNAUTHENTICATED);
+                gw_host::state::set_decision(h, decision::UNAUTHENTICATED);
                 gw_host::reply::json_error(
+                    h,
                     401,
                     "unauthenticated",
                     "a verified agent identity is required for this operation",
@@ -122,23 +118,32 @@ impl RateLimitHttp {
             }
             Plan::Charges { agent_id, charges } => {
                 if self.config.redis.is_some() {
-                    self.ask_redis(agent_id, charges, false)
+                    self.ask_redis(h, agent_id, charges, false)
                 } else {
-                    self.decide_locally(&agent_id, &charges)
+                    self.decide_locally(h, &agent_id, &charges)
                 }
             }
         }
     }
 
-    fn decide_locally(&mut self, agent_id: &str, charges: &[Charge]) -> Action {
-        match span("rl.decide", || {
-            local_store::decide(&self.config, charges, now_ms(), &self.metrics)
-        }) {
+    pub(crate) fn decide_locally(
+        &mut self,
+        h: &mut dyn Host,
+        agent_id: &str,
+        charges: &[Charge],
+    ) -> Action {
+        let now = now_ms(h);
+        let mut slots = SharedSlots {
+            host: &mut *h,
+            metrics: &self.metrics,
+        };
+        match admission::decide(&mut slots, &self.config, charges, now) {
             Ok(outcome) => {
                 if outcome.table_full {
-                    self.metrics.inc(Counter::TableFull);
+                    self.metrics.inc(h, Counter::TableFull);
                 }
                 self.apply(
+                    h,
                     agent_id,
                     charges,
                     Decision {
@@ -151,95 +156,39 @@ impl RateLimitHttp {
             }
             Err(message) => {
                 log::error!("rate_limit: shared data: {message}");
-                self.metrics.inc(Counter::StoreErrors);
-                self.unavailable("the rate-limit store failed")
+                self.metrics.inc(h, Counter::StoreErrors);
+                self.unavailable(h, "the rate-limit store failed")
             }
         }
     }
 
-    fn ask_redis(&mut self, agent_id: String, charges: Vec<Charge>, with_script: bool) -> Action {
-        let Some(redis) = self.config.redis.clone() else {
-            return self.decide_locally(&agent_id, &charges);
-        };
-        let nonce = self
-            .pending
-            .as_ref()
-            .map(|p| p.nonce.clone())
-            .unwrap_or_else(|| format!("{}.{}.{}", self.request_id, self.context_id, now_ms()));
-        let windows: Vec<RedisWindow<'_>> = charges
-            .iter()
-            .filter_map(|c| {
-                Some(RedisWindow {
-                    key: format!("{}{}", redis.key_prefix, c.id.hex()),
-                    slots: c.slots,
-                    policy: &self.config.limits.get(c.limit)?.policy,
-                })
-            })
-            .collect();
-        let body = redis::command_body(&windows, &nonce, with_script);
-        let call = hostcalls::dispatch_http_call(
-            &redis.cluster,
-            vec![
-                (":method", "POST"),
-                (":path", "/"),
-                (":authority", &redis.authority),
-                ("content-type", "text/plain"),
-            ],
-            Some(body.as_bytes()),
-            vec![],
-            Duration::from_millis(u64::from(redis.timeout_ms)),
-        );
-        match call {
-            Ok(token) => {
-                self.pending = Some(Pending {
-                    token,
-                    agent_id,
-                    charges,
-                    nonce,
-                    sent_script: with_script,
-                });
-                self.stage = Stage::Waiting;
-                Action::Pause
-            }
-            Err(status) => {
-                log::error!(
-                    "rate_limit: cannot call cluster {}: {status:?}",
-                    redis.cluster
-                );
-                self.redis_failed(&agent_id, &charges, redis.on_unavailable)
-            }
-        }
-    }
-
-    fn redis_failed(&mut self, agent_id: &str, charges: &[Charge], mode: OnUnavailable) -> Action {
-        self.metrics.inc(Counter::RedisUnavailable);
-        match mode {
-            OnUnavailable::Local => self.decide_locally(agent_id, charges),
-            OnUnavailable::Deny => self.unavailable("the shared rate-limit store is unavailable"),
-        }
-    }
-
-    fn unavailable(&mut self, message: &str) -> Action {
-        gw_host::state::set_decision(decision::UNAVAILABLE);
-        gw_host::reply::json_error(503, "rate_limit_unavailable", message, &[]);
+    pub(crate) fn unavailable(&mut self, h: &mut dyn Host, message: &str) -> Action {
+        gw_host::state::set_decision(h, decision::UNAVAILABLE);
+        gw_host::reply::json_error(h, 503, "rate_limit_unavailable", message, &[]);
         self.stage = Stage::Done;
         Action::Pause
     }
 
     /// Let the request through; remember the RateLimit fields for the response.
-    fn pass(&mut self, headers: Vec<(String, String)>) -> Action {
+    pub(crate) fn pass(&mut self, h: &mut dyn Host, headers: Vec<(String, String)>) -> Action {
         self.response_headers = headers;
         let resume = self.stage == Stage::Waiting;
         self.stage = Stage::Done;
         if resume {
-            if let Err(status) = gw_host::flow::resume_request() {
+            if let Err(status) = h.resume_request() {
                 log::warn!("rate_limit: cannot resume request: {status:?}");
             }
         }
         Action::Continue
     }
 
-    fn apply(&mut self, agent_id: &str, charges: &[Charge], d: Decision) -> Action {
+    pub(crate) fn apply(
+        &mut self,
+        h: &mut dyn Host,
+        agent_id: &str,
+        charges: &[Charge],
+        d: Decision,
+    ) -> Action {
         let statuses: Vec<LimitStatus> = charges
             .iter()
             .zip(d.windows)
@@ -251,40 +200,29 @@ impl RateLimitHttp {
             })
             .collect();
         let headers = if self.config.headers_enabled {
-            span("rl.headers", || headers::headers(&statuses))
+            headers::headers(&statuses)
         } else {
             Vec::new()
         };
         if d.admitted {
-            self.metrics.inc(Counter::Admitted);
-            return self.pass(headers);
+            self.metrics.inc(h, Counter::Admitted);
+            return self.pass(h, headers);
         }
-        self.metrics.inc(Counter::Limited);
-        let binding = charges.get(d.binding).or_else(|| charges.first());
-        let Some(limit) = binding.and_then(|c| self.config.limits.get(c.limit)) else {
-            return self.unavailable("rate-limit state is inconsistent");
+        self.metrics.inc(h, Counter::Limited);
+        let config = Rc::clone(&self.config);
+        let Some(refusal) =
+            response::refusal(&config, charges, d.binding, d.retry_after_ms, agent_id)
+        else {
+            return self.unavailable(h, "rate-limit state is inconsistent");
         };
-        // A batch larger than a window's quota never fits: tell the client
-        // to wait a full retention rather than an impossible moment.
-        let retry_ms = if d.retry_after_ms == u64::MAX {
-            limit.policy.retention_ms()
-        } else {
-            d.retry_after_ms
-        };
-        let refusal = Refusal {
-            limit,
-            agent_id,
-            tool_name: binding.and_then(|c| c.tool_name.as_deref()),
-            retry_after_secs: ceil_secs(retry_ms).max(1),
-        };
-        let reply = response::refusal_reply(&self.config, &refusal, self.facts.as_ref(), headers);
-        gw_host::state::set_decision(decision::RATE_LIMITED);
-        if self.defer_to_legacy_stream(&reply) {
+        let reply = response::refusal_reply(&config, &refusal, self.facts.as_ref(), headers);
+        gw_host::state::set_decision(h, decision::RATE_LIMITED);
+        if self.defer_to_legacy_stream(h, &reply) {
             // The upstream gets a ping in place of the message; the refusal
             // replaces its answer on the session's GET stream.
-            return self.pass(Vec::new());
+            return self.pass(h, Vec::new());
         }
-        gw_host::reply::send_owned(reply.status, &reply.headers, reply.body.as_bytes());
+        gw_host::reply::send_local(h, &reply);
         self.stage = Stage::Done;
         Action::Pause
     }
@@ -295,7 +233,7 @@ impl RateLimitHttp {
     /// tool ACL's denials (`gw_core::tool_acl::legacy_sse`). `false`: not
     /// that transport, a batch or a notification, or the table is
     /// unavailable: refuse in the POST's response as usual.
-    fn defer_to_legacy_stream(&self, reply: &response::Reply) -> bool {
+    fn defer_to_legacy_stream(&self, h: &mut dyn Host, reply: &response::Reply) -> bool {
         let Some(session) = self.legacy_session.clone() else {
             return false;
         };
@@ -303,93 +241,47 @@ impl RateLimitHttp {
             return false;
         };
         let answer = response::stream_answer(&self.config, reply, &id);
-        gw_host::legacy_sse::defer_refusal(LEGACY_PENDING_KEY, session, &id, answer, self.body_len)
+        gw_host::legacy_sse::defer_refusal(
+            h,
+            LEGACY_PENDING_KEY,
+            session,
+            &id,
+            answer,
+            self.body_len,
+        )
     }
 }
 
-impl Context for RateLimitHttp {
-    fn on_http_call_response(
+impl Filter for RateLimitHttp {
+    fn call_response(
         &mut self,
+        h: &mut dyn Host,
         token: u32,
         _headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
-        if pending.token != token || self.stage != Stage::Waiting {
-            self.pending = Some(pending);
-            return;
-        }
-        let Some(redis) = self.config.redis.clone() else {
-            return;
-        };
-        let status = gw_host::headers::get(MapType::HttpCallResponseHeaders, ":status");
-        let body = abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let policies: Vec<_> = pending
-            .charges
-            .iter()
-            .filter_map(|c| self.config.limits.get(c.limit).map(|l| &l.policy))
-            .collect();
-        match redis::parse_reply(status.as_deref(), &body, &policies) {
-            RedisReply::Decided(d) => {
-                let decision = Decision {
-                    admitted: d.admitted,
-                    retry_after_ms: d.retry_after_ms,
-                    // Redis decides all windows at once; name the limit whose
-                    // window is fullest.
-                    binding: d
-                        .windows
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, w)| w.iter().map(|s| s.remaining).min().unwrap_or(0))
-                        .map_or(0, |(i, _)| i),
-                    windows: d.windows,
-                };
-                self.apply(&pending.agent_id, &pending.charges, decision);
-            }
-            RedisReply::NoScript if !pending.sent_script => {
-                let Pending {
-                    agent_id,
-                    charges,
-                    nonce,
-                    ..
-                } = pending;
-                self.pending = Some(Pending {
-                    token: 0,
-                    agent_id: agent_id.clone(),
-                    charges: Vec::new(),
-                    nonce,
-                    sent_script: true,
-                });
-                self.ask_redis(agent_id, charges, true);
-            }
-            other => {
-                log::error!("rate_limit: redis store: {other:?}");
-                self.redis_failed(&pending.agent_id, &pending.charges, redis.on_unavailable);
-            }
-        }
+        self.redis_answered(h, token, body_size);
     }
-}
 
-impl HttpContext for RateLimitHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn request_headers(
+        &mut self,
+        h: &mut dyn Host,
+        _num_headers: usize,
+        end_of_stream: bool,
+    ) -> Action {
         if self.config.limits.is_empty() {
             self.stage = Stage::Done;
             return Action::Continue;
         }
-        self.metrics.inc(Counter::Requests);
-        self.path = gw_host::state::request_header(":path").unwrap_or_default();
-        self.http_method = gw_host::state::request_header(":method").unwrap_or_default();
-        self.request_id = gw_host::state::request_header("x-request-id").unwrap_or_default();
+        self.metrics.inc(h, Counter::Requests);
+        self.path = gw_host::state::request_header(h, ":path").unwrap_or_default();
+        self.http_method = gw_host::state::request_header(h, ":method").unwrap_or_default();
+        self.request_id = gw_host::state::request_header(h, "x-request-id").unwrap_or_default();
         self.legacy_session = gw_core::tool_acl::legacy_sse::session_of(&self.path);
         if end_of_stream {
             let calls = OperationCall::from_request(&self.http_method, &self.path);
-            return self.enforce(calls);
+            return self.enforce(h, calls);
         }
         // The body callbacks buffer and decide. Held headers (StopIteration,
         // allowed by allow_on_headers_stop_iteration) go on with the body
@@ -402,7 +294,7 @@ impl HttpContext for RateLimitHttp {
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn request_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
         match self.stage {
             Stage::Body => {}
             Stage::Waiting => return Action::Pause,
@@ -412,7 +304,7 @@ impl HttpContext for RateLimitHttp {
             return Action::Pause;
         }
         self.body_len = body_size;
-        if self.legacy_session.is_some() && denied_in_transit() {
+        if self.legacy_session.is_some() && denied_in_transit(h) {
             // The tool ACL denied this 2024-11-05 message and forwards a
             // ping in its place: a denied call does not use the tool's
             // window (on Streamable HTTP it never reaches this filter).
@@ -420,32 +312,33 @@ impl HttpContext for RateLimitHttp {
             return Action::Continue;
         }
         // Facts published by an earlier filter spare us the body copy.
-        let inspected = match gw_host::body::published_facts() {
+        let inspected = match gw_host::body::published_facts(h) {
             Some(facts) => Ok((facts, None)),
             None => {
-                let body = gw_host::body::request_body(body_size);
+                let body = gw_host::body::request_body(h, body_size);
                 if body.iter().all(u8::is_ascii_whitespace) {
                     let calls = OperationCall::from_request(&self.http_method, &self.path);
-                    return self.enforce(calls);
+                    return self.enforce(h, calls);
                 }
-                gw_host::body::inspect_request_on(&self.http_method, &self.path, &body)
+                gw_host::body::inspect_request_on(h, &self.http_method, &self.path, &body)
             }
         };
         match inspected {
             Ok((facts, _)) => {
                 let calls = OperationCall::from_facts(&facts);
                 self.facts = Some(facts);
-                self.enforce(calls)
+                self.enforce(h, calls)
             }
             // Not JSON-RPC, and not where JSON-RPC is expected (another
             // upstream's POST): nothing here that we count; let it pass
             // untouched.
-            Err(_) if !a2a::jsonrpc_only(&self.path) => self.enforce(Vec::new()),
+            Err(_) if !a2a::jsonrpc_only(&self.path) => self.enforce(h, Vec::new()),
             Err(err) => {
                 // A body we cannot read strictly could hide a counted
                 // operation from us (duplicate keys, ...): refuse it.
-                gw_host::state::set_decision(decision::BAD_REQUEST);
+                gw_host::state::set_decision(h, decision::BAD_REQUEST);
                 gw_host::reply::jsonrpc_error(
+                    h,
                     400,
                     None,
                     err.jsonrpc_code(),
@@ -458,28 +351,26 @@ impl HttpContext for RateLimitHttp {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn response_headers(&mut self, h: &mut dyn Host, _: usize, end_of_stream: bool) -> Action {
         // A GET stream may be a 2024-11-05 session's, where our deferred
         // refusals are delivered (the watch stops after its first event
         // when it is not).
         if !end_of_stream
             && self.http_method == "GET"
-            && gw_host::response::header("content-type")
+            && gw_host::response::header(h, "content-type")
                 .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
         {
             self.stream = Some(gw_host::legacy_sse::StreamWatch::new(LEGACY_PENDING_KEY));
         }
         for (name, value) in std::mem::take(&mut self.response_headers) {
-            if let Err(status) = abi::add_map_value(MapType::HttpResponseHeaders, &name, &value) {
-                log::warn!("rate_limit: cannot add {name}: {status:?}");
-            }
+            gw_host::response::add_header(h, &name, &value);
         }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn response_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(stream) = self.stream.as_mut() {
-            stream.on_body(body_size, end_of_stream);
+            stream.on_body(h, body_size, end_of_stream);
         }
         Action::Continue
     }
@@ -487,7 +378,7 @@ impl HttpContext for RateLimitHttp {
 
 /// The tool ACL already denied this request (filter state, set only by our
 /// filters).
-fn denied_in_transit() -> bool {
-    gw_host::state::get(gw_core::filter_state::DECISION)
+fn denied_in_transit(h: &mut dyn Host) -> bool {
+    gw_host::state::get(h, gw_core::filter_state::DECISION)
         .is_some_and(|d| d == decision::TOOL_DENIED.as_bytes())
 }

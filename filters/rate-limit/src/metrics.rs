@@ -1,18 +1,18 @@
 //! Counters, visible in Envoy's `/stats` as `wasmcustom.gw.rate_limit.*`.
 
-use gw_host::abi;
-use proxy_wasm::types::MetricType;
+use gw_host::metrics::Counter as HostCounter;
+use gw_host::port::Host;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Metrics {
-    requests: Option<u32>,
-    admitted: Option<u32>,
-    limited: Option<u32>,
-    table_full: Option<u32>,
-    cas_retries: Option<u32>,
-    store_errors: Option<u32>,
-    redis_unavailable: Option<u32>,
-    reclaimed: Option<u32>,
+    requests: HostCounter,
+    admitted: HostCounter,
+    limited: HostCounter,
+    table_full: HostCounter,
+    cas_retries: HostCounter,
+    store_errors: HostCounter,
+    redis_unavailable: HostCounter,
+    reclaimed: HostCounter,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -35,25 +35,22 @@ pub enum Counter {
     Reclaimed,
 }
 
-fn define(name: &str) -> Option<u32> {
-    abi::define_metric(MetricType::Counter, name).ok()
-}
-
 impl Metrics {
-    pub fn define() -> Self {
+    pub fn define(h: &mut dyn Host) -> Self {
+        let mut define = |name: &str| HostCounter::define(h, &format!("gw.rate_limit.{name}"));
         Self {
-            requests: define("gw.rate_limit.requests"),
-            admitted: define("gw.rate_limit.admitted"),
-            limited: define("gw.rate_limit.limited"),
-            table_full: define("gw.rate_limit.table_full"),
-            cas_retries: define("gw.rate_limit.cas_retries"),
-            store_errors: define("gw.rate_limit.store_errors"),
-            redis_unavailable: define("gw.rate_limit.redis_unavailable"),
-            reclaimed: define("gw.rate_limit.reclaimed"),
+            requests: define("requests"),
+            admitted: define("admitted"),
+            limited: define("limited"),
+            table_full: define("table_full"),
+            cas_retries: define("cas_retries"),
+            store_errors: define("store_errors"),
+            redis_unavailable: define("redis_unavailable"),
+            reclaimed: define("reclaimed"),
         }
     }
 
-    pub fn add(&self, counter: Counter, n: u64) {
+    pub fn add(&self, h: &mut dyn Host, counter: Counter, n: u64) {
         let id = match counter {
             Counter::Requests => self.requests,
             Counter::Admitted => self.admitted,
@@ -64,12 +61,10 @@ impl Metrics {
             Counter::RedisUnavailable => self.redis_unavailable,
             Counter::Reclaimed => self.reclaimed,
         };
-        if let Some(id) = id {
-            let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
-        }
+        id.add(h, n);
     }
 
-    pub fn inc(&self, counter: Counter) {
-        self.add(counter, 1);
+    pub fn inc(&self, h: &mut dyn Host, counter: Counter) {
+        self.add(h, counter, 1);
     }
 }

@@ -1,11 +1,13 @@
-//! Root context: configuration, slot creation, background reclamation.
+//! Root: configuration, slot creation, background reclamation.
 
 use crate::http::RateLimitHttp;
-use crate::local_store;
+use crate::local_store::SharedSlots;
 use crate::metrics::{Counter, Metrics};
+use gw_core::rate_limit::admission;
 use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use gw_host::clock::now_ms;
+use gw_host::filter::{Filter, FilterRoot, Unconfigured};
+use gw_host::port::Host;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,33 +24,37 @@ pub struct RateLimitRoot {
     sweep_cursor: u32,
 }
 
-pub use gw_host::clock::now_ms;
+impl FilterRoot for RateLimitRoot {
+    fn name(&self) -> &'static str {
+        "rate_limit"
+    }
 
-impl Context for RateLimitRoot {}
-
-impl RootContext for RateLimitRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) = gw_host::config::load_plugin_config::<
-            RateLimitConfigSpec,
-            RateLimitConfig,
-        >("rate_limit") else {
+    fn configure(&mut self, h: &mut dyn Host, configuration: &[u8]) -> bool {
+        let Some(config) = gw_host::config::load::<RateLimitConfigSpec, RateLimitConfig>(
+            "rate_limit",
+            configuration,
+        ) else {
             return false;
         };
-        self.metrics = Metrics::define();
+        self.metrics = Metrics::define(h);
         if !config.limits.is_empty() {
-            match local_store::ensure_slots(&config.local) {
+            let mut slots = SharedSlots {
+                host: &mut *h,
+                metrics: &self.metrics,
+            };
+            match admission::ensure_slots(&mut slots, &config.local) {
                 Ok(created) if created > 0 => {
                     log::info!("rate_limit: created {created} shared-data slots")
                 }
                 Ok(_) => {}
-                Err(status) => {
-                    log::error!("rate_limit: cannot create shared-data slots: {status:?}");
+                Err(message) => {
+                    log::error!("rate_limit: cannot create shared-data slots: {message}");
                     return false;
                 }
             }
             // Start each VM's sweep somewhere else so the VMs share the work.
-            self.sweep_cursor = (now_ms() % u64::from(config.local.slots)) as u32;
-            if let Err(status) = gw_host::flow::set_tick_period(TICK) {
+            self.sweep_cursor = (now_ms(h) % u64::from(config.local.slots)) as u32;
+            if let Err(status) = h.set_tick_period(TICK) {
                 log::warn!(
                     "rate_limit: no tick, expired windows are reclaimed only on writes: {status:?}"
                 );
@@ -67,34 +73,30 @@ impl RootContext for RateLimitRoot {
         true
     }
 
-    fn on_tick(&mut self) {
+    fn tick(&mut self, h: &mut dyn Host) {
         let Some(config) = &self.config else {
             return;
         };
         let store = config.local;
         let batch = store.slots.div_ceil(SWEEP_PASS_TICKS);
-        let reclaimed = local_store::sweep(&store, self.sweep_cursor, batch, now_ms());
+        let now = now_ms(h);
+        let mut slots = SharedSlots {
+            host: &mut *h,
+            metrics: &self.metrics,
+        };
+        let reclaimed = admission::sweep(&mut slots, &store, self.sweep_cursor, batch, now);
         self.sweep_cursor = (self.sweep_cursor + batch) % store.slots.max(1);
-        if reclaimed > 0 {
-            self.metrics.add(Counter::Reclaimed, reclaimed);
-        }
+        self.metrics.add(h, Counter::Reclaimed, reclaimed);
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn new_filter(&self, context_id: u32) -> Box<dyn Filter> {
         let Some(config) = self.config.clone() else {
             // Envoy refuses a plugin whose configuration failed; should a
             // request still come, it is refused.
-            return Some(Box::new(gw_host::reply::Unconfigured {
+            return Box::new(Unconfigured {
                 filter: "rate_limit",
-            }));
+            });
         };
-        Some(gw_host::profile::wrap(
-            "rate_limit",
-            Box::new(RateLimitHttp::new(config, self.metrics, context_id)),
-        ))
+        Box::new(RateLimitHttp::new(config, self.metrics, context_id))
     }
 }

@@ -5,6 +5,7 @@
 
 use gw_core::tool_acl::config::CacheConfig;
 use gw_core::tool_acl::tools_list::{self, CacheDoc, CacheEntry, ReplyForm};
+use gw_host::port::Host;
 use gw_host::shared_data;
 use serde_json::Value;
 
@@ -24,9 +25,9 @@ pub(crate) struct Plan {
 /// The upstream cluster the request is routed to. Cluster (or route) names
 /// come from the configuration, never from the client, so the cache's key
 /// space stays bounded.
-pub(crate) fn upstream() -> Option<String> {
-    gw_host::state::property_string(vec!["xds", "cluster_name"])
-        .or_else(|| gw_host::state::property_string(vec!["route_name"]))
+pub(crate) fn upstream(h: &mut dyn Host) -> Option<String> {
+    gw_host::state::property_string(h, &["xds", "cluster_name"])
+        .or_else(|| gw_host::state::property_string(h, &["route_name"]))
         .filter(|s| !s.is_empty())
 }
 
@@ -37,13 +38,14 @@ pub(crate) fn shared_key(upstream: &str) -> String {
 /// A fresh entry for this request (shared first, then this agent's private
 /// one) and the document's generation.
 pub(crate) fn lookup(
+    h: &mut dyn Host,
     shared_key: &str,
     protocol_version: &str,
     cursor: Option<&str>,
     agent_id: Option<&str>,
     now_ms: u64,
 ) -> (Option<CacheEntry>, u64) {
-    let (bytes, _) = shared_data::get(shared_key);
+    let (bytes, _) = shared_data::get(h, shared_key);
     let doc = CacheDoc::from_bytes(bytes.as_deref());
     let public = tools_list::entry_key(protocol_version, cursor, None);
     let found = doc.lookup(&public, now_ms).cloned().or_else(|| {
@@ -57,6 +59,7 @@ pub(crate) fn lookup(
 /// Store the upstream's unfiltered result and the form it came in.
 /// Returns whether it was stored.
 pub(crate) fn store(
+    h: &mut dyn Host,
     plan: &Plan,
     result: &Value,
     form: ReplyForm,
@@ -86,7 +89,7 @@ pub(crate) fn store(
         result: result.clone(),
         form,
     };
-    shared_data::update(&plan.shared_key, CAS_ATTEMPTS, |current| {
+    shared_data::update(h, &plan.shared_key, CAS_ATTEMPTS, |current| {
         let mut doc = CacheDoc::from_bytes(current);
         if doc.generation != plan.generation {
             return None;
@@ -96,8 +99,8 @@ pub(crate) fn store(
 }
 
 /// `notifications/tools/list_changed` from this upstream.
-pub(crate) fn invalidate(shared_key: &str) -> bool {
-    shared_data::update(shared_key, CAS_ATTEMPTS, |current| {
+pub(crate) fn invalidate(h: &mut dyn Host, shared_key: &str) -> bool {
+    shared_data::update(h, shared_key, CAS_ATTEMPTS, |current| {
         let mut doc = CacheDoc::from_bytes(current);
         doc.invalidate();
         Some(doc.to_bytes())

@@ -1,20 +1,27 @@
 //! proxy-wasm adapter for the tool-acl filter: per-agent tool access from
 //! the request body, `tools/list` filtering and caching.
 //!
-//! The policy lives in `gw_core` (`tool_acl`, `tool_acl_config`, `denial`,
-//! `request_guard`, `tools_list`, `sse_rewrite`); this crate only moves
-//! bytes between Envoy and those modules. See `docs/tool-acl.md`.
+//! The policy lives in `gw_core::tool_acl` (`authorize`, `config`,
+//! `denial`, `request_guard`, `list_plan`, `tools_list`, `sse_rewrite`,
+//! `legacy_sse`); this crate only moves bytes between Envoy and those
+//! modules: `http` (the callbacks), `judge` (the request body's verdict),
+//! `lists` (list answers and their cache, `cache`), `legacy` (the
+//! 2024-11-05 transport's denials). See `docs/tool-acl.md`.
 
 mod cache;
 mod http;
+mod judge;
+mod legacy;
+mod lists;
 
 use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, MetricType};
+use gw_host::filter::{Filter, FilterRoot};
+use gw_host::metrics::Counter;
+use gw_host::port::Host;
 use std::rc::Rc;
 
-/// A fresh root context of the filter (the module is `filters/wasm/tool-acl`).
-pub fn new_root() -> Box<dyn RootContext> {
+/// A fresh root of the filter (the module is `filters/wasm/tool-acl`).
+pub fn new_root() -> Box<dyn FilterRoot> {
     Box::new(ToolAclRoot {
         config: None,
         metrics: Rc::new(Metrics::default()),
@@ -24,19 +31,19 @@ pub fn new_root() -> Box<dyn RootContext> {
 /// Counters, visible as `wasmcustom.gw.tool_acl.*` in Envoy's stats.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: Option<u32>,
-    inspected: Option<u32>,
-    allowed: Option<u32>,
-    denied: Option<u32>,
-    bad_request: Option<u32>,
-    no_identity: Option<u32>,
-    list_filtered: Option<u32>,
-    tools_hidden: Option<u32>,
-    cache_hit: Option<u32>,
-    cache_miss: Option<u32>,
-    cache_store: Option<u32>,
-    cache_invalidated: Option<u32>,
-    version_refused: Option<u32>,
+    requests: Counter,
+    inspected: Counter,
+    allowed: Counter,
+    denied: Counter,
+    bad_request: Counter,
+    no_identity: Counter,
+    list_filtered: Counter,
+    tools_hidden: Counter,
+    cache_hit: Counter,
+    cache_miss: Counter,
+    cache_store: Counter,
+    cache_invalidated: Counter,
+    version_refused: Counter,
 }
 
 #[derive(Clone, Copy)]
@@ -57,10 +64,8 @@ pub(crate) enum Metric {
 }
 
 impl Metrics {
-    fn define() -> Self {
-        let counter = |name: &str| {
-            gw_host::abi::define_metric(MetricType::Counter, &format!("gw.tool_acl.{name}")).ok()
-        };
+    fn define(h: &mut dyn Host) -> Self {
+        let mut counter = |name: &str| Counter::define(h, &format!("gw.tool_acl.{name}"));
         Self {
             requests: counter("requests"),
             inspected: counter("mcp_requests"),
@@ -78,8 +83,8 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn add(&self, metric: Metric, n: u64) {
-        let id = match metric {
+    pub(crate) fn add(&self, h: &mut dyn Host, metric: Metric, n: u64) {
+        let counter = match metric {
             Metric::Requests => self.requests,
             Metric::Inspected => self.inspected,
             Metric::Allowed => self.allowed,
@@ -94,9 +99,7 @@ impl Metrics {
             Metric::CacheInvalidated => self.cache_invalidated,
             Metric::VersionRefused => self.version_refused,
         };
-        if let Some(id) = id {
-            let _ = gw_host::abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
-        }
+        counter.add(h, n);
     }
 }
 
@@ -105,33 +108,28 @@ struct ToolAclRoot {
     metrics: Rc<Metrics>,
 }
 
-impl Context for ToolAclRoot {}
+impl FilterRoot for ToolAclRoot {
+    fn name(&self) -> &'static str {
+        "tool_acl"
+    }
 
-impl RootContext for ToolAclRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
+    fn configure(&mut self, h: &mut dyn Host, configuration: &[u8]) -> bool {
         let Some(config) =
-            gw_host::config::load_plugin_config::<ToolAclSpec, ToolAclConfig>("tool_acl")
+            gw_host::config::load::<ToolAclSpec, ToolAclConfig>("tool_acl", configuration)
         else {
             return false;
         };
         self.config = Some(Rc::new(config));
-        self.metrics = Rc::new(Metrics::define());
+        self.metrics = Rc::new(Metrics::define(h));
         true
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // No configuration means on_configure failed and Envoy refused the
-        // filter; a context without one must still fail closed.
-        Some(gw_host::profile::wrap(
-            "tool_acl",
-            Box::new(http::ToolAclHttp::new(
-                self.config.clone(),
-                self.metrics.clone(),
-            )),
+    fn new_filter(&self, _context_id: u32) -> Box<dyn Filter> {
+        // No configuration means configure failed and Envoy refused the
+        // filter; a filter without one must still fail closed.
+        Box::new(http::ToolAclHttp::new(
+            self.config.clone(),
+            self.metrics.clone(),
         ))
     }
 }

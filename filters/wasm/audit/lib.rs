@@ -9,6 +9,6 @@ proxy_wasm::main! {{
     // one-module chain (gw_host::stage): it judges a body that ends in
     // trailers before the trailers may release it.
     proxy_wasm::set_root_context(|_| {
-        Box::new(gw_host::stage::EndAtTrailersRoot(gw_audit::new_root()))
+        Box::new(gw_host::filter::StandaloneRoot::filter(gw_audit::new_root()))
     });
 }}

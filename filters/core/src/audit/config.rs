@@ -13,7 +13,10 @@
 
 use crate::config::ConfigError;
 use crate::json_path::JsonPath;
+use crate::protocol::http::is_header_name;
+use crate::protocol::identity::VERIFIED_HEADER_PREFIX;
 use crate::protocol::operation::Operation;
+use crate::upstream::Url;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -283,12 +286,7 @@ pub struct Destination {
 /// The three `X-Verified-Agent-*` headers the identity filter sets. Audit
 /// runs before identity, so a `header:` capture of these reads the verified
 /// identity (filter state), never what the client sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityField {
-    AgentId,
-    AgentName,
-    AgentOwner,
-}
+pub use crate::protocol::identity::IdentityField;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
@@ -335,7 +333,7 @@ impl OnPath {
 
 /// `:path` without query or fragment and without a trailing `/`.
 pub fn normalize_path(path: &str) -> &str {
-    let path = path.split(['?', '#']).next().unwrap_or("");
+    let path = crate::protocol::http::path_only(path);
     let trimmed = path.trim_end_matches('/');
     if trimmed.is_empty() && path.starts_with('/') {
         "/"
@@ -572,11 +570,7 @@ fn capture(
 
 fn header_source(header: &str, request: bool) -> Result<Source, ConfigError> {
     let lower = header.to_ascii_lowercase();
-    if lower.is_empty()
-        || !lower
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b':')
-    {
+    if !is_header_name(&lower, true) {
         return Err(ConfigError::at(
             "header",
             format!("`{header}` is not a header name"),
@@ -589,11 +583,9 @@ fn header_source(header: &str, request: bool) -> Result<Source, ConfigError> {
         ));
     }
     if request {
-        let field = match lower.as_str() {
-            "x-verified-agent-id" => Some(IdentityField::AgentId),
-            "x-verified-agent-name" => Some(IdentityField::AgentName),
-            "x-verified-agent-owner" => Some(IdentityField::AgentOwner),
-            other if other.starts_with("x-verified-agent-") => {
+        let field = match IdentityField::of_header(&lower) {
+            Some(field) => Some(field),
+            None if lower.starts_with(VERIFIED_HEADER_PREFIX) => {
                 return Err(ConfigError::at(
                     "header",
                     format!("`{header}` is not set by the identity filter (it sets x-verified-agent-id, -name and -owner); a client could forge it"),
@@ -612,8 +604,11 @@ impl TryFrom<LogDestinationSpec> for Destination {
     type Error = ConfigError;
 
     fn try_from(spec: LogDestinationSpec) -> Result<Self, ConfigError> {
-        let (scheme, authority, path) =
-            split_url(&spec.url).map_err(|m| ConfigError::at("url", m))?;
+        let Url {
+            scheme,
+            authority,
+            path,
+        } = Url::parse(&spec.url).map_err(|m| ConfigError::at("url", m))?;
         if spec.cluster.trim().is_empty() {
             return Err(ConfigError::at("cluster", "must name an Envoy cluster"));
         }
@@ -652,6 +647,12 @@ impl TryFrom<LogDestinationSpec> for Destination {
         }
         for name in spec.headers.keys() {
             let lower = name.to_ascii_lowercase();
+            if !is_header_name(&lower, true) {
+                return Err(ConfigError::at(
+                    format!("headers.{name}"),
+                    "is not a valid HTTP header name",
+                ));
+            }
             if lower.starts_with(':')
                 || ["content-type", "content-length", "host"].contains(&lower.as_str())
             {
@@ -681,30 +682,6 @@ impl TryFrom<LogDestinationSpec> for Destination {
             service_name: spec.service_name,
         })
     }
-}
-
-/// `https://host:port/path?q` → (`https`, `host:port`, `/path?q`).
-fn split_url(url: &str) -> Result<(String, String, String), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("`{url}` is not an absolute http(s) URL"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return Err(format!("`{url}`: scheme must be http or https"));
-    }
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() || authority.contains('@') || authority.contains(char::is_whitespace) {
-        return Err(format!("`{url}`: missing or invalid host"));
-    }
-    let path = if path.starts_with('?') {
-        format!("/{path}")
-    } else {
-        path.to_string()
-    };
-    Ok((scheme, authority.to_string(), path))
 }
 
 #[cfg(test)]
@@ -861,20 +838,6 @@ mod tests {
             let err = load_str(text).unwrap_err();
             assert_eq!(err.path, path, "{text} -> {err}");
         }
-    }
-
-    #[test]
-    fn url_shapes() {
-        assert_eq!(
-            split_url("http://127.0.0.1:9000").unwrap(),
-            ("http".into(), "127.0.0.1:9000".into(), "/".into())
-        );
-        assert_eq!(
-            split_url("HTTPS://h?x=1").unwrap(),
-            ("https".into(), "h".into(), "/?x=1".into())
-        );
-        assert!(split_url("http://user@h/x").is_err());
-        assert!(split_url("http:///x").is_err());
     }
 
     #[test]

@@ -9,10 +9,10 @@
 //! is bounded, and so is the event ([`crate::audit::bounds`]).
 
 use crate::audit::bounds::{self, clip_chars};
-use crate::audit::config::{AuditConfig, Capture, IdentityField, Source};
+use crate::audit::config::{AuditConfig, Capture, Source};
 use crate::filter_state::decision;
 use crate::json_path::{JsonPath, Step};
-use crate::protocol::jsonrpc::{JsonRpcBody, Message};
+use crate::protocol::jsonrpc::{InspectError, JsonRpcBody, Message};
 use crate::protocol::request_facts::{MessageFacts, RequestFacts, VerifiedIdentity};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -97,6 +97,21 @@ pub enum RequestBody {
     TooLarge,
     /// Not JSON-RPC; the message says why (never the body itself).
     Invalid(String),
+}
+
+impl RequestBody {
+    /// A body that is not JSON-RPC, recorded by category only: the parser's
+    /// messages could quote the body.
+    pub fn invalid(err: &InspectError) -> Self {
+        RequestBody::Invalid(
+            match err {
+                InspectError::InvalidJson(_) => "invalid_json",
+                InspectError::NotJsonRpc(_) => "not_jsonrpc",
+                InspectError::EmptyBatch => "empty_batch",
+            }
+            .into(),
+        )
+    }
 }
 
 /// The agent as the identity filter verified it.
@@ -217,15 +232,11 @@ pub fn build_event(
     if let Some(identity) = &response.identity {
         for capture in &config.request_captures {
             if let Source::VerifiedIdentity(field) = capture.source {
-                let value = match field {
-                    IdentityField::AgentId => &identity.agent_id,
-                    IdentityField::AgentName => &identity.agent_name,
-                    IdentityField::AgentOwner => &identity.agent_owner,
-                };
+                let value = field.value(identity);
                 if !value.is_empty() {
                     captured.insert(
                         capture.name.clone(),
-                        Value::String(clip_chars(value.clone(), config.max_capture_chars)),
+                        Value::String(clip_chars(value.to_string(), config.max_capture_chars)),
                     );
                 }
             }

@@ -28,6 +28,7 @@
 
 use crate::config::ConfigError;
 use crate::template::{Scope, Template};
+use crate::upstream::{Upstream, Url};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -55,9 +56,7 @@ pub const MAX_CACHE_TTL_SECONDS: u64 = 86_400;
 /// beyond that a request that needs a callout is refused with 503, so a
 /// flood of unknown credentials cannot pile up on the identity services.
 pub const DEFAULT_MAX_CALLOUTS_IN_FLIGHT: u32 = 32;
-/// Prefix of the headers the filter owns: any such header from the client is
-/// removed before anything else happens.
-pub const VERIFIED_HEADER_PREFIX: &str = "x-verified-agent-";
+pub use crate::protocol::identity::VERIFIED_HEADER_PREFIX;
 
 /// Variables the `identityExtraction` templates can read.
 const EXTRACTION_VARS: &[&str] = &["tokenClaims"];
@@ -271,53 +270,32 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The URL as a callout destination (`crate::upstream`, the one parser
+    /// of every filter's callout URLs).
     pub fn parse(
         url: &str,
         cluster: Option<&str>,
         timeout_ms: Option<u64>,
     ) -> Result<Self, String> {
-        let (_, rest) = url
-            .split_once("://")
-            .filter(|(scheme, _)| matches!(*scheme, "http" | "https"))
-            .ok_or_else(|| format!("`{url}` is not an http(s) URL"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() || authority.contains(['@', ' ', '?', '#']) {
-            return Err(format!("`{url}` has no usable host"));
-        }
-        if path.contains('#') {
-            return Err(format!("`{url}`: fragments are not allowed"));
-        }
-        let host = authority
-            .rsplit_once(':')
-            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-            .map_or(authority, |(host, _)| host);
-        let cluster = cluster.unwrap_or(host).to_string();
-        if cluster.is_empty() {
-            return Err("cluster name is empty".into());
-        }
         let timeout_ms = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
         if timeout_ms == 0 || timeout_ms > 60_000 {
             return Err(format!(
                 "timeoutMs must be between 1 and 60000, got {timeout_ms}"
             ));
         }
+        let upstream = Upstream::from_url(url, cluster, timeout_ms)?;
         Ok(Self {
             url: url.to_string(),
-            cluster,
-            authority: authority.to_string(),
-            path: path.to_string(),
+            cluster: upstream.cluster,
+            authority: upstream.authority,
+            path: upstream.path,
             timeout_ms,
         })
     }
 
     /// `scheme://host[:port]` of the URL.
     pub fn origin(url: &str) -> Option<String> {
-        let (scheme, rest) = url.split_once("://")?;
-        let authority = rest.split('/').next()?;
-        (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+        Url::parse(url).ok().map(|u| u.origin())
     }
 }
 
@@ -482,12 +460,8 @@ fn template(text: &str, vars: &[&str]) -> Result<Template, String> {
     )
 }
 
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
 fn header_name(text: &str) -> Result<String, String> {
-    if text.is_empty() || !text.chars().all(is_token_char) {
+    if !crate::protocol::http::is_header_name(text, false) {
         return Err(format!("`{text}` is not a valid HTTP header name"));
     }
     Ok(text.to_ascii_lowercase())

@@ -104,13 +104,7 @@ impl Denial {
     }
 }
 
-/// A reply the filter sends itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalReply {
-    pub status: u32,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+pub use crate::reply::LocalReply;
 
 /// `Bearer ...` challenge for `WWW-Authenticate`.
 pub fn bearer_challenge(challenge: &BearerChallenge, resource_metadata: &str) -> String {

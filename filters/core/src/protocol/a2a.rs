@@ -247,7 +247,7 @@ pub struct RestCall {
 /// The REST call a request names, if it is one: `http_method` and the
 /// request's `:path` (query and fragment ignored).
 pub fn rest_call(http_method: &str, path: &str) -> Option<RestCall> {
-    let path = path.split(['?', '#']).next().unwrap_or("");
+    let path = super::http::path_only(path);
     let decoded = super::percent_decode(path);
     let rest = decoded.strip_prefix(A2A_PREFIX)?;
     if !rest.starts_with('/') {
@@ -276,7 +276,7 @@ pub fn rest_call(http_method: &str, path: &str) -> Option<RestCall> {
 /// `/a2a/rest`, any other upstream) a body that is not JSON-RPC is none of
 /// our business and passes untouched.
 pub fn jsonrpc_only(path: &str) -> bool {
-    let path = path.split(['?', '#']).next().unwrap_or("");
+    let path = super::http::path_only(path);
     let decoded = super::percent_decode(path);
     let under = |prefix: &str| {
         decoded

@@ -22,12 +22,34 @@ pub enum InspectError {
     EmptyBatch,
 }
 
+/// Every JSON-RPC error code the gateway answers with, in one place: the
+/// JSON-RPC 2.0 ones, then the implementation-defined server errors
+/// (-32000 to -32099) of MCP and of our own defaults.
+pub mod codes {
+    /// Invalid JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Not a valid JSON-RPC request.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// Invalid params (MCP: an `initialize` asking for an unsupported version).
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// The gateway cannot do its part (e.g. filter a compressed tool list).
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// The tool ACL's default code for a denied call (`jsonRpcCode`).
+    pub const TOOL_DENIED: i64 = -32001;
+    /// An `Mcp-Method` / `Mcp-Name` header disagreeing with the body (MCP 2026-07-28).
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// An unsupported `MCP-Protocol-Version` header (MCP 2026-07-28).
+    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    /// The rate limit's default code for a limited call (`jsonRpcError.code`).
+    pub const RATE_LIMITED: i64 = -32029;
+}
+
 impl InspectError {
-    /// The JSON-RPC error code for a reply: -32700 parse error, -32600 invalid request.
+    /// The JSON-RPC error code for a reply: parse error or invalid request.
     pub fn jsonrpc_code(&self) -> i64 {
         match self {
-            InspectError::InvalidJson(_) => -32700,
-            _ => -32600,
+            InspectError::InvalidJson(_) => codes::PARSE_ERROR,
+            _ => codes::INVALID_REQUEST,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! What the gateway understands of MCP and A2A on the wire.
 //!
+//! - [`http`]: the one check of a header name
+//! - [`identity`]: the verified identity's fields and their `X-Verified-Agent-*` headers
 //! - [`a2a`]: every A2A binding (JSON-RPC, HTTP+JSON) and version, as operations
 //! - [`jsonrpc`]: strict JSON-RPC body inspection (batches, duplicate keys)
 //! - [`operation`]: protocol method families (MCP and every A2A version)
@@ -7,6 +9,8 @@
 //! - [`sse`]: incremental Server-Sent Events parser
 
 pub mod a2a;
+pub mod http;
+pub mod identity;
 pub mod jsonrpc;
 pub mod operation;
 pub mod request_facts;

@@ -73,7 +73,7 @@ impl Operation {
     /// (`/mcp/tools/call`, `/a2a/tasks/sendSubscribe`, ...). Also accepts the
     /// canonical name alone (`tools/call`), which is how configs name them.
     pub fn from_recipe_path(path: &str) -> Option<Self> {
-        let path = path.split(['?', '#']).next().unwrap_or("");
+        let path = super::http::path_only(path);
         let name = path
             .strip_prefix("/mcp/")
             .or_else(|| path.strip_prefix("/a2a/"))

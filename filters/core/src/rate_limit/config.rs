@@ -21,9 +21,11 @@
 //! client could have sent, and any other header is refused at load time.
 
 use crate::config::ConfigError;
+use crate::protocol::http::is_header_name;
 use crate::protocol::operation::Operation;
 use crate::rate_limit::sliding_window::WindowPolicy;
 use crate::template::{Escape, Scope, Template};
+use crate::upstream::Upstream;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -37,11 +39,7 @@ pub const KEY_VARS: &[&str] = &[
 ];
 /// The only headers a `keySelector` may name: they are read from the verified
 /// identity (filter state), not from the request.
-pub const VERIFIED_HEADERS: &[(&str, IdentityField)] = &[
-    ("x-verified-agent-id", IdentityField::AgentId),
-    ("x-verified-agent-name", IdentityField::AgentName),
-    ("x-verified-agent-owner", IdentityField::AgentOwner),
-];
+pub use crate::protocol::identity::VERIFIED_HEADERS;
 /// Variables the response body, headers and JSON-RPC message may use.
 pub const RESPONSE_VARS: &[&str] = &[
     "agentId",
@@ -68,12 +66,7 @@ pub const MAX_REDIS_REQUESTS: u64 = 10_000;
 const DEFAULT_BODY: &str = "{\n  \"error\": \"agent_rate_limited\",\n  \"agentId\": \"#[vars.agentId]\",\n  \"retryAfterSeconds\": \"#[vars.retryAfter]\"\n}\n";
 const DEFAULT_JSONRPC_MESSAGE: &str = "Rate limit exceeded: retry after #[vars.retryAfter] s";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityField {
-    AgentId,
-    AgentName,
-    AgentOwner,
-}
+pub use crate::protocol::identity::IdentityField;
 
 // ------------------------------------------------------------------ spec
 
@@ -232,7 +225,7 @@ fn default_body() -> String {
     DEFAULT_BODY.to_string()
 }
 fn default_jsonrpc_code() -> i64 {
-    -32029
+    crate::protocol::jsonrpc::codes::RATE_LIMITED
 }
 fn default_jsonrpc_message() -> String {
     DEFAULT_JSONRPC_MESSAGE.to_string()
@@ -305,9 +298,9 @@ pub struct LocalStore {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisStore {
-    pub cluster: String,
-    pub authority: String,
-    pub timeout_ms: u32,
+    /// webdis: the cluster, `:authority` (default: the cluster name), path
+    /// `/` and timeout of every call.
+    pub upstream: Upstream,
     pub key_prefix: String,
     pub on_unavailable: OnUnavailable,
 }
@@ -364,12 +357,13 @@ impl TryFrom<RateLimitConfigSpec> for RateLimitConfig {
         let redis = spec
             .redis_store
             .map(|r| {
-                if r.cluster.trim().is_empty() {
-                    return Err(ConfigError::at(
-                        "redisStore.cluster",
-                        "must name an Envoy cluster",
-                    ));
-                }
+                let upstream = Upstream::new(
+                    r.cluster.clone(),
+                    r.authority.clone(),
+                    "/".into(),
+                    u64::from(r.timeout_ms),
+                )
+                .map_err(|_| ConfigError::at("redisStore.cluster", "must name an Envoy cluster"))?;
                 if r.timeout_ms == 0 {
                     return Err(ConfigError::at(
                         "redisStore.timeoutMs",
@@ -393,9 +387,7 @@ impl TryFrom<RateLimitConfigSpec> for RateLimitConfig {
                     }
                 }
                 Ok(RedisStore {
-                    authority: r.authority.unwrap_or_else(|| r.cluster.clone()),
-                    cluster: r.cluster,
-                    timeout_ms: r.timeout_ms,
+                    upstream,
                     key_prefix: r.key_prefix,
                     on_unavailable: r.on_unavailable,
                 })
@@ -505,13 +497,6 @@ impl crate::template::Bindings for Samples {
     }
 }
 
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 impl TryFrom<ResponseSpec> for LimitResponse {
     type Error = ConfigError;
 
@@ -532,7 +517,7 @@ impl TryFrom<ResponseSpec> for LimitResponse {
         };
         let mut headers = Vec::new();
         for (name, value) in spec.headers {
-            if !is_token(&name) {
+            if !is_header_name(&name, false) {
                 return Err(ConfigError::at(
                     format!("headers.{name}"),
                     "is not a valid header name",
@@ -707,8 +692,8 @@ redisStore: {cluster: gw_rate_limit_redis, onUnavailable: local}
         assert!(!c.headers_enabled);
         assert_eq!(c.on_missing_identity, MissingIdentity::Deny);
         let r = c.redis.unwrap();
-        assert_eq!(r.authority, "gw_rate_limit_redis");
+        assert_eq!(r.upstream.authority, "gw_rate_limit_redis");
         assert_eq!(r.on_unavailable, OnUnavailable::Local);
-        assert_eq!(r.timeout_ms, 250);
+        assert_eq!(r.upstream.timeout_ms, 250);
     }
 }

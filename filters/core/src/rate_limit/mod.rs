@@ -2,12 +2,14 @@
 //!
 //! - [`sliding_window`]: the exact sliding-window algorithm and the burst definition
 //! - [`window_table`]: windows packed into bounded shared-data slots
+//! - [`admission`]: all-or-nothing admission of a request's charges, over any slot store with CAS
 //! - [`config`]: the recipe's `limits` / `rateLimitResponse` block
 //! - [`plan`]: which windows (verified agent × operation) a request counts in
 //! - [`headers`]: IETF `RateLimit-Policy` / `RateLimit` fields
 //! - [`response`]: the 429 / JSON-RPC error reply of a limited request
 //! - [`redis`]: multi-replica windows in Redis (Lua script via webdis)
 
+pub mod admission;
 pub mod config;
 pub mod headers;
 pub mod plan;

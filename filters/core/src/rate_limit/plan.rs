@@ -108,9 +108,7 @@ struct KeyBindings<'a> {
 impl KeyBindings<'_> {
     fn field(&self, field: IdentityField) -> String {
         match (self.identity, field) {
-            (Some(id), IdentityField::AgentId) => id.agent_id.clone(),
-            (Some(id), IdentityField::AgentName) => id.agent_name.clone(),
-            (Some(id), IdentityField::AgentOwner) => id.agent_owner.clone(),
+            (Some(id), field) => field.value(id).to_string(),
             (None, IdentityField::AgentId) => ANONYMOUS.to_string(),
             (None, _) => String::new(),
         }

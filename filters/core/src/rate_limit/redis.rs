@@ -155,6 +155,18 @@ pub struct RedisDecision {
     pub windows: Vec<Vec<WindowState>>,
 }
 
+impl RedisDecision {
+    /// Redis decides all windows at once: the charge that binds is the one
+    /// whose window is fullest.
+    pub fn binding(&self) -> usize {
+        self.windows
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| w.iter().map(|s| s.remaining).min().unwrap_or(0))
+            .map_or(0, |(i, _)| i)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisReply {
     Decided(RedisDecision),

@@ -7,6 +7,8 @@
 use crate::json_path::JsonPath;
 use crate::protocol::request_facts::RequestFacts;
 use crate::rate_limit::config::{Limit, RateLimitConfig};
+use crate::rate_limit::plan::Charge;
+use crate::rate_limit::sliding_window::ceil_secs;
 use crate::template::{Bindings, Escape};
 use serde_json::{json, Value};
 
@@ -20,13 +22,7 @@ pub struct Refusal<'a> {
     pub retry_after_secs: u64,
 }
 
-/// A local reply, ready to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u32,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+pub use crate::reply::LocalReply as Reply;
 
 impl Bindings for Refusal<'_> {
     fn var(&self, name: &str, _: &JsonPath) -> Option<String> {
@@ -42,6 +38,34 @@ impl Bindings for Refusal<'_> {
             _ => return None,
         })
     }
+}
+
+/// Why the request whose charges were refused is refused: the binding
+/// charge's limit (the one that frees last; the first charge when unsure)
+/// and the Retry-After it implies. A batch larger than a window's quota
+/// never fits (`retry_after_ms == u64::MAX`): the client is told to wait a
+/// full retention rather than an impossible moment. `None` only when the
+/// charges name no limit of `config` (inconsistent state).
+pub fn refusal<'a>(
+    config: &'a RateLimitConfig,
+    charges: &'a [Charge],
+    binding: usize,
+    retry_after_ms: u64,
+    agent_id: &'a str,
+) -> Option<Refusal<'a>> {
+    let charge = charges.get(binding).or_else(|| charges.first());
+    let limit = charge.and_then(|c| config.limits.get(c.limit))?;
+    let retry_ms = if retry_after_ms == u64::MAX {
+        limit.policy.retention_ms()
+    } else {
+        retry_after_ms
+    };
+    Some(Refusal {
+        limit,
+        agent_id,
+        tool_name: charge.and_then(|c| c.tool_name.as_deref()),
+        retry_after_secs: ceil_secs(retry_ms).max(1),
+    })
 }
 
 /// Build the reply for a refused request. `rate_limit_headers` are the IETF

@@ -43,9 +43,8 @@ pub enum DenialFormat {
     JsonRpc,
 }
 
-/// The default JSON-RPC error code for a denied call (implementation-defined
-/// server error range of JSON-RPC 2.0).
-pub const DEFAULT_JSONRPC_CODE: i64 = -32001;
+/// The default JSON-RPC error code for a denied call.
+pub const DEFAULT_JSONRPC_CODE: i64 = crate::protocol::jsonrpc::codes::TOOL_DENIED;
 
 pub const DEFAULT_BODY: &str = r##"{
   "error": "tool_access_denied",
@@ -98,13 +97,7 @@ impl Bindings for DenialContext {
     }
 }
 
-/// An HTTP reply ready to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+pub use crate::reply::LocalReply as Reply;
 
 impl DeniedResponse {
     pub fn new(
@@ -126,11 +119,7 @@ impl DeniedResponse {
             .map(|(name, value)| {
                 let template = Template::parse(&value, DENIAL_SCOPE)
                     .map_err(|m| ConfigError::at(format!("headers.{name}"), m))?;
-                if name.is_empty()
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
+                if !crate::protocol::http::is_header_name(&name, false) {
                     return Err(ConfigError::at(
                         format!("headers.{name}"),
                         "not a valid HTTP header name",
@@ -169,7 +158,7 @@ impl DeniedResponse {
             ));
         }
         Reply {
-            status: self.status,
+            status: u32::from(self.status),
             headers,
             body,
         }

@@ -5,6 +5,7 @@
 //! - [`config`]: the filter's configuration (the recipe's `accessRules` block)
 //! - [`denial`]: the denied response, HTTP (recipe) or JSON-RPC error
 //! - [`request_guard`]: refusing requests the ACL cannot judge (encodings, content types, paths, Mcp-* headers)
+//! - [`list_plan`]: which list answers are filtered, cache eligibility, how an answer is read
 //! - [`tools_list`]: per-agent `tools/list` filtering and the unfiltered-list cache entries
 //! - [`sse_rewrite`]: rewriting SSE events as they pass
 //! - [`versions`]: MCP protocol version pinning
@@ -14,6 +15,7 @@ pub mod authorize;
 pub mod config;
 pub mod denial;
 pub mod legacy_sse;
+pub mod list_plan;
 pub mod request_guard;
 pub mod rules;
 pub mod sse_rewrite;

@@ -16,12 +16,7 @@ use crate::protocol::operation::Operation;
 use crate::protocol::request_facts::RequestFacts;
 use base64::Engine as _;
 
-/// JSON-RPC error code of a header/body mismatch (MCP 2026-07-28).
-pub const HEADER_MISMATCH: i64 = -32020;
-/// JSON-RPC "invalid request".
-pub const INVALID_REQUEST: i64 = -32600;
-/// JSON-RPC "invalid params".
-pub const INVALID_PARAMS: i64 = -32602;
+pub use crate::protocol::jsonrpc::codes::{HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST};
 
 /// Why a request is refused before the ACL looks at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +38,7 @@ impl Refusal {
 
 /// Canonical form of a request path for policy decisions.
 pub fn canonical_path(raw: &str) -> String {
-    let path = raw.split(['?', '#']).next().unwrap_or("");
+    let path = crate::protocol::http::path_only(raw);
     // Decode repeatedly: a double-encoded `%252F` must not hide a `/`.
     let mut decoded = path.to_string();
     for _ in 0..3 {

@@ -32,10 +32,7 @@ pub const DEFAULT_PROTOCOL_VERSIONS: &[&str] = &[
 /// `MCP-Protocol-Version` header (Streamable HTTP, 2025-06-18 onwards).
 pub const ASSUMED_WITHOUT_HEADER: &str = "2025-03-26";
 
-/// JSON-RPC code of an unsupported `MCP-Protocol-Version` (2026-07-28).
-pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
-/// JSON-RPC code of an unsupported `initialize` version (lifecycle spec).
-pub const INVALID_PARAMS: i64 = -32602;
+pub use crate::protocol::jsonrpc::codes::{INVALID_PARAMS, UNSUPPORTED_PROTOCOL_VERSION};
 
 /// A refusal: HTTP status and the JSON-RPC `error` object.
 #[derive(Debug, Clone, PartialEq)]

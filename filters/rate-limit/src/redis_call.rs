@@ -1,0 +1,146 @@
+//! The Redis (webdis) store: one callout per request decides every window
+//! at once (`gw_core::rate_limit::redis`); the request waits paused, and
+//! only the answer resumes or refuses it.
+
+use crate::http::{Decision, Pending, RateLimitHttp, Stage};
+use crate::metrics::Counter;
+use gw_core::rate_limit::config::OnUnavailable;
+use gw_core::rate_limit::plan::Charge;
+use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
+use gw_host::clock::now_ms;
+use gw_host::port::Host;
+use proxy_wasm::types::{Action, BufferType, MapType};
+use std::time::Duration;
+
+impl RateLimitHttp {
+    pub(crate) fn ask_redis(
+        &mut self,
+        h: &mut dyn Host,
+        agent_id: String,
+        charges: Vec<Charge>,
+        with_script: bool,
+    ) -> Action {
+        let Some(redis) = self.config.redis.clone() else {
+            return self.decide_locally(h, &agent_id, &charges);
+        };
+        let nonce = self
+            .pending
+            .as_ref()
+            .map(|p| p.nonce.clone())
+            .unwrap_or_else(|| format!("{}.{}.{}", self.request_id, self.context_id, now_ms(h)));
+        let windows: Vec<RedisWindow<'_>> = charges
+            .iter()
+            .filter_map(|c| {
+                Some(RedisWindow {
+                    key: format!("{}{}", redis.key_prefix, c.id.hex()),
+                    slots: c.slots,
+                    policy: &self.config.limits.get(c.limit)?.policy,
+                })
+            })
+            .collect();
+        let body = redis::command_body(&windows, &nonce, with_script);
+        let call = h.dispatch_http_call(
+            &redis.upstream.cluster,
+            &[
+                (":method", "POST"),
+                (":path", &redis.upstream.path),
+                (":authority", &redis.upstream.authority),
+                ("content-type", "text/plain"),
+            ],
+            Some(body.as_bytes()),
+            Duration::from_millis(redis.upstream.timeout_ms),
+        );
+        match call {
+            Ok(token) => {
+                self.pending = Some(Pending {
+                    token,
+                    agent_id,
+                    charges,
+                    nonce,
+                    sent_script: with_script,
+                });
+                self.stage = Stage::Waiting;
+                Action::Pause
+            }
+            Err(status) => {
+                log::error!(
+                    "rate_limit: cannot call cluster {}: {status:?}",
+                    redis.upstream.cluster
+                );
+                self.redis_failed(h, &agent_id, &charges, redis.on_unavailable)
+            }
+        }
+    }
+
+    pub(crate) fn redis_failed(
+        &mut self,
+        h: &mut dyn Host,
+        agent_id: &str,
+        charges: &[Charge],
+        mode: OnUnavailable,
+    ) -> Action {
+        self.metrics.inc(h, Counter::RedisUnavailable);
+        match mode {
+            OnUnavailable::Local => self.decide_locally(h, agent_id, charges),
+            OnUnavailable::Deny => {
+                self.unavailable(h, "the shared rate-limit store is unavailable")
+            }
+        }
+    }
+
+    /// The answer to the callout `token`, if it is this request's.
+    pub(crate) fn redis_answered(&mut self, h: &mut dyn Host, token: u32, body_size: usize) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        if pending.token != token || self.stage != Stage::Waiting {
+            self.pending = Some(pending);
+            return;
+        }
+        let Some(redis) = self.config.redis.clone() else {
+            return;
+        };
+        let status = gw_host::headers::get(h, MapType::HttpCallResponseHeaders, ":status");
+        let body = h
+            .buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let policies: Vec<_> = pending
+            .charges
+            .iter()
+            .filter_map(|c| self.config.limits.get(c.limit).map(|l| &l.policy))
+            .collect();
+        match redis::parse_reply(status.as_deref(), &body, &policies) {
+            RedisReply::Decided(d) => {
+                let decision = Decision {
+                    admitted: d.admitted,
+                    retry_after_ms: d.retry_after_ms,
+                    binding: d.binding(),
+                    windows: d.windows,
+                };
+                self.apply(h, &pending.agent_id, &pending.charges, decision);
+            }
+            RedisReply::NoScript if !pending.sent_script => {
+                let Pending {
+                    agent_id,
+                    charges,
+                    nonce,
+                    ..
+                } = pending;
+                self.pending = Some(Pending {
+                    token: 0,
+                    agent_id: agent_id.clone(),
+                    charges: Vec::new(),
+                    nonce,
+                    sent_script: true,
+                });
+                self.ask_redis(h, agent_id, charges, true);
+            }
+            other => {
+                log::error!("rate_limit: redis store: {other:?}");
+                self.redis_failed(h, &pending.agent_id, &pending.charges, redis.on_unavailable);
+            }
+        }
+    }
+}
