@@ -11,6 +11,8 @@
 //! - [`tool_acl`]: per-agent tool access, `tools/list` filtering and caching
 //! - [`rate_limit`]: exact sliding windows per verified agent and operation
 //! - [`audit`]: audit events, response captures, batched delivery
+//! - [`a2a_acl`]: A2A access rules, task isolation and version pinning (the
+//!   tool-acl filter applies them)
 //!
 //! and, shared by all of them:
 //!
@@ -20,6 +22,7 @@
 //! - [`filter_state`]: names of the filter-state keys the filters share
 
 pub mod audit;
+pub mod a2a_acl;
 pub mod config;
 pub mod filter_state;
 pub mod gateway;
