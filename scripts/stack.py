@@ -446,13 +446,8 @@ def split_config(cfg: dict[str, Any], keep: str) -> dict[str, Any]:
 
     walk_dicts(cfg, visit)
     if keep == "a2a":
-        # The tool ACL governs MCP only: an A2A instance has no use for it
-        # (and it would judge /mcp bodies before Envoy's 404 for the missing route).
-        def drop_tool_acl(d: dict[str, Any]) -> None:
-            if "http_filters" in d and isinstance(d["http_filters"], list):
-                d["http_filters"] = [f for f in d["http_filters"] if f.get("name") != "gw.tool_acl"]
-
-        walk_dicts(cfg, drop_tool_acl)
+        # The tool ACL stage stays: its `a2a:` section is the A2A access
+        # rules, task isolation and version pinning (docs/a2a.md).
         # separate instance: different default ports than the MCP one
         res["listeners"][0]["address"]["socket_address"]["port_value"] = 8444
         cfg["admin"]["address"]["socket_address"]["port_value"] = 9902

@@ -21,8 +21,8 @@
 //! - [`json_path`]: the `$.a.b[0]['c']` subset used by captures and templates
 //! - [`filter_state`]: names of the filter-state keys the filters share
 
-pub mod audit;
 pub mod a2a_acl;
+pub mod audit;
 pub mod config;
 pub mod filter_state;
 pub mod gateway;

@@ -11,6 +11,7 @@
 //! rewritten; every SSE stream under an MCP endpoint is rewritten event by
 //! event as it passes (tool lists filtered, `list_changed` seen).
 
+use crate::a2a::A2aStage;
 use crate::cache::{self, Plan};
 use crate::{Metric, Metrics};
 use gw_core::filter_state::decision;
@@ -81,6 +82,8 @@ pub(crate) struct ToolAclHttp {
     /// Request headers the body phase needs (Envoy makes request headers
     /// readable only during `on_http_request_headers` once it continued).
     headers: RequestHeaders,
+    /// An A2A request (`a2a:` configured): the A2A stage handles it whole.
+    a2a: Option<A2aStage>,
 }
 
 #[derive(Default)]
@@ -109,6 +112,7 @@ impl ToolAclHttp {
             headers: RequestHeaders::default(),
             legacy_session: None,
             stream_session: None,
+            a2a: None,
         }
     }
 
@@ -187,6 +191,11 @@ impl HttpContext for ToolAclHttp {
                 .collect();
             (!values.is_empty()).then(|| values.join(", "))
         };
+        if let Some((stage, action)) = A2aStage::start(&config, &self.metrics, &all, end_of_stream)
+        {
+            self.a2a = Some(stage);
+            return action;
+        }
         let path = header(":path").unwrap_or_default();
         let canonical = request_guard::canonical_path(&path);
         let Some(endpoint) = config
@@ -253,6 +262,9 @@ impl HttpContext for ToolAclHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(a2a) = self.a2a.as_mut() {
+            return a2a.on_request_body(body_size, end_of_stream);
+        }
         if !self.inspect_body {
             return Action::Continue;
         }
@@ -289,6 +301,9 @@ impl HttpContext for ToolAclHttp {
     }
 
     fn on_http_response_headers(&mut self, _: usize, _end_of_stream: bool) -> Action {
+        if let Some(a2a) = self.a2a.as_mut() {
+            return a2a.on_response_headers();
+        }
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
@@ -340,6 +355,9 @@ impl HttpContext for ToolAclHttp {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(a2a) = self.a2a.as_mut() {
+            return a2a.on_response_body(body_size, end_of_stream);
+        }
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };

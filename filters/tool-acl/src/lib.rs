@@ -5,6 +5,7 @@
 //! `request_guard`, `tools_list`, `sse_rewrite`); this crate only moves
 //! bytes between Envoy and those modules. See `docs/tool-acl.md`.
 
+mod a2a;
 mod cache;
 mod http;
 

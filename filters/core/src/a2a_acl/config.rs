@@ -243,7 +243,8 @@ mod tests {
     use super::*;
 
     fn load(yaml: &str) -> Result<A2aAcl, ConfigError> {
-        let spec: A2aAclSpec = serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::at("", e.to_string()))?;
+        let spec: A2aAclSpec =
+            serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::at("", e.to_string()))?;
         A2aAcl::try_from(spec)
     }
 
@@ -259,7 +260,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = load("accessRules: [{agentPattern: 'a-*', allowedOperations: [send, sned]}]").unwrap_err();
+        let e = load("accessRules: [{agentPattern: 'a-*', allowedOperations: [send, sned]}]")
+            .unwrap_err();
         assert_eq!(e.path, "a2a.accessRules[0].allowedOperations[1]");
         let e = load("accessRules: [{agentPattern: 'a-*', deniedOperations: [nope]}]").unwrap_err();
         assert_eq!(e.path, "a2a.accessRules[0].deniedOperations[0]");
@@ -285,7 +287,10 @@ mod tests {
 
     #[test]
     fn skills_make_the_stage_read_sends() {
-        let c = load("accessRules: [{agentPattern: 'a', allowedOperations: ['*'], allowedSkills: [echo]}]").unwrap();
+        let c = load(
+            "accessRules: [{agentPattern: 'a', allowedOperations: ['*'], allowedSkills: [echo]}]",
+        )
+        .unwrap();
         assert!(c.judges_skills);
         assert!(c.rules.is_some());
     }

@@ -58,10 +58,13 @@ pub fn jsonrpc(kind: Kind, id: Option<&Value>, detail: &Detail, denied_code: i64
         Kind::VersionNotSupported => (200, VERSION_NOT_SUPPORTED),
         Kind::AccessDenied => (403, denied_code),
     };
-    let mut error = json!({"code": code, "message": detail.message});
+    let mut error = serde_json::Map::new();
+    error.insert("code".into(), Value::from(code));
+    error.insert("message".into(), Value::String(detail.message.clone()));
     if !detail.metadata.is_empty() {
-        error["data"] = Value::Object(detail.metadata.clone());
+        error.insert("data".into(), Value::Object(detail.metadata.clone()));
     }
+    let error = Value::Object(error);
     A2aReply {
         status,
         body: jsonrpc_error_response(id, error).to_string(),
@@ -146,6 +149,9 @@ mod tests {
         assert_eq!((r.status, v["error"]["code"].as_i64()), (403, Some(-32099)));
         let r = rest(Kind::AccessDenied, &d);
         let v: Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!((r.status, v["error"]["status"].as_str()), (403, Some("PERMISSION_DENIED")));
+        assert_eq!(
+            (r.status, v["error"]["status"].as_str()),
+            (403, Some("PERMISSION_DENIED"))
+        );
     }
 }

@@ -89,13 +89,7 @@ pub fn skill_hints(params: &Value) -> Vec<String> {
     out
 }
 
-fn refuse(
-    acl: &A2aAcl,
-    call: &A2aCall<'_>,
-    kind: Kind,
-    detail: Detail,
-    log: String,
-) -> Outcome {
+fn refuse(acl: &A2aAcl, call: &A2aCall<'_>, kind: Kind, detail: Detail, log: String) -> Outcome {
     let reply = match call.binding {
         Binding::JsonRpc => errors::jsonrpc(kind, call.id, &detail, acl.denied_code),
         Binding::HttpJson => errors::rest(kind, &detail),
@@ -127,7 +121,9 @@ pub fn decide(
         detail
             .metadata
             .insert("requested".into(), Value::String(v.requested.clone()));
-        detail.metadata.insert("supported".into(), json!(v.supported));
+        detail
+            .metadata
+            .insert("supported".into(), json!(v.supported));
         let log = format!("version {} refused", v.requested);
         return refuse(acl, call, Kind::VersionNotSupported, detail, log);
     }
@@ -177,7 +173,11 @@ pub fn decide(
     let log = format!(
         "task `{task}` hidden from agent `{}` ({})",
         owner.as_deref().unwrap_or(""),
-        if found.is_some() { "another agent's" } else { "unknown" }
+        if found.is_some() {
+            "another agent's"
+        } else {
+            "unknown"
+        }
     );
     refuse(acl, call, Kind::TaskNotFound, detail, log)
 }
@@ -314,7 +314,10 @@ taskIsolation:
             Operation::A2aSend,
         ] {
             let own = call(op, Some("t-sentinel"));
-            assert_eq!(kind(&decide(&a, &own, None, who("sentinel-1"), owners)), None);
+            assert_eq!(
+                kind(&decide(&a, &own, None, who("sentinel-1"), owners)),
+                None
+            );
             assert_eq!(
                 kind(&decide(&a, &own, None, who("alchemy-1"), owners)),
                 Some(Kind::TaskNotFound),
@@ -327,12 +330,18 @@ taskIsolation:
             );
             // Admins are exempt.
             assert_eq!(kind(&decide(&a, &own, None, who("admin-1"), owners)), None);
-            assert_eq!(kind(&decide(&a, &unknown, None, who("admin-1"), owners)), None);
+            assert_eq!(
+                kind(&decide(&a, &unknown, None, who("admin-1"), owners)),
+                None
+            );
         }
         let list = call(Operation::A2aListTasks, None);
         match decide(&a, &list, None, who("alchemy-1"), owners) {
             Outcome::Pass(p) => {
-                assert_eq!(p.list_owner, Some(ListView::Owner(Some("alchemy-1".into()))))
+                assert_eq!(
+                    p.list_owner,
+                    Some(ListView::Owner(Some("alchemy-1".into())))
+                )
             }
             o => panic!("{o:?}"),
         }
@@ -343,7 +352,10 @@ taskIsolation:
         // Isolation off: nothing checked, sends still recorded.
         let off = acl("taskIsolation: {enabled: false}");
         let get = call(Operation::A2aGetTask, Some("t-alchemy"));
-        assert_eq!(kind(&decide(&off, &get, None, who("sentinel-1"), owners)), None);
+        assert_eq!(
+            kind(&decide(&off, &get, None, who("sentinel-1"), owners)),
+            None
+        );
     }
 
     #[test]

@@ -129,10 +129,9 @@ impl A2aRules {
         let Some(rule) = self.rule_for(caller) else {
             return match self.default_decision {
                 DefaultDecision::Allow => Ok(()),
-                DefaultDecision::Deny => deny(format!(
-                    "no A2A access rule matches agent '{}'",
-                    caller.id
-                )),
+                DefaultDecision::Deny => {
+                    deny(format!("no A2A access rule matches agent '{}'", caller.id))
+                }
             };
         };
         let name = operation_name(op);

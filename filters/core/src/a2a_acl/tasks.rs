@@ -182,11 +182,7 @@ pub struct Filtered {
 pub fn filter_list(body: &[u8], mut visible: impl FnMut(&str) -> bool) -> Option<Filtered> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let is_rpc = v.get("jsonrpc").is_some();
-    let list = if is_rpc {
-        v.get_mut("result")?
-    } else {
-        &mut v
-    };
+    let list = if is_rpc { v.get_mut("result")? } else { &mut v };
     let tasks = match list {
         // 0.3 implementations answered a bare array.
         Value::Array(a) => a,
@@ -194,7 +190,11 @@ pub fn filter_list(body: &[u8], mut visible: impl FnMut(&str) -> bool) -> Option
         _ => return None,
     };
     let before = tasks.len();
-    tasks.retain(|t| t.get("id").and_then(Value::as_str).is_some_and(&mut visible));
+    tasks.retain(|t| {
+        t.get("id")
+            .and_then(Value::as_str)
+            .is_some_and(&mut visible)
+    });
     let removed = before - tasks.len();
     if let Value::Object(o) = list {
         if let Some(total) = o.get("totalSize").and_then(Value::as_u64) {
@@ -259,18 +259,42 @@ mod tests {
     fn task_ids_of_every_binding_and_version() {
         let cases = [
             // 1.0 JSON-RPC send / stream events
-            (json!({"jsonrpc": "2.0", "id": 1, "result": {"task": {"id": "a"}}}), vec!["a"]),
-            (json!({"jsonrpc": "2.0", "id": 1, "result": {"statusUpdate": {"taskId": "b"}}}), vec!["b"]),
-            (json!({"jsonrpc": "2.0", "id": 1, "result": {"artifactUpdate": {"taskId": "c"}}}), vec!["c"]),
-            (json!({"jsonrpc": "2.0", "id": 1, "result": {"message": {"taskId": "d"}}}), vec!["d"]),
-            (json!({"jsonrpc": "2.0", "id": 1, "result": {"message": {"messageId": "m"}}}), vec![]),
-            (json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -1}}), vec![]),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"task": {"id": "a"}}}),
+                vec!["a"],
+            ),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"statusUpdate": {"taskId": "b"}}}),
+                vec!["b"],
+            ),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"artifactUpdate": {"taskId": "c"}}}),
+                vec!["c"],
+            ),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"message": {"taskId": "d"}}}),
+                vec!["d"],
+            ),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"message": {"messageId": "m"}}}),
+                vec![],
+            ),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -1}}),
+                vec![],
+            ),
             // REST bodies and stream events
             (json!({"task": {"id": "e", "status": {}}}), vec!["e"]),
             (json!({"statusUpdate": {"taskId": "f"}}), vec!["f"]),
             // 0.3
-            (json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "task", "id": "g"}}), vec!["g"]),
-            (json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "status-update", "taskId": "h"}}), vec!["h"]),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "task", "id": "g"}}),
+                vec!["g"],
+            ),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"kind": "status-update", "taskId": "h"}}),
+                vec!["h"],
+            ),
             (json!({"kind": "artifact-update", "taskId": "i"}), vec!["i"]),
             (json!({"kind": "message", "taskId": "j"}), vec!["j"]),
         ];

@@ -49,6 +49,9 @@ pub struct ToolAclSpec {
     /// every revision the official SDK and the example server speak.
     #[serde(default)]
     pub protocol_versions: Option<Vec<String>>,
+    /// A2A governance under `/a2a` (`crate::a2a_acl`); absent: MCP only.
+    #[serde(default)]
+    pub a2a: Option<crate::a2a_acl::config::A2aAclSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +241,8 @@ pub struct ToolAclConfig {
     pub tools_list: ToolsListConfig,
     pub hold_request_headers: bool,
     pub protocol_versions: ProtocolVersions,
+    /// A2A access rules, task isolation, version pinning (`a2a:`).
+    pub a2a: Option<crate::a2a_acl::config::A2aAcl>,
 }
 
 #[derive(Debug, Clone)]
@@ -468,6 +473,7 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
             },
             hold_request_headers: spec.hold_request_headers,
             protocol_versions,
+            a2a: spec.a2a.map(TryInto::try_into).transpose()?,
         })
     }
 }
