@@ -236,6 +236,11 @@ def test_rest_and_jsonrpc_sends_share_one_window(limited: Gateway) -> None:
             assert r.status_code == 429, (path, r.status_code, r.text)
             assert r.headers["ratelimit-policy"] == '"tasks/send";q=4;w=60'
             assert 1 <= int(r.headers["retry-after"]) <= 60
+            if path.startswith(REST):
+                # The REST binding's error format (google.rpc.Status).
+                err = r.json()["error"]
+                assert (err["code"], err["status"]) == (429, "RESOURCE_EXHAUSTED"), r.text
+                assert err["details"][0]["metadata"]["agentId"] == "sentinel-1"
         # The stream window is another one, shared the same way.
         for path, body in [(f"{REST}/message:stream", rest_send_body("s steps=0")),
                            ("/a2a", {**jsonrpc_send(7, "SendStreamingMessage")})]:
