@@ -294,4 +294,19 @@ mod tests {
         assert!(c.judges_skills);
         assert!(c.rules.is_some());
     }
+
+    #[test]
+    fn loads_as_the_tool_acl_section() {
+        use crate::tool_acl::config::{ToolAclConfig, ToolAclSpec};
+        let load = |yaml: &str| crate::config::load::<ToolAclSpec, ToolAclConfig>(yaml.as_bytes());
+        let c = load("a2a: {versions: ['1.0']}").unwrap();
+        assert!(c.a2a.is_some());
+        assert!(load("{}").unwrap().a2a.is_none());
+        let e = load("a2a: {versions: ['9']}").unwrap_err();
+        assert_eq!(e.path, "a2a.versions[0]");
+        let e =
+            load("a2a: {accessRules: [{agentPattern: a, allowedOperation: [send]}]}").unwrap_err();
+        assert!(e.path.starts_with("a2a.accessRules[0]"), "{e}");
+        assert!(e.to_string().contains("allowedOperation"), "{e}");
+    }
 }
