@@ -201,6 +201,30 @@ def test_isolation_errors_in_each_bindings_format(gov: Gateway) -> None:
     assert seen() == []
 
 
+def test_a_body_read_two_ways_is_refused(gov: Gateway) -> None:
+    """Duplicate keys: the agent's JSON parser keeps the last `taskId` (or
+    skill), where a lenient gateway would see the first or none; a REST send
+    must be strict JSON, and a JSON-RPC one already is."""
+    theirs = create_task(gov, "sentinel-1")
+    mine = create_task(gov, "alchemy-1")
+    seen = recorder(gov)
+    msg = f'"messageId": "m-{uuid.uuid4().hex}", "role": "ROLE_USER", "parts": [{{"text": "x"}}]'
+    bodies = [
+        f'{{"message": {{{msg}, "taskId": "{mine}", "taskId": "{theirs}"}}}}',
+        f'{{"message": {{{msg}, "metadata": {{"skillId": "echo", "skillId": "deploy"}}}}}}',
+        f'{{"message": {{{msg}, "taskId": "{theirs}"}}, "n": NaN}}',
+    ]
+    with raw(gov, {**key("alchemy-1"), "content-type": "application/json"}) as c:
+        for body in bodies:
+            r = c.post(f"{REST}/message:send", content=body.encode(), headers=V1)
+            assert r.status_code == 400, (body, r.text)
+            assert r.json()["error"]["status"] == "INVALID_ARGUMENT"
+            r = c.post("/a2a", content=f'{{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {body}}}'
+                       .encode(), headers=V1)
+            assert r.status_code == 400, (body, r.text)
+    assert seen() == []
+
+
 @pytest.mark.parametrize("binding", ["JSONRPC", "HTTP+JSON"])
 def test_list_shows_the_callers_tasks_only(gov: Gateway, binding: str) -> None:
     from a2a.types import ListTasksRequest

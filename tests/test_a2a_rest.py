@@ -128,8 +128,9 @@ def test_rest_send_of_the_issue_passes_untouched(gateway: Gateway) -> None:
         g = c.get(f"{REST}/tasks/{task['id']}", headers=V1)
         assert g.status_code == 200, g.text
         assert g.json()["id"] == task["id"]
-        # A body the agent refuses is the agent's to refuse (its error, not
-        # a JSON-RPC -32600 from the gateway), and nothing runs.
+        # A send whose body is not JSON gets a REST error (400, the binding's
+        # format: the A2A stage cannot read its message.taskId; not a
+        # JSON-RPC -32600), and nothing runs.
         bad = c.post(f"{REST}/message:send", content=b"not json at all",
                      headers={**V1, "content-type": "application/json"})
         assert bad.status_code == 400, bad.text

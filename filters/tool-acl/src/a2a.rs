@@ -201,6 +201,7 @@ impl A2aStage {
             id: message.id.as_ref(),
             task_id: message.task_id.as_deref(),
             skills,
+            unreadable_body: request::unreadable_send(operation, binding, body),
         };
         let identity = state::verified_identity().filter(|i| !i.agent_id.is_empty());
         let caller = identity.as_ref().map(|i| Caller {

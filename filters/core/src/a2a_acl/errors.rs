@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 
 /// JSON-RPC `TaskNotFoundError`.
 pub const TASK_NOT_FOUND: i64 = -32001;
+/// JSON-RPC "Invalid Request".
+pub const INVALID_REQUEST: i64 = -32600;
 /// JSON-RPC `VersionNotSupportedError` (A2A 1.0).
 pub const VERSION_NOT_SUPPORTED: i64 = -32009;
 /// JSON-RPC code of an access denial (server-error range, outside the
@@ -34,6 +36,9 @@ pub enum Kind {
     TaskNotFound,
     VersionNotSupported,
     AccessDenied,
+    /// A body the gateway cannot read strictly where what it says matters
+    /// (a REST send: its `message.taskId` and skill hints).
+    InvalidRequest,
 }
 
 /// A refusal ready to send.
@@ -57,6 +62,7 @@ pub fn jsonrpc(kind: Kind, id: Option<&Value>, detail: &Detail, denied_code: i64
         Kind::TaskNotFound => (200, TASK_NOT_FOUND),
         Kind::VersionNotSupported => (200, VERSION_NOT_SUPPORTED),
         Kind::AccessDenied => (403, denied_code),
+        Kind::InvalidRequest => (400, INVALID_REQUEST),
     };
     let mut error = serde_json::Map::new();
     error.insert("code".into(), Value::from(code));
@@ -83,6 +89,7 @@ pub fn rest(kind: Kind, detail: &Detail) -> A2aReply {
             A2A_DOMAIN,
         ),
         Kind::AccessDenied => (403, "PERMISSION_DENIED", "ACCESS_DENIED", GATEWAY_DOMAIN),
+        Kind::InvalidRequest => (400, "INVALID_ARGUMENT", "INVALID_REQUEST", A2A_DOMAIN),
     };
     let body = json!({"error": {
         "code": status,

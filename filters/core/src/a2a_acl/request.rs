@@ -36,6 +36,19 @@ pub struct A2aCall<'a> {
     pub task_id: Option<&'a str>,
     /// Skill hints of a send (see [`skill_hints`]).
     pub skills: Vec<String>,
+    /// A REST send whose body is not strict JSON (duplicate keys, `NaN`,
+    /// not JSON at all): the gateway cannot know which `message.taskId` or
+    /// skill the agent will read, so it refuses it (see [`unreadable_send`]).
+    pub unreadable_body: bool,
+}
+
+/// Whether a REST send's body must be refused as unreadable: anything but
+/// strict JSON (an agent's lenient parser may take the second of two
+/// `taskId`s, or accept `NaN`, where the gateway saw none).
+pub fn unreadable_send(operation: Operation, binding: Binding, body: &[u8]) -> bool {
+    binding == Binding::HttpJson
+        && matches!(operation, Operation::A2aSend | Operation::A2aStream)
+        && crate::protocol::jsonrpc::parse_strict_json(body).is_err()
 }
 
 /// What to do with the answer of a request let through.
@@ -127,6 +140,16 @@ pub fn decide(
         let log = format!("version {} refused", v.requested);
         return refuse(acl, call, Kind::VersionNotSupported, detail, log);
     }
+    if call.unreadable_body {
+        let detail = Detail {
+            message: "request body is not strict JSON (duplicate keys, non-standard numbers, \
+                      or not JSON): the gateway cannot judge it"
+                .into(),
+            ..Detail::default()
+        };
+        let log = "unreadable REST send refused".to_string();
+        return refuse(acl, call, Kind::InvalidRequest, detail, log);
+    }
     if let Some(rules) = &acl.rules {
         if let Err(d) = rules.check(caller, call.operation, &call.skills) {
             let agent = caller.map_or("", |c| c.id);
@@ -217,6 +240,7 @@ taskIsolation:
             id: None,
             task_id: task,
             skills: Vec::new(),
+            unreadable_body: false,
         }
     }
 
@@ -385,6 +409,40 @@ taskIsolation:
         match decide(&a, &rest, Some("2.0"), who("sentinel-1"), owners) {
             Outcome::Refuse { reply, .. } => {
                 assert_eq!((reply.kind, reply.status), (Kind::VersionNotSupported, 400))
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn unreadable_rest_sends_are_refused() {
+        let send = Operation::A2aSend;
+        let dup = br#"{"message": {"taskId": "mine", "taskId": "theirs"}}"#;
+        assert!(unreadable_send(send, Binding::HttpJson, dup));
+        assert!(unreadable_send(send, Binding::HttpJson, b"{\"x\": NaN}"));
+        assert!(unreadable_send(send, Binding::HttpJson, b"not json"));
+        assert!(!unreadable_send(
+            send,
+            Binding::HttpJson,
+            br#"{"message": {}}"#
+        ));
+        // JSON-RPC bodies are parsed strictly before (or refused); other
+        // REST operations take their ids from the path.
+        assert!(!unreadable_send(send, Binding::JsonRpc, dup));
+        assert!(!unreadable_send(
+            Operation::A2aCancelTask,
+            Binding::HttpJson,
+            dup
+        ));
+        let a = acl("{}");
+        let mut c = call(send, None);
+        c.binding = Binding::HttpJson;
+        c.unreadable_body = true;
+        match decide(&a, &c, None, who("admin-1"), owners) {
+            Outcome::Refuse { reply, .. } => {
+                assert_eq!((reply.kind, reply.status), (Kind::InvalidRequest, 400));
+                let v: Value = serde_json::from_str(&reply.body).unwrap();
+                assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
             }
             o => panic!("{o:?}"),
         }
