@@ -7,6 +7,8 @@
 
 use crate::{Metric, Metrics};
 use gw_core::a2a_acl::config::A2aAcl;
+use gw_core::a2a_acl::errors::Kind;
+use gw_core::a2a_acl::owner_store::{self, OwnerStore};
 use gw_core::a2a_acl::request::{self, A2aCall, ListView, Outcome, Plan};
 use gw_core::a2a_acl::rules::Caller;
 use gw_core::a2a_acl::tasks::{self, Shard};
@@ -19,10 +21,12 @@ use gw_core::protocol::sse::SseParser;
 use gw_core::tool_acl::config::ToolAclConfig;
 use gw_core::tool_acl::request_guard;
 use gw_host::{reply, response, state};
-use proxy_wasm::types::Action;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Action, BufferType};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// CAS attempts on one shard of the ownership table.
 const CAS_ATTEMPTS: usize = 8;
@@ -50,6 +54,26 @@ pub(crate) struct A2aStage {
     inspect_body: bool,
     plan: Plan,
     answer: Answer,
+    /// A request waiting for Redis to name a task's owner.
+    waiting: Option<Waiting>,
+}
+
+/// What a judged request needs to be decided (owned: it may wait for a
+/// callout).
+struct Judged {
+    operation: Operation,
+    binding: Binding,
+    method: Option<String>,
+    rest_version: Option<a2a::A2aVersion>,
+    id: Option<Value>,
+    task_id: Option<String>,
+    skills: Vec<String>,
+    unreadable_body: bool,
+}
+
+struct Waiting {
+    token: u32,
+    judged: Judged,
 }
 
 impl A2aStage {
@@ -83,6 +107,7 @@ impl A2aStage {
             inspect_body: false,
             plan: Plan::default(),
             answer: Answer::Pass,
+            waiting: None,
         };
         // Answers are read (task ids, lists): ask for them uncompressed.
         if header("accept-encoding").is_some() {
@@ -190,18 +215,46 @@ impl A2aStage {
         } else {
             Vec::new()
         };
-        let call = A2aCall {
+        let judged = Judged {
             operation,
             binding,
             method: match binding {
-                Binding::JsonRpc => message.method.as_deref(),
+                Binding::JsonRpc => message.method.clone(),
                 Binding::HttpJson => None,
             },
             rest_version,
-            id: message.id.as_ref(),
-            task_id: message.task_id.as_deref(),
+            id: message.id.clone(),
+            task_id: message.task_id.clone(),
             skills,
             unreadable_body: request::unreadable_send(operation, binding, body),
+        };
+        // A task this replica does not know may be known to Redis: ask it
+        // before deciding (the request waits).
+        if let (Some(store), Some(task)) = (acl.isolation.redis.as_ref(), judged.task_id.as_deref())
+        {
+            let now = gw_host::clock::now_ms();
+            if acl.isolation.enabled && owner_of(task, now).is_none() && !exempt(acl) {
+                if let Some(token) = dispatch(store, store.get_body(task)) {
+                    self.waiting = Some(Waiting { token, judged });
+                    return Action::Pause;
+                }
+                log::warn!("tool_acl: a2a owner store unreachable; task `{task}` unknown here");
+            }
+        }
+        self.decide(acl, &judged, None)
+    }
+
+    /// Decide `judged`; `fetched`: the owner Redis named, if it was asked.
+    fn decide(&mut self, acl: &A2aAcl, judged: &Judged, fetched: Option<&str>) -> Action {
+        let call = A2aCall {
+            operation: judged.operation,
+            binding: judged.binding,
+            method: judged.method.as_deref(),
+            rest_version: judged.rest_version,
+            id: judged.id.as_ref(),
+            task_id: judged.task_id.as_deref(),
+            skills: judged.skills.clone(),
+            unreadable_body: judged.unreadable_body,
         };
         let identity = state::verified_identity().filter(|i| !i.agent_id.is_empty());
         let caller = identity.as_ref().map(|i| Caller {
@@ -210,7 +263,7 @@ impl A2aStage {
         });
         let now = gw_host::clock::now_ms();
         let outcome = request::decide(acl, &call, self.version_header.as_deref(), caller, |task| {
-            owner_of(task, now)
+            owner_of(task, now).or_else(|| fetched.map(str::to_string))
         });
         match outcome {
             Outcome::Pass(plan) => {
@@ -222,8 +275,8 @@ impl A2aStage {
                 log::info!("tool_acl: a2a {log}");
                 self.metrics.add(Metric::Denied, 1);
                 state::set_decision(match r.kind {
-                    gw_core::a2a_acl::errors::Kind::VersionNotSupported => decision::BAD_REQUEST,
-                    _ => decision::FORBIDDEN,
+                    Kind::VersionNotSupported | Kind::InvalidRequest => decision::BAD_REQUEST,
+                    Kind::TaskNotFound | Kind::AccessDenied => decision::FORBIDDEN,
                 });
                 reply::send(
                     u32::from(r.status),
@@ -231,6 +284,46 @@ impl A2aStage {
                     r.body.as_bytes(),
                 );
                 Action::Pause
+            }
+        }
+    }
+
+    /// Redis answered (or not) about the owner of a waiting request's task.
+    pub(crate) fn on_call_response(&mut self, token: u32, body_size: usize) {
+        if self.waiting.as_ref().map(|w| w.token) != Some(token) {
+            return;
+        }
+        let Some(waiting) = self.waiting.take() else {
+            return;
+        };
+        let config = self.config.clone();
+        let Some(acl) = config.a2a.as_ref() else {
+            return;
+        };
+        let status = gw_host::headers::call_response_status().map(|s| s.to_string());
+        let body = gw_host::abi::get_buffer(
+            BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(MAX_STORE_ANSWER),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let fetched = match owner_store::parse_get(status.as_deref(), &body) {
+            Ok(found) => found,
+            Err(why) => {
+                // Fail closed: the task stays unknown (not found).
+                log::warn!("tool_acl: a2a owner store: {why}");
+                None
+            }
+        };
+        if let (Some(owner), Some(task)) = (fetched.as_deref(), waiting.judged.task_id.as_deref()) {
+            // Cache it here; Redis already holds it.
+            record_local(acl, task, owner);
+        }
+        if self.decide(acl, &waiting.judged, fetched.as_deref()) == Action::Continue {
+            if let Err(status) = gw_host::flow::resume_request() {
+                log::warn!("tool_acl: a2a cannot resume the request: {status:?}");
             }
         }
     }
@@ -359,20 +452,20 @@ impl A2aStage {
         }
     }
 
-    /// Record `ids` as the caller's tasks.
+    /// Record `ids` as the caller's tasks: here, and in Redis when shared.
     fn record(&self, ids: &[String]) {
         let (Some(owner), Some(acl)) = (self.plan.record_owner.as_deref(), self.acl()) else {
             return;
         };
-        let now = gw_host::clock::now_ms();
-        let per_shard = tasks::per_shard(acl.isolation.max_tasks);
         for id in ids {
-            gw_host::shared_data::update(&tasks::shard_key(id), CAS_ATTEMPTS, |current| {
-                let mut shard = Shard::from_bytes(current);
-                shard
-                    .record(id, owner, now, acl.isolation.ttl_ms, per_shard)
-                    .then(|| shard.to_bytes())
-            });
+            if !record_local(acl, id, owner) {
+                continue;
+            }
+            if let Some(store) = &acl.isolation.redis {
+                // Sent by the root on its next tick: a call made from this
+                // stream would be cancelled when the stream ends.
+                outbox_push(store.set_body(id, owner, acl.isolation.ttl_ms));
+            }
         }
     }
 
@@ -385,6 +478,80 @@ impl A2aStage {
                 .to_string()
         }
     }
+}
+
+/// How often the root sends recorded owners to Redis (when configured).
+pub(crate) const OUTBOX_TICK: Duration = Duration::from_millis(50);
+/// Owners waiting for the next tick, per worker; beyond this they stay
+/// local (counted in the log), so a store that is down cannot grow memory.
+const OUTBOX_MAX: usize = 10_000;
+
+thread_local! {
+    static OUTBOX: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn outbox_push(body: String) {
+    OUTBOX.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.len() < OUTBOX_MAX {
+            o.push(body);
+        } else {
+            log::warn!("tool_acl: a2a owner outbox full; an owner stays local");
+        }
+    });
+}
+
+/// On the root's tick: send the recorded owners to Redis (`SET NX`; the
+/// answers are not needed: NX keeps the first owner whatever happens).
+pub(crate) fn flush_outbox(config: &ToolAclConfig) {
+    let Some(store) = config.a2a.as_ref().and_then(|a| a.isolation.redis.as_ref()) else {
+        return;
+    };
+    let pending = OUTBOX.with(|o| std::mem::take(&mut *o.borrow_mut()));
+    for body in pending {
+        if dispatch(store, body).is_none() {
+            log::warn!("tool_acl: a2a owner store unreachable; an owner stays local");
+        }
+    }
+}
+
+/// Bytes of a store answer read (an owner is an agent id).
+const MAX_STORE_ANSWER: usize = 64 * 1024;
+
+/// The caller is exempt from isolation (admins).
+fn exempt(acl: &A2aAcl) -> bool {
+    state::verified_identity()
+        .filter(|i| !i.agent_id.is_empty())
+        .is_some_and(|i| acl.isolation.exempt.matches(&i.agent_id))
+}
+
+/// Record `owner` of `task` in this replica's table; whether it is new.
+fn record_local(acl: &A2aAcl, task: &str, owner: &str) -> bool {
+    let now = gw_host::clock::now_ms();
+    let per_shard = tasks::per_shard(acl.isolation.max_tasks);
+    gw_host::shared_data::update(&tasks::shard_key(task), CAS_ATTEMPTS, |current| {
+        let mut shard = Shard::from_bytes(current);
+        shard
+            .record(task, owner, now, acl.isolation.ttl_ms, per_shard)
+            .then(|| shard.to_bytes())
+    })
+}
+
+/// One webdis call; its token, or `None` when it cannot be sent.
+fn dispatch(store: &OwnerStore, body: String) -> Option<u32> {
+    hostcalls::dispatch_http_call(
+        &store.cluster,
+        vec![
+            (":method", "POST"),
+            (":path", "/"),
+            (":authority", &store.authority),
+            ("content-type", "text/plain"),
+        ],
+        Some(body.as_bytes()),
+        vec![],
+        Duration::from_millis(u64::from(store.timeout_ms)),
+    )
+    .ok()
 }
 
 /// The owner of `task` in the shared table.

@@ -171,7 +171,14 @@ impl ToolAclHttp {
     }
 }
 
-impl Context for ToolAclHttp {}
+impl Context for ToolAclHttp {
+    fn on_http_call_response(&mut self, token: u32, _: usize, body_size: usize, _: usize) {
+        // Only the A2A stage calls out (the task owner store, Redis).
+        if let Some(a2a) = self.a2a.as_mut() {
+            a2a.on_call_response(token, body_size);
+        }
+    }
+}
 
 impl HttpContext for ToolAclHttp {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {

@@ -115,9 +115,25 @@ impl RootContext for ToolAclRoot {
         else {
             return false;
         };
+        // Task owners shared through Redis are sent on a tick (a2a.rs).
+        let shares_owners = config
+            .a2a
+            .as_ref()
+            .is_some_and(|a| a.isolation.redis.is_some());
         self.config = Some(Rc::new(config));
         self.metrics = Rc::new(Metrics::define());
+        if shares_owners {
+            if let Err(status) = gw_host::flow::set_tick_period(a2a::OUTBOX_TICK) {
+                log::error!("tool_acl: cannot set the tick period: {status:?}");
+            }
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(config) = &self.config {
+            a2a::flush_outbox(config);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

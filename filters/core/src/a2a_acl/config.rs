@@ -17,6 +17,7 @@
 //!     exemptAgents: ["admin-*"]  # see every task
 //!     ttlSeconds: 86400
 //!     maxTasks: 50000
+//!     redisStore: { cluster: webdis }  # optional: owners shared by replicas
 //!   deniedResponse: { jsonRpcCode: -32040 }
 //!   maxResponseBytes: 4194304    # answers read to record or filter tasks
 //! ```
@@ -73,6 +74,9 @@ pub struct TaskIsolationSpec {
     pub ttl_seconds: u64,
     #[serde(default = "default_max_tasks")]
     pub max_tasks: usize,
+    /// Share owners across replicas (`owner_store`).
+    #[serde(default)]
+    pub redis_store: Option<crate::a2a_acl::owner_store::OwnerStoreSpec>,
 }
 
 impl Default for TaskIsolationSpec {
@@ -82,6 +86,7 @@ impl Default for TaskIsolationSpec {
             exempt_agents: Vec::new(),
             ttl_seconds: default_ttl(),
             max_tasks: default_max_tasks(),
+            redis_store: None,
         }
     }
 }
@@ -124,6 +129,7 @@ pub struct TaskIsolation {
     pub exempt: PatternList,
     pub ttl_ms: u64,
     pub max_tasks: usize,
+    pub redis: Option<crate::a2a_acl::owner_store::OwnerStore>,
 }
 
 /// The loaded `a2a:` section.
@@ -208,6 +214,7 @@ impl TryFrom<A2aAclSpec> for A2aAcl {
             exempt: PatternList::compile(t.exempt_agents, "a2a.taskIsolation.exemptAgents")?,
             ttl_ms: t.ttl_seconds.saturating_mul(1000),
             max_tasks: t.max_tasks,
+            redis: t.redis_store.map(TryInto::try_into).transpose()?,
         };
         let code = spec.denied_response.json_rpc_code;
         // A2A's own codes (-32001 task not found, ...) would make a client

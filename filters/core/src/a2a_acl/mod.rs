@@ -7,6 +7,7 @@
 //! - [`versions`]: version pinning (`A2A-Version` header, method-name eras)
 //! - [`tasks`]: task isolation: who created each task, the sharded
 //!   ownership table kept in shared data, task ids read from answers
+//! - [`owner_store`]: the ownership table mirrored in Redis (webdis), across replicas
 //! - [`request`]: the request-side decision, in the order the stage applies it
 //! - [`errors`]: the refusals, in the binding's own error format
 //!
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod errors;
+pub mod owner_store;
 pub mod request;
 pub mod rules;
 pub mod tasks;
