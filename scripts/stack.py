@@ -522,6 +522,14 @@ def compose_config(cfg: dict[str, Any]) -> dict[str, Any]:
     # four-module form only: the one-module form is derived from it (sections verbatim)
     conf = wasm_filters(cfg)["gw_rate_limit"]["configuration"]
     conf["value"] = conf["value"].rstrip("\n") + "\n" + store
+    # A2A task owners shared by the replicas through the same webdis
+    # (docs/a2a.md), inserted as text so the section keeps its comments.
+    acl = wasm_filters(cfg)["gw_tool_acl"]["configuration"]
+    anchor = "\n  taskIsolation:\n"
+    if anchor in acl["value"]:
+        acl["value"] = acl["value"].replace(
+            anchor, f"{anchor}    # Owners shared by every gateway replica (docs/a2a.md).\n"
+                    f"    redisStore:\n      cluster: {COMPOSE_REDIS_CLUSTER}\n", 1)
     return cfg
 
 
