@@ -37,6 +37,11 @@ test *pytest_args: lint unit build
     @echo "== the same end-to-end tests against the one-module chain (gateway.wasm)"
     GW_ONE_MODULE=1 GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
 
+# The A2A TCK (a2a-tck 1.0-dev) against the example agent direct and through the gateway, compared test by test (docs/a2a.md).
+[group('test')]
+a2a-conformance *args: build
+    {{python}} scripts/a2a_conformance.py {{args}}
+
 # ---------------------------------------------------------------- benchmarks
 # Numbers are printed, never asserted: run on a quiet machine and compare runs.
 

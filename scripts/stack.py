@@ -446,13 +446,8 @@ def split_config(cfg: dict[str, Any], keep: str) -> dict[str, Any]:
 
     walk_dicts(cfg, visit)
     if keep == "a2a":
-        # The tool ACL governs MCP only: an A2A instance has no use for it
-        # (and it would judge /mcp bodies before Envoy's 404 for the missing route).
-        def drop_tool_acl(d: dict[str, Any]) -> None:
-            if "http_filters" in d and isinstance(d["http_filters"], list):
-                d["http_filters"] = [f for f in d["http_filters"] if f.get("name") != "gw.tool_acl"]
-
-        walk_dicts(cfg, drop_tool_acl)
+        # The tool ACL stage stays: its `a2a:` section is the A2A access
+        # rules, task isolation and version pinning (docs/a2a.md).
         # separate instance: different default ports than the MCP one
         res["listeners"][0]["address"]["socket_address"]["port_value"] = 8444
         cfg["admin"]["address"]["socket_address"]["port_value"] = 9902
@@ -527,6 +522,14 @@ def compose_config(cfg: dict[str, Any]) -> dict[str, Any]:
     # four-module form only: the one-module form is derived from it (sections verbatim)
     conf = wasm_filters(cfg)["gw_rate_limit"]["configuration"]
     conf["value"] = conf["value"].rstrip("\n") + "\n" + store
+    # A2A task owners shared by the replicas through the same webdis
+    # (docs/a2a.md), inserted as text so the section keeps its comments.
+    acl = wasm_filters(cfg)["gw_tool_acl"]["configuration"]
+    anchor = "\n  taskIsolation:\n"
+    if anchor in acl["value"]:
+        acl["value"] = acl["value"].replace(
+            anchor, f"{anchor}    # Owners shared by every gateway replica (docs/a2a.md).\n"
+                    f"    redisStore:\n      cluster: {COMPOSE_REDIS_CLUSTER}\n", 1)
     return cfg
 
 

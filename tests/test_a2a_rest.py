@@ -128,8 +128,9 @@ def test_rest_send_of_the_issue_passes_untouched(gateway: Gateway) -> None:
         g = c.get(f"{REST}/tasks/{task['id']}", headers=V1)
         assert g.status_code == 200, g.text
         assert g.json()["id"] == task["id"]
-        # A body the agent refuses is the agent's to refuse (its error, not
-        # a JSON-RPC -32600 from the gateway), and nothing runs.
+        # A send whose body is not JSON gets a REST error (400, the binding's
+        # format: the A2A stage cannot read its message.taskId; not a
+        # JSON-RPC -32600), and nothing runs.
         bad = c.post(f"{REST}/message:send", content=b"not json at all",
                      headers={**V1, "content-type": "application/json"})
         assert bad.status_code == 400, bad.text
@@ -236,6 +237,11 @@ def test_rest_and_jsonrpc_sends_share_one_window(limited: Gateway) -> None:
             assert r.status_code == 429, (path, r.status_code, r.text)
             assert r.headers["ratelimit-policy"] == '"tasks/send";q=4;w=60'
             assert 1 <= int(r.headers["retry-after"]) <= 60
+            if path.startswith(REST):
+                # The REST binding's error format (google.rpc.Status).
+                err = r.json()["error"]
+                assert (err["code"], err["status"]) == (429, "RESOURCE_EXHAUSTED"), r.text
+                assert err["details"][0]["metadata"]["agentId"] == "sentinel-1"
         # The stream window is another one, shared the same way.
         for path, body in [(f"{REST}/message:stream", rest_send_body("s steps=0")),
                            ("/a2a", {**jsonrpc_send(7, "SendStreamingMessage")})]:

@@ -67,9 +67,8 @@ def test_filter_chain_order_and_policy(config: Path) -> None:
     affinity = "envoy.filters.http.stateful_session"
     chain = ["gw.audit", "gw.identity", "gw.tool_acl", "gw.rate_limit", affinity, "envoy.filters.http.router"]
     sections = ["audit:", "identity:", "toolAcl:", "rateLimit:"]
-    if config.name == "a2a-only.yaml":
-        chain.remove("gw.tool_acl")  # the tool ACL governs MCP only
-        sections.remove("toolAcl:")
+    # Every instance keeps the tool ACL stage: on the A2A one it applies the
+    # `a2a:` section (access rules, task isolation, version pinning).
     if config.parent.name == "one-module":
         assert _filters(cfg) == ["gw.gateway", affinity, "envoy.filters.http.router"]
         text = stack_mod.wasm_filters(cfg)["gw_gateway"]["configuration"]["value"]

@@ -86,10 +86,24 @@ onMissingIdentity: deny
 """
 
 
+def tool_acl_without_a2a() -> str:
+    """The shipped tool ACL config without its `a2a:` section: the A2A access
+    rules would refuse an anonymous send before the rate limit could (see
+    test_missing_identity_is_denied_when_configured)."""
+    import yaml
+
+    import stack as stack_mod
+
+    cfg = stack_mod.load_config(stack_mod.ENVOY_DIR / "gateway.yaml")
+    acl = yaml.safe_load(stack_mod.wasm_filters(cfg)["gw_tool_acl"]["configuration"]["value"])
+    acl.pop("a2a")
+    return yaml.safe_dump(acl)
+
+
 @pytest.fixture(scope="module")
 def per_tool(start_stack: Callable[..., Any]) -> Gateway:
     s = start_stack("rl-per-tool", config="envoy/gateway.yaml", workers=max(2, WORKERS), patch=identity_patch(),
-                    filter_configs={"gw_rate_limit": JSONRPC_PER_TOOL})
+                    filter_configs={"gw_rate_limit": JSONRPC_PER_TOOL, "gw_tool_acl": tool_acl_without_a2a()})
     return Gateway(s, {})
 
 
@@ -413,8 +427,9 @@ def test_per_tool_limit_with_json_rpc_error_for_the_official_client(per_tool: Ga
 
 
 def test_missing_identity_is_denied_when_configured(per_tool: Gateway) -> None:
-    """(An unauthenticated tools/call is already refused by the tool ACL in the
-    shipped chain, so this uses the A2A send limit.)"""
+    """(An unauthenticated tools/call or A2A send is already refused by the
+    tool ACL in the shipped chain, so this stack runs without the ACL's `a2a:`
+    section and uses the A2A send limit.)"""
     with per_tool.http() as c:
         r = c.post("/a2a", json=a2a_send(1))
         assert r.status_code == 401, r.text

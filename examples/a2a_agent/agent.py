@@ -272,6 +272,9 @@ def build_app(public_url: str, stream_steps: int = 3, step_delay: float = 0.05) 
     routes = [
         *create_agent_card_routes(card),
         *create_jsonrpc_routes(handler, rpc_url="/a2a", enable_v0_3_compat=True),
+        # The same endpoint with a trailing slash: clients that join the
+        # card's URL with "/" (the A2A TCK's JSON-RPC client) post there.
+        *create_jsonrpc_routes(handler, rpc_url="/a2a/", enable_v0_3_compat=True),
         # Only the prefixed routes: the SDK also mounts `/{tenant}/...`
         # routes, which under a prefix would catch unrelated paths.
         *[r for r in create_rest_routes(handler, enable_v0_3_compat=True, path_prefix="/a2a" + REST_SUFFIX)

@@ -11,6 +11,8 @@
 //! - [`tool_acl`]: per-agent tool access, `tools/list` filtering and caching
 //! - [`rate_limit`]: exact sliding windows per verified agent and operation
 //! - [`audit`]: audit events, response captures, batched delivery
+//! - [`a2a_acl`]: A2A access rules, task isolation and version pinning (the
+//!   tool-acl filter applies them)
 //!
 //! and, shared by all of them:
 //!
@@ -21,6 +23,7 @@
 //! - [`reply`]: the local reply every filter's refusals are built as
 //! - [`upstream`]: where an HTTP callout goes (identity, audit, Redis), and the one URL parser
 
+pub mod a2a_acl;
 pub mod audit;
 pub mod config;
 pub mod filter_state;

@@ -11,6 +11,7 @@
 //! rewritten; every SSE stream under an MCP endpoint is rewritten event by
 //! event as it passes (tool lists filtered, `list_changed` seen).
 
+use crate::a2a::{A2aStage, Outbox};
 use crate::cache::{self, Plan};
 use crate::{Metric, Metrics};
 use gw_core::filter_state::decision;
@@ -79,6 +80,10 @@ pub(crate) struct ToolAclHttp {
     /// Request headers the body phase needs (Envoy makes request headers
     /// readable only during `on_http_request_headers` once it continued).
     pub(crate) headers: RequestHeaders,
+    /// An A2A request (`a2a:` configured): the A2A stage handles it whole.
+    pub(crate) a2a: Option<A2aStage>,
+    /// Task owners waiting for the root's tick (shared with the root).
+    pub(crate) outbox: Outbox,
 }
 
 #[derive(Default)]
@@ -90,7 +95,11 @@ pub(crate) struct RequestHeaders {
 }
 
 impl ToolAclHttp {
-    pub(crate) fn new(config: Option<Rc<ToolAclConfig>>, metrics: Rc<Metrics>) -> Self {
+    pub(crate) fn new(
+        config: Option<Rc<ToolAclConfig>>,
+        metrics: Rc<Metrics>,
+        outbox: Outbox,
+    ) -> Self {
         Self {
             config,
             metrics,
@@ -108,6 +117,8 @@ impl ToolAclHttp {
             legacy_session: None,
             stream_session: None,
             stream_path: String::new(),
+            a2a: None,
+            outbox,
         }
     }
 
@@ -175,6 +186,20 @@ impl ToolAclHttp {
 }
 
 impl Filter for ToolAclHttp {
+    fn call_response(
+        &mut self,
+        h: &mut dyn Host,
+        token: u32,
+        _: usize,
+        body_size: usize,
+        _: usize,
+    ) {
+        // Only the A2A stage calls out (the task owner store, Redis).
+        if let Some(a2a) = self.a2a.as_mut() {
+            a2a.on_call_response(h, token, body_size);
+        }
+    }
+
     fn request_headers(&mut self, h: &mut dyn Host, _: usize, end_of_stream: bool) -> Action {
         self.metrics.add(h, Metric::Requests, 1);
         let Some(config) = self.config.clone() else {
@@ -192,6 +217,12 @@ impl Filter for ToolAclHttp {
                 .collect();
             (!values.is_empty()).then(|| values.join(", "))
         };
+        if let Some((stage, action)) =
+            A2aStage::start(h, &config, &self.metrics, &self.outbox, &all, end_of_stream)
+        {
+            self.a2a = Some(stage);
+            return action;
+        }
         let path = header(":path").unwrap_or_default();
         let canonical = request_guard::canonical_path(&path);
         let Some(endpoint) = config
@@ -259,6 +290,9 @@ impl Filter for ToolAclHttp {
     }
 
     fn request_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(a2a) = self.a2a.as_mut() {
+            return a2a.on_request_body(h, body_size, end_of_stream);
+        }
         if !self.inspect_body {
             return Action::Continue;
         }
@@ -295,6 +329,9 @@ impl Filter for ToolAclHttp {
     }
 
     fn response_headers(&mut self, h: &mut dyn Host, _: usize, _end_of_stream: bool) -> Action {
+        if let Some(a2a) = self.a2a.as_mut() {
+            return a2a.on_response_headers(h);
+        }
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
@@ -334,6 +371,9 @@ impl Filter for ToolAclHttp {
     }
 
     fn response_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(a2a) = self.a2a.as_mut() {
+            return a2a.on_response_body(h, body_size, end_of_stream);
+        }
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };

@@ -8,6 +8,7 @@
 //! `lists` (list answers and their cache, `cache`), `legacy` (the
 //! 2024-11-05 transport's denials). See `docs/tool-acl.md`.
 
+mod a2a;
 mod cache;
 mod http;
 mod judge;
@@ -25,6 +26,7 @@ pub fn new_root() -> Box<dyn FilterRoot> {
     Box::new(ToolAclRoot {
         config: None,
         metrics: Rc::new(Metrics::default()),
+        outbox: a2a::Outbox::default(),
     })
 }
 
@@ -106,6 +108,8 @@ impl Metrics {
 struct ToolAclRoot {
     config: Option<Rc<ToolAclConfig>>,
     metrics: Rc<Metrics>,
+    /// A2A task owners the filters recorded, sent to Redis on the tick.
+    outbox: a2a::Outbox,
 }
 
 impl FilterRoot for ToolAclRoot {
@@ -119,9 +123,25 @@ impl FilterRoot for ToolAclRoot {
         else {
             return false;
         };
+        // Task owners shared through Redis are sent on a tick (a2a.rs).
+        let shares_owners = config
+            .a2a
+            .as_ref()
+            .is_some_and(|a| a.isolation.redis.is_some());
         self.config = Some(Rc::new(config));
         self.metrics = Rc::new(Metrics::define(h));
+        if shares_owners {
+            if let Err(status) = h.set_tick_period(a2a::OUTBOX_TICK) {
+                log::error!("tool_acl: cannot set the tick period: {status:?}");
+            }
+        }
         true
+    }
+
+    fn tick(&mut self, h: &mut dyn Host) {
+        if let Some(config) = &self.config {
+            a2a::flush_outbox(h, config, &self.outbox);
+        }
     }
 
     fn new_filter(&self, _context_id: u32) -> Box<dyn Filter> {
@@ -130,6 +150,7 @@ impl FilterRoot for ToolAclRoot {
         Box::new(http::ToolAclHttp::new(
             self.config.clone(),
             self.metrics.clone(),
+            self.outbox.clone(),
         ))
     }
 }

@@ -7,8 +7,10 @@
 //! - [`plan`]: which windows (verified agent × operation) a request counts in
 //! - [`headers`]: IETF `RateLimit-Policy` / `RateLimit` fields
 //! - [`response`]: the 429 / JSON-RPC error reply of a limited request
+//! - [`a2a_rest`]: that 429 in the A2A HTTP+JSON binding's error format
 //! - [`redis`]: multi-replica windows in Redis (Lua script via webdis)
 
+pub mod a2a_rest;
 pub mod admission;
 pub mod config;
 pub mod headers;

@@ -5,7 +5,9 @@
 //! `Retry-After` is always sent, even if the configured headers omit it.
 
 use crate::json_path::JsonPath;
+use crate::protocol::a2a::Binding;
 use crate::protocol::request_facts::RequestFacts;
+use crate::rate_limit::a2a_rest;
 use crate::rate_limit::config::{Limit, RateLimitConfig};
 use crate::rate_limit::plan::Charge;
 use crate::rate_limit::sliding_window::ceil_secs;
@@ -131,6 +133,23 @@ pub fn refusal_reply(
         }
     }
 
+    // A2A REST: the binding's own error format (`a2a_rest`).
+    if facts.and_then(|f| f.binding.as_deref()) == Some(Binding::HttpJson.as_str()) {
+        headers.retain(|(n, _)| n != "content-type");
+        headers.push(("content-type".into(), "application/json".into()));
+        let operation = refusal.limit.operation.canonical_name();
+        let body = a2a_rest::body(
+            refusal.agent_id,
+            &refusal.limit.name,
+            operation,
+            refusal.retry_after_secs,
+        );
+        return Reply {
+            status: 429,
+            headers,
+            body: body.to_string(),
+        };
+    }
     if !has_content_type {
         headers.push(("content-type".into(), response.content_type.into()));
     }
@@ -271,5 +290,24 @@ mod tests {
         let v = stream_answer(&c, &r, &json!(4));
         assert_eq!(v["error"]["code"], -32050);
         assert_eq!(v["error"]["data"]["retryAfterSeconds"], 17);
+    }
+
+    #[test]
+    fn a2a_rest_requests_get_the_bindings_error_format() {
+        let c = RateLimitConfig::load(RECIPE.as_bytes()).unwrap();
+        let call = crate::protocol::a2a::rest_call("POST", "/a2a/rest/message:send").unwrap();
+        let (_, facts) = RequestFacts::from_rest(&call, br#"{"message":{}}"#);
+        let r = refusal_reply(&c, &refusal(&c, "sentinel-1"), Some(&facts), vec![]);
+        assert_eq!(r.status, 429);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
+        assert_eq!(
+            body["error"]["details"][0]["metadata"]["agentId"],
+            "sentinel-1"
+        );
+        assert!(r.headers.iter().any(|(n, _)| n == "retry-after"));
+        assert!(r
+            .headers
+            .contains(&("content-type".into(), "application/json".into())));
     }
 }

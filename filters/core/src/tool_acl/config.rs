@@ -50,6 +50,9 @@ pub struct ToolAclSpec {
     /// every revision the official SDK and the example server speak.
     #[serde(default)]
     pub protocol_versions: Option<Vec<String>>,
+    /// A2A governance under `/a2a` (`crate::a2a_acl`); absent: MCP only.
+    #[serde(default)]
+    pub a2a: Option<crate::a2a_acl::config::A2aAclSpec>,
     /// The 2024-11-05 HTTP+SSE transport (`legacy_sse.rs`).
     #[serde(default)]
     pub legacy_sse: LegacySseSpec,
@@ -260,6 +263,8 @@ pub struct ToolAclConfig {
     pub protocol_versions: ProtocolVersions,
     /// `legacySse.prefixRewrites`: for the `endpoint` event.
     pub legacy_prefix_rewrites: Vec<PrefixRewrite>,
+    /// A2A access rules, task isolation, version pinning (`a2a:`).
+    pub a2a: Option<crate::a2a_acl::config::A2aAcl>,
 }
 
 #[derive(Debug, Clone)]
@@ -501,6 +506,7 @@ impl TryFrom<ToolAclSpec> for ToolAclConfig {
             hold_request_headers: spec.hold_request_headers,
             protocol_versions,
             legacy_prefix_rewrites,
+            a2a: spec.a2a.map(TryInto::try_into).transpose()?,
         })
     }
 }
