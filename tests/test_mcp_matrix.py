@@ -110,12 +110,16 @@ async def client_for(gw: AclGateway, revision: str, agent: str, sent: list[str],
 
 
 def audit_events(collector: Any, agent: str, calls: int) -> list[dict[str, Any]]:
-    """`agent`'s audit events with a JSON-RPC method, once `calls` tools/call arrived."""
+    """`agent`'s audit events with a JSON-RPC method, once `calls` tools/call
+    and a tools/list arrived (each worker sends its own batches, so the list's
+    event may come after the calls')."""
     deadline = time.monotonic() + 20
     while True:
         got = [e for e in collector.events()
                if (e.get("agent") or {}).get("id") == agent and "jsonrpcMethod" in e]
-        if sum(e["jsonrpcMethod"] == "tools/call" for e in got) >= calls or time.monotonic() > deadline:
+        done = (sum(e["jsonrpcMethod"] == "tools/call" for e in got) >= calls
+                and any(e["jsonrpcMethod"] == "tools/list" for e in got))
+        if done or time.monotonic() > deadline:
             return got
         time.sleep(0.1)
 
