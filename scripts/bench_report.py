@@ -348,6 +348,17 @@ def main() -> int:
     def log(msg: str) -> None:
         print(f"[{time.monotonic() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
+    failures: list[str] = []
+
+    def attempt(what: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """A run that fails (pre-check, crash) is reported, not fatal to the rest."""
+        try:
+            return run()
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"- {what}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            log(f"FAILED {what}: {e}")
+            return None
+
     # -- 1. the matrix, paired and interleaved
     matrix: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     body = bc.BODY
@@ -360,9 +371,11 @@ def main() -> int:
                     order = order[k:] + order[:k]  # rotate so no gateway always runs first
                     for gw in order:
                         log(f"round {rnd + 1}: {gw} / {shape} / {transport}")
-                        r = gateway_run(gw, shape, transport, body, args, root / f"{gw}-{shape}-{transport}")
-                        r["round"] = rnd
-                        matrix.setdefault((gw, shape, transport), []).append(r)
+                        r = attempt(f"{gw} / {shape} / {transport}", lambda: gateway_run(
+                            gw, shape, transport, body, args, root / f"{gw}-{shape}-{transport}"))
+                        if r is not None:
+                            r["round"] = rnd
+                            matrix.setdefault((gw, shape, transport), []).append(r)
 
     # -- 2. body sizes
     bodies: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -374,9 +387,11 @@ def main() -> int:
             for size in sizes:
                 for gw in body_gws:
                     log(f"round {rnd + 1}: body {size} B / {gw}")
-                    r = gateway_run(gw, "2000-agents", "plaintext", body_of_size(size), args,
-                                    root / f"body-{size}-{gw}")
-                    bodies.setdefault((gw, size), []).append(r)
+                    r = attempt(f"body {size} B / {gw}", lambda: gateway_run(
+                        gw, "2000-agents", "plaintext", body_of_size(size), args, root / f"body-{size}-{gw}"))
+                    if r is not None:
+                        r["round"] = rnd
+                        bodies.setdefault((gw, size), []).append(r)
 
     # -- 3. distinct agents
     agents_res: dict[tuple[int, bool], list[dict[str, Any]]] = {}
@@ -385,8 +400,11 @@ def main() -> int:
             for n in (1, 1000, 100_000):
                 for with_filter in (False, True):
                     log(f"round {rnd + 1}: {n} agents, rate limit {'on' if with_filter else 'off'}")
-                    agents_res.setdefault((n, with_filter), []).append(
-                        agents_run(n, with_filter, args, root / f"agents-{n}-{int(with_filter)}"))
+                    r = attempt(f"{n} agents / rate limit {with_filter}", lambda: agents_run(
+                        n, with_filter, args, root / f"agents-{n}-{int(with_filter)}"))
+                    if r is not None:
+                        r["round"] = rnd
+                        agents_res.setdefault((n, with_filter), []).append(r)
 
     # -- 4. host-side decision cost
     host_out = ""
@@ -471,7 +489,8 @@ def main() -> int:
                 rs = bodies.get((gw, size), [])
                 if not rs:
                     continue
-                pair = list(zip(rs, bare_rs))
+                by_round = {b["round"]: b for b in bare_rs}
+                pair = [(r, by_round[r["round"]]) for r in rs if r["round"] in by_round]
                 out.append(
                     f"| {size:,} B | {gw} | {median([r['rps'] for r in rs]):.0f} "
                     f"| {fmt_ratio(median([r['rps'] / b['rps'] for r, b in pair]))} "
@@ -493,7 +512,8 @@ def main() -> int:
             on, off = agents_res.get((n, True), []), agents_res.get((n, False), [])
             if not on or not off:
                 continue
-            pair = list(zip(on, off))
+            by_round = {b["round"]: b for b in off}
+            pair = [(r, by_round[r["round"]]) for r in on if r["round"] in by_round]
             alloc = median([r["alloc_growth"] for r in on])
             out.append(
                 f"| {n:,} | {fmt_ratio(median([r['rps'] / b['rps'] for r, b in pair]))} "
@@ -505,6 +525,8 @@ def main() -> int:
     if host_out:
         out += ["## Rate-limit decision on the host (`cargo run --release -p gw-core --example rate_limit_decide`)",
                 "", "```", host_out, "```", ""]
+    if failures:
+        out += ["## Runs that failed (left out of the tables above)", "", *failures, ""]
     out += ["## Module sizes", "", "| module | bytes |", "|---|---:|"]
     wasm_dir = args.wasm_dir or WASM_DIR
     for f in sorted(wasm_dir.glob("*.wasm")):
