@@ -319,8 +319,6 @@ impl<S: Stage> HttpContext for Chain<S> {
 
     fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
         self.response.headers = Some((num_headers, end_of_stream));
-        // From now on the stages' response-header reads share one host read.
-        self.memo.start_response();
         self.memoized(|chain| chain.pump(Direction::Response))
     }
 

@@ -47,20 +47,6 @@ pub fn get(map: MapType, name: &str) -> Option<String> {
             return value;
         }
     }
-    if map == MapType::HttpResponseHeaders {
-        let found = crate::memo::with_response_headers(
-            || all(map),
-            |headers| {
-                headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
-            },
-        );
-        if let Some(value) = found {
-            return value;
-        }
-    }
     match abi::get_map_value_bytes(map, name) {
         Ok(value) => value.map(|v| String::from_utf8_lossy(&v).into_owned()),
         Err(status) => {

@@ -9,13 +9,6 @@
 //! consult it. Standalone filters have no memo and always ask the host.
 //! Writes always go to the host too: Envoy, its access log and anything
 //! after the chain see exactly what they would see without the memo.
-//!
-//! The response headers are memoized the same way once they exist: the
-//! chain calls [`RequestMemo::start_response`] when Envoy hands it the
-//! response headers, and from then on the first stage that reads one reads
-//! them all (one host call instead of one per header: the tool ACL reads
-//! `:status`, `content-type` and `content-encoding`, the audit
-//! `content-type` and its captures).
 
 use std::cell::RefCell;
 
@@ -25,19 +18,6 @@ pub struct RequestMemo {
     request_headers: Option<Vec<(String, String)>>,
     /// Filter state set by a stage of this request (`wasm.<key>`).
     state: Vec<(String, Vec<u8>)>,
-    /// The response headers exist (Envoy called the response-headers
-    /// callback); before that nothing about them is kept.
-    response_started: bool,
-    /// The response headers as the stages have left them.
-    response_headers: Option<Vec<(String, String)>>,
-}
-
-impl RequestMemo {
-    /// The response headers have arrived: reads may be memoized from now on.
-    pub fn start_response(&mut self) {
-        self.response_started = true;
-        self.response_headers = None;
-    }
 }
 
 thread_local! {
@@ -80,37 +60,6 @@ pub(crate) fn request_header_changed(name: &str, value: Option<&str>) {
     active(|m| {
         if let Some(headers) = m.request_headers.as_mut() {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-            if let Some(value) = value {
-                headers.push((name.to_ascii_lowercase(), value.to_string()));
-            }
-        }
-    });
-}
-
-/// `f` of the response headers, as [`with_request_headers`]; None when no
-/// memo is installed or the response has not started.
-pub(crate) fn with_response_headers<T>(
-    read: impl FnOnce() -> Vec<(String, String)>,
-    f: impl FnOnce(&[(String, String)]) -> T,
-) -> Option<T> {
-    active(|m| {
-        if !m.response_started {
-            return None;
-        }
-        let headers = m.response_headers.get_or_insert_with(read);
-        Some(f(headers))
-    })
-    .flatten()
-}
-
-/// A response header was replaced (`Some`), removed (`None`), or given one
-/// more value (`append`).
-pub(crate) fn response_header_changed(name: &str, value: Option<&str>, append: bool) {
-    active(|m| {
-        if let Some(headers) = m.response_headers.as_mut() {
-            if !append {
-                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-            }
             if let Some(value) = value {
                 headers.push((name.to_ascii_lowercase(), value.to_string()));
             }
@@ -166,48 +115,6 @@ mod tests {
         with_memo(&mut memo, || {
             let headers = request_headers(read).unwrap();
             assert_eq!(headers, [("x-verified-agent-id".into(), "a-1".into())]);
-        });
-        assert_eq!(reads.get(), 1);
-    }
-
-    #[test]
-    fn response_headers_are_read_once_after_they_arrive() {
-        let mut memo = RequestMemo::default();
-        let reads = std::cell::Cell::new(0);
-        let read = || {
-            reads.set(reads.get() + 1);
-            vec![
-                (":status".to_string(), "200".to_string()),
-                ("content-type".to_string(), "application/json".to_string()),
-            ]
-        };
-        let first = |h: &[(String, String)]| h.first().map(|(_, v)| v.clone());
-        // Before the response: nothing kept (a read then would see no headers).
-        with_memo(&mut memo, || {
-            assert_eq!(with_response_headers(read, first), None);
-        });
-        assert_eq!(reads.get(), 0);
-        memo.start_response();
-        with_memo(&mut memo, || {
-            assert_eq!(
-                with_response_headers(read, first).flatten().as_deref(),
-                Some("200")
-            );
-            response_header_changed("Content-Type", Some("text/plain"), false);
-            response_header_changed("RateLimit", Some("a"), true);
-            response_header_changed("RateLimit", Some("b"), true);
-        });
-        with_memo(&mut memo, || {
-            let all = with_response_headers(read, <[(String, String)]>::to_vec).unwrap();
-            assert_eq!(
-                all,
-                [
-                    (":status".into(), "200".into()),
-                    ("content-type".into(), "text/plain".into()),
-                    ("ratelimit".into(), "a".into()),
-                    ("ratelimit".into(), "b".into()),
-                ]
-            );
         });
         assert_eq!(reads.get(), 1);
     }

@@ -11,16 +11,9 @@ pub fn header(name: &str) -> Option<String> {
 
 /// Set (or with `None` remove) a response header.
 pub fn set_header(name: &str, value: Option<&str>) {
-    crate::memo::response_header_changed(name, value, false);
     if let Err(status) = abi::set_map_value(MapType::HttpResponseHeaders, name, value) {
         log::warn!("cannot set response header {name}: {status:?}");
     }
-}
-
-/// Add one more value of a response header.
-pub fn add_header(name: &str, value: &str) -> Result<(), proxy_wasm::types::Status> {
-    crate::memo::response_header_changed(name, Some(value), true);
-    abi::add_map_value(MapType::HttpResponseHeaders, name, value)
 }
 
 /// The HTTP status of the response (0 if unreadable).

@@ -415,7 +415,7 @@ impl HttpContext for RateLimitHttp {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in std::mem::take(&mut self.response_headers) {
-            if let Err(status) = gw_host::response::add_header(&name, &value) {
+            if let Err(status) = abi::add_map_value(MapType::HttpResponseHeaders, &name, &value) {
                 log::warn!("rate_limit: cannot add {name}: {status:?}");
             }
         }
