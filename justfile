@@ -45,9 +45,18 @@ a2a-conformance *args: build
 # ---------------------------------------------------------------- benchmarks
 # Numbers are printed, never asserted: run on a quiet machine and compare runs.
 
-# Every benchmark: host-side policy costs, the per-filter Envoy benchmarks, then the whole chain vs bare Envoy.
+# Bare Envoy, Envoy's native filters, our one module and four modules in one paired, interleaved run (both
+# load shapes, plaintext and TLS, body-size and agent-count sweeps, module sizes). `--quick`: one short round
+# (~10 min); default: 3 rounds x 10 s (~45 min). BENCHMARKS.md is this recipe's output: never edit it by hand.
+# Write BENCHMARKS.md: ours vs bare Envoy vs Envoy's native filters (`./dev bench --quick` for a short run).
 [group('bench')]
-bench: bench-host bench-identity bench-audit bench-rate-limit-memory bench-chain
+bench *args: build
+    cargo build --release -q -p gw-core --example rate_limit_decide
+    {{python}} scripts/bench_report.py {{args}}
+
+# Every other benchmark: host-side policy costs, the per-filter Envoy benchmarks, the chain's scenarios.
+[group('bench')]
+bench-all: bench-host bench-identity bench-audit bench-rate-limit-memory bench-chain
 
 # Host-side cost of policy decisions (tool ACL parse + decide, rate-limit memory per agent,
 # every pure-policy step of one proxied tools/call through the four filters).
@@ -56,6 +65,7 @@ bench-host:
     cargo run --release -q -p gw-core --example tool_acl_bench
     cargo run --release -q -p gw-core --example rate_limit_memory
     cargo run --release -q -p gw-core --example chain_bench
+    cargo run --release -q -p gw-core --example rate_limit_decide
 
 # Identity latency per path (public, 401, cached key/token, callouts) through Envoy.
 [group('bench')]

@@ -127,7 +127,10 @@ def native_filters(api_key: bool, agents: list[tuple[str, str]] = ()) -> list[di
     out += [
         {"name": "envoy.filters.http.mcp", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp",
-            "traffic_mode": "REJECT_NO_MCP"}},
+            "traffic_mode": "REJECT_NO_MCP",
+            # our filters take bodies up to 1 MiB (tool ACL maxBodyBytes); the mcp
+            # filter's default is smaller (a 64 KB tools/call gets 400 mcp_body_too_large)
+            "max_request_body_size": 1 << 20}},
         {"name": "envoy.filters.http.rbac", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
             "rules": {"action": "ALLOW", "policies": {"allowed-tools": {

@@ -154,3 +154,56 @@ def test_unreachable_store(start_stack: Callable[..., Any], mode: str) -> None:
         assert counters(gw.admin_url)["wasmcustom.gw.rate_limit.redis_unavailable"] >= 1
     finally:
         s.stop()
+
+
+def test_large_quota_is_bucket_counters(start_stack: Callable[..., Any], redis: RedisStore) -> None:
+    """A quota a per-admission set could not hold (the old cap was 10,000)
+    loads, and a bucketed quota (150 > 128 admissions: W/64 buckets) is
+    exact for a burst from an empty window: 150 of 160 concurrent calls
+    through two replicas. Redis keeps a hash of at most 129 bucket counters
+    per key, whatever the quota."""
+    cfg = f"""
+limits:
+  - path: /mcp/tools/call
+    keySelector: "#[attributes.headers['x-verified-agent-id']]"
+    maxRequests: 150
+    windowSeconds: 60
+  - path: /mcp/tools/list
+    keySelector: "#[attributes.headers['x-verified-agent-id']]"
+    maxRequests: 1000000000
+    windowSeconds: 3600
+    burstAllowance: 1000000
+redisStore:
+  cluster: {CLUSTER}
+  timeoutMs: 1000
+"""
+    stacks = [start_stack(f"rl-big-{i}", config="envoy/gateway.yaml", workers=max(2, WORKERS), backends=("mcp",),
+                          filter_configs={"gw_rate_limit": cfg},
+                          patch=identity_patch(webdis_cluster(CLUSTER, redis.webdis_port))) for i in (1, 2)]
+    gws = [Gateway(s, {}) for s in stacks]
+    who = agent()
+    try:
+        assert "OK" in redis.cli("FLUSHDB")
+
+        async def go() -> list[int]:
+            async def burst(gw: Gateway) -> list[int]:
+                async with gw.ahttp(limits=httpx.Limits(max_connections=16)) as c:
+                    rs = await asyncio.gather(*(
+                        c.post("/mcp", json=tool_call(i), headers={**MCP_HEADERS, **as_agent(who)})
+                        for i in range(80)))
+                    return [r.status_code for r in rs]
+
+            a, b = await asyncio.gather(burst(gws[0]), burst(gws[1]))
+            return a + b
+
+        codes = asyncio.run(go())
+        assert codes.count(200) == 150 and codes.count(429) == 10, sorted(codes)
+        keys = [k for k in redis.cli("--scan", "--pattern", "gw:rl:*").split() if k]
+        assert len(keys) == 1, keys
+        assert redis.cli("TYPE", keys[0]).strip() == "hash"
+        fields = int(redis.cli("HLEN", keys[0]))
+        assert 1 <= fields <= 129, fields
+        assert sum(int(v) for v in redis.cli("HVALS", keys[0]).split()) == 150
+    finally:
+        for s in stacks:
+            s.stop()

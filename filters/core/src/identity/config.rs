@@ -304,6 +304,10 @@ impl Endpoint {
 pub struct StaticAgent {
     pub id: String,
     pub claims: Map<String, Value>,
+    /// Its verdict, computed once at load: it depends on neither the
+    /// request nor the time unless the claims carry an `exp` (then `None`,
+    /// and every request renders it). Saves the templates per request.
+    pub verdict: Option<crate::identity::policy::Verdict>,
 }
 
 #[derive(Debug, Clone)]
@@ -560,6 +564,7 @@ impl TryFrom<ApiKeySpec> for ApiKeyMethod {
                 StaticAgent {
                     id: agent.id,
                     claims,
+                    verdict: None,
                 },
             );
             if previous.is_some() {
@@ -796,7 +801,7 @@ impl TryFrom<IdentitySpec> for IdentityConfig {
         }
 
         let fingerprint = fingerprint(&api_key, &oauth2);
-        Ok(Self {
+        let mut config = Self {
             api_key,
             oauth2,
             extraction,
@@ -806,7 +811,9 @@ impl TryFrom<IdentitySpec> for IdentityConfig {
             cache,
             max_callouts_in_flight,
             fingerprint,
-        })
+        };
+        config.precompute_static_verdicts();
+        Ok(config)
     }
 }
 

@@ -140,6 +140,9 @@ impl IdentityConfig {
         };
         if let (CredentialKind::ApiKey, Some(method)) = (credential.kind, &self.api_key) {
             if let Some(agent) = api_key::static_agent(method, &credential.secret) {
+                if let Some(verdict) = &agent.verdict {
+                    return Begin::Verdict(verdict.clone());
+                }
                 let outcome = Outcome::Valid(agent.claims.clone());
                 return Begin::Verdict(self.finish(credential.kind, outcome, req, now_secs));
             }
@@ -166,6 +169,39 @@ impl IdentityConfig {
             }),
             // extract() only returns credentials of configured methods.
             _ => Begin::Verdict(Verdict::Deny(Denial::missing("no usable credential"))),
+        }
+    }
+
+    /// Compute every static agent's verdict once (see
+    /// [`crate::identity::config::StaticAgent::verdict`]): an API key's
+    /// claims are checked for expiry only, and its templates read only the
+    /// claims, so without an `exp` the verdict is the same for every request.
+    pub(crate) fn precompute_static_verdicts(&mut self) {
+        let Some(method) = &self.api_key else {
+            return;
+        };
+        let any_request = RequestInfo {
+            method: "",
+            path: "",
+            scheme: "",
+            authority: "",
+        };
+        let verdicts: Vec<(String, Verdict)> = method
+            .agents
+            .iter()
+            .filter(|(_, agent)| expiry(&agent.claims).is_none())
+            .map(|(hash, agent)| {
+                let outcome = Outcome::Valid(agent.claims.clone());
+                let verdict = self.finish(CredentialKind::ApiKey, outcome, &any_request, 0);
+                (hash.clone(), verdict)
+            })
+            .collect();
+        if let Some(method) = self.api_key.as_mut() {
+            for (hash, verdict) in verdicts {
+                if let Some(agent) = method.agents.get_mut(&hash) {
+                    agent.verdict = Some(verdict);
+                }
+            }
         }
     }
 
@@ -380,6 +416,60 @@ addHeaders:
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn static_verdicts_are_computed_once_unless_they_expire() {
+        let text = format!(
+            r##"
+authMethods:
+  - type: apiKey
+    agents:
+      - {{id: steady, name: Steady, keySha256: {}}}
+      - {{id: expiring, keySha256: {}, claims: {{exp: {}}}}}
+addHeaders:
+  X-Verified-Agent-Id: "#[vars.agentId]"
+"##,
+            key_sha256("k-steady"),
+            key_sha256("k-expiring"),
+            NOW + 10
+        );
+        let mut c = load::<IdentitySpec, IdentityConfig>(text.as_bytes()).unwrap();
+        let agents = &c.api_key.as_ref().unwrap().agents;
+        let steady = &agents[&key_sha256("k-steady")];
+        let expiring = &agents[&key_sha256("k-expiring")];
+        assert!(steady.verdict.is_some());
+        assert!(
+            expiring.verdict.is_none(),
+            "an exp claim makes it time-dependent"
+        );
+        // The precomputed verdict is the one computed per request.
+        let precomputed = c.begin(&req("/mcp"), &h(&[("x-agent-api-key", "k-steady")]), NOW);
+        let per_request = c.finish(
+            CredentialKind::ApiKey,
+            Outcome::Valid(steady.claims.clone()),
+            &req("/mcp"),
+            NOW,
+        );
+        assert_eq!(precomputed, Begin::Verdict(per_request));
+        // The expiring agent is judged at request time: fine now, expired later.
+        let key = h(&[("x-agent-api-key", "k-expiring")]);
+        assert!(matches!(
+            c.begin(&req("/mcp"), &key, NOW),
+            Begin::Verdict(Verdict::Allow(_))
+        ));
+        assert!(matches!(
+            c.begin(&req("/mcp"), &key, NOW + 10),
+            Begin::Verdict(Verdict::Deny(_))
+        ));
+        // Without precomputation (as before) the answer is the same.
+        for agent in c.api_key.as_mut().unwrap().agents.values_mut() {
+            agent.verdict = None;
+        }
+        assert_eq!(
+            c.begin(&req("/mcp"), &h(&[("x-agent-api-key", "k-steady")]), NOW),
+            precomputed
+        );
     }
 
     #[test]

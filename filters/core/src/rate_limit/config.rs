@@ -56,12 +56,10 @@ pub const RESPONSE_VARS: &[&str] = &[
 /// keeps 2W of history.
 pub const MAX_WINDOW_SECONDS: u32 = 7 * 24 * 3600;
 /// Largest quota accepted (counts are u32, and 2 × (M + B) must fit).
-/// The local store's state per key is bounded whatever the quota
-/// (`sliding_window`).
+/// Both stores keep per-key state bounded whatever the quota: the local
+/// store's slots and the Redis store's hashes hold the same buckets
+/// (`sliding_window`), at most 129 per key.
 pub const MAX_REQUESTS: u32 = 1_000_000_000;
-/// Largest quota with the Redis store, whose sorted sets keep one member per
-/// admission (memory in Redis grows with the quota).
-pub const MAX_REDIS_REQUESTS: u64 = 10_000;
 
 const DEFAULT_BODY: &str = "{\n  \"error\": \"agent_rate_limited\",\n  \"agentId\": \"#[vars.agentId]\",\n  \"retryAfterSeconds\": \"#[vars.retryAfter]\"\n}\n";
 const DEFAULT_JSONRPC_MESSAGE: &str = "Rate limit exceeded: retry after #[vars.retryAfter] s";
@@ -376,16 +374,6 @@ impl TryFrom<RateLimitConfigSpec> for RateLimitConfig {
                         "must not contain `/` or line breaks",
                     ));
                 }
-                for (i, l) in limits.iter().enumerate() {
-                    if l.policy.max_admissions() > MAX_REDIS_REQUESTS {
-                        return Err(ConfigError::at(
-                            format!("limits[{i}].maxRequests"),
-                            format!(
-                                "with redisStore a key remembers at most {MAX_REDIS_REQUESTS} admissions (2 × maxRequests with a burst, maxRequests without): Redis keeps one entry per admission"
-                            ),
-                        ));
-                    }
-                }
                 Ok(RedisStore {
                     upstream,
                     key_prefix: r.key_prefix,
@@ -695,5 +683,18 @@ redisStore: {cluster: gw_rate_limit_redis, onUnavailable: local}
         assert_eq!(r.upstream.authority, "gw_rate_limit_redis");
         assert_eq!(r.on_unavailable, OnUnavailable::Local);
         assert_eq!(r.upstream.timeout_ms, 250);
+    }
+
+    #[test]
+    fn redis_store_takes_any_quota() {
+        // Redis keeps bucket counters (at most 129 per key), not one entry
+        // per admission: no cap below MAX_REQUESTS.
+        let c = RateLimitConfig::load(
+            b"limits:\n  - {path: /mcp/tools/call, maxRequests: 1000000000, windowSeconds: 60, burstAllowance: 1000000}\nredisStore: {cluster: r}\n",
+        )
+        .unwrap();
+        assert!(c.redis.is_some());
+        assert_eq!(c.limits[0].policy.max_requests, 1_000_000_000);
+        assert!(c.limits[0].policy.max_buckets() <= 129);
     }
 }

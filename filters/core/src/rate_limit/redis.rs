@@ -12,9 +12,15 @@
 //! across any number of replicas and workers, with Redis's clock as the one
 //! time source (replica clock skew cannot move a window).
 //!
-//! Each window is a sorted set `<prefix><key id hex>` of admission times
-//! (ms), trimmed to the policy's retention on every call and given a
-//! `PEXPIRE` of that retention, so Redis reclaims idle keys by itself.
+//! Each window is a Redis hash `<prefix><key id hex>` of admission counts
+//! per time bucket (field: the bucket's first millisecond), with the
+//! buckets of [`crate::rate_limit::sliding_window`]: 1 ms (exact) for small
+//! quotas, W/64 above, so a key holds at most 129 fields whatever the quota
+//! and a call costs the same for a quiet agent and a busy one. Buckets older
+//! than the policy's retention are deleted on every call and the key gets a
+//! `PEXPIRE` of that retention, so Redis reclaims idle keys by itself. (A
+//! key left as a sorted set by an older version is dropped once: its window
+//! starts afresh.)
 //!
 //! Wire format (webdis): `POST /` with body `EVALSHA/<sha1>/<numkeys>/<keys…>/<args…>`,
 //! every segment percent-encoded; the reply is `{"EVALSHA": [..integers..]}`
@@ -26,25 +32,41 @@ use serde_json::Value;
 use sha1::{Digest, Sha1};
 use std::fmt::Write as _;
 
-/// The Lua script. ARGV[1] is a nonce unique to the request (members of the
-/// sorted sets must be unique); then for each key: slots, window ms, quota of
-/// the window, quota of the 2W window (0 without a burst). Returns
-/// `[admitted, retry_ms (-1: never), now_ms]` then per key
-/// `[count_w, oldest_w, count_2w, oldest_2w]` after the decision.
-pub const SCRIPT: &str = r#"-- gw rate-limit: exact sliding windows, checked and recorded atomically
+/// The Lua script. ARGV[1] is a nonce unique to the request (kept in the
+/// call's shape; buckets need no unique members); then for each key: slots,
+/// window ms, quota of the window, quota of the 2W window (0 without a
+/// burst), bucket width ms. Returns `[admitted, retry_ms (-1: never), now_ms]`
+/// then per key `[count_w, oldest_w, count_2w, oldest_2w]` after the
+/// decision, where `oldest + length` is when the oldest counted bucket
+/// leaves that window (its last millisecond, as in `sliding_window`).
+pub const SCRIPT: &str = r#"-- gw rate-limit: sliding windows over bucket counters, checked and recorded atomically
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local admit_at = now
 local never = false
 local params = {}
 for i, key in ipairs(KEYS) do
-  local b = 2 + (i - 1) * 4
-  local p = {n = tonumber(ARGV[b]), w = tonumber(ARGV[b + 1]), q1 = tonumber(ARGV[b + 2]), q2 = tonumber(ARGV[b + 3])}
+  local b = 2 + (i - 1) * 5
+  local p = {n = tonumber(ARGV[b]), w = tonumber(ARGV[b + 1]), q1 = tonumber(ARGV[b + 2]),
+             q2 = tonumber(ARGV[b + 3]), bm = tonumber(ARGV[b + 4])}
   p.keep = p.w
   if p.q2 > 0 then p.keep = 2 * p.w end
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', key) end
+  local flat = redis.call('HGETALL', key)
+  local buckets, stale = {}, {}
+  for j = 1, #flat, 2 do
+    local start = tonumber(flat[j])
+    if start + p.bm - 1 + p.keep <= now then
+      stale[#stale + 1] = flat[j]
+    else
+      buckets[#buckets + 1] = {start, tonumber(flat[j + 1])}
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  table.sort(buckets, function(x, y) return x[1] < y[1] end)
+  p.buckets = buckets
   params[i] = p
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - p.keep)
-  local total = redis.call('ZCARD', key)
   local rules = {{p.w, p.q1}}
   if p.q2 > 0 then rules[2] = {2 * p.w, p.q2} end
   for _, rule in ipairs(rules) do
@@ -53,11 +75,18 @@ for i, key in ipairs(KEYS) do
       never = true
     else
       local room = quota - p.n
-      local inside = redis.call('ZCOUNT', key, '(' .. (now - len), '+inf')
-      if total > room and inside > room then
-        local e = redis.call('ZRANGE', key, total - room - 1, total - room - 1, 'WITHSCORES')
-        local at = tonumber(e[2]) + len
-        if at > admit_at then admit_at = at end
+      local inside = 0
+      for _, bk in ipairs(buckets) do
+        if bk[1] + p.bm - 1 + len > now then inside = inside + bk[2] end
+      end
+      -- the oldest buckets must leave until what stays fits
+      for _, bk in ipairs(buckets) do
+        if inside <= room then break end
+        local leaves = bk[1] + p.bm - 1 + len
+        if leaves > now then
+          inside = inside - bk[2]
+          if inside <= room and leaves > admit_at then admit_at = leaves end
+        end
       end
     end
   end
@@ -66,10 +95,17 @@ local admitted = (not never) and admit_at == now
 if admitted then
   for i, key in ipairs(KEYS) do
     local p = params[i]
-    for j = 1, p.n do
-      redis.call('ZADD', key, now, ARGV[1] .. ':' .. i .. ':' .. j)
+    local start = now - now % p.bm
+    redis.call('HINCRBY', key, start, p.n)
+    redis.call('PEXPIRE', key, p.keep + p.bm - 1)
+    local found = false
+    for _, bk in ipairs(p.buckets) do
+      if bk[1] == start then bk[2] = bk[2] + p.n; found = true end
     end
-    redis.call('PEXPIRE', key, p.keep)
+    if not found then
+      p.buckets[#p.buckets + 1] = {start, p.n}
+      table.sort(p.buckets, function(x, y) return x[1] < y[1] end)
+    end
   end
 end
 local out = {admitted and 1 or 0, never and -1 or (admit_at - now), now}
@@ -77,10 +113,16 @@ for i, key in ipairs(KEYS) do
   local p = params[i]
   for r = 1, 2 do
     if r == 1 or p.q2 > 0 then
-      local floor = '(' .. (now - r * p.w)
-      local first = redis.call('ZRANGEBYSCORE', key, floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-      out[#out + 1] = redis.call('ZCOUNT', key, floor, '+inf')
-      out[#out + 1] = first[2] and tonumber(first[2]) or 0
+      local len = r * p.w
+      local count, oldest = 0, 0
+      for _, bk in ipairs(p.buckets) do
+        if bk[1] + p.bm - 1 + len > now then
+          if count == 0 then oldest = bk[1] + p.bm - 1 end
+          count = count + bk[2]
+        end
+      end
+      out[#out + 1] = count
+      out[#out + 1] = oldest
     else
       out[#out + 1] = 0
       out[#out + 1] = 0
@@ -139,6 +181,7 @@ pub fn command_body(windows: &[RedisWindow<'_>], nonce: &str, with_script: bool)
             w.policy.window_ms,
             u64::from(w.policy.max_requests) + u64::from(w.policy.burst),
             quota_2w,
+            w.policy.bucket_ms(),
         ] {
             push_segment(&mut out, &arg.to_string());
         }
@@ -273,7 +316,7 @@ mod tests {
         assert_eq!(
             body,
             format!(
-                "EVALSHA/{}/2/gw%3Arl%3Aab/gw%3Arl%3Acd/req%2F1/2/60000/70/120/1/60000/30/0",
+                "EVALSHA/{}/2/gw%3Arl%3Aab/gw%3Arl%3Acd/req%2F1/2/60000/70/120/1/1/60000/30/0/1",
                 script_sha1()
             )
         );
