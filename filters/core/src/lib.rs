@@ -21,6 +21,7 @@
 //! - [`json_path`]: the `$.a.b[0]['c']` subset used by captures and templates
 //! - [`filter_state`]: names of the filter-state keys the filters share
 //! - [`reply`]: the local reply every filter's refusals are built as
+//! - [`shared_doc`]: how documents kept in Envoy's shared data are encoded
 //! - [`upstream`]: where an HTTP callout goes (identity, audit, Redis), and the one URL parser
 
 pub mod a2a_acl;
@@ -33,6 +34,7 @@ pub mod json_path;
 pub mod protocol;
 pub mod rate_limit;
 pub mod reply;
+pub mod shared_doc;
 pub mod template;
 pub mod tool_acl;
 pub mod upstream;

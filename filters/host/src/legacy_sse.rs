@@ -9,6 +9,7 @@
 use crate::port::Host;
 use crate::{body, clock, response, shared_data};
 use gw_core::protocol::sse::SseEvent;
+use gw_core::shared_doc::SharedDoc;
 use gw_core::tool_acl::legacy_sse::{self, Pending, PendingDenials};
 use gw_core::tool_acl::sse_rewrite::{self, Overflow, RawEvent, SseRewriter};
 use serde_json::Value;

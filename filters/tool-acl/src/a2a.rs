@@ -18,6 +18,7 @@ use gw_core::protocol::jsonrpc::{self, JsonRpcBody};
 use gw_core::protocol::operation::Operation;
 use gw_core::protocol::request_facts::RequestFacts;
 use gw_core::protocol::sse::SseParser;
+use gw_core::shared_doc::SharedDoc;
 use gw_core::tool_acl::config::ToolAclConfig;
 use gw_core::tool_acl::request_guard;
 use gw_host::port::Host;

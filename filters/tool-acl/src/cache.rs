@@ -3,6 +3,7 @@
 //! worker sees one cache. Policy (keys, TTLs, bounds) is in
 //! `gw_core::tool_acl::tools_list`.
 
+use gw_core::shared_doc::SharedDoc;
 use gw_core::tool_acl::config::CacheConfig;
 use gw_core::tool_acl::tools_list::{self, CacheDoc, CacheEntry, ReplyForm};
 use gw_host::port::Host;

@@ -15,6 +15,7 @@
 //! entry closest to expiry. A task the table no longer (or never) knew is
 //! treated as nobody's: see `docs/a2a.md` for why the gateway refuses it.
 
+use crate::shared_doc::SharedDoc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -57,18 +58,9 @@ pub struct Shard {
     entries: Vec<Entry>,
 }
 
+impl SharedDoc for Shard {}
+
 impl Shard {
-    /// A shard from its shared-data bytes (absent or unreadable: empty).
-    pub fn from_bytes(bytes: Option<&[u8]>) -> Self {
-        bytes
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
     /// The owner of `task_id`, if known and not expired.
     pub fn owner(&self, task_id: &str, now_ms: u64) -> Option<&str> {
         self.entries

@@ -19,6 +19,7 @@
 //!    `endpoint` event, replaces the server's answer to that id with the
 //!    denial.
 
+use crate::shared_doc::SharedDoc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -120,17 +121,9 @@ pub struct PendingDenials {
     pub entries: Vec<Pending>,
 }
 
+impl SharedDoc for PendingDenials {}
+
 impl PendingDenials {
-    pub fn from_bytes(bytes: Option<&[u8]>) -> Self {
-        bytes
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
     /// Remember a denial; expired entries go, then the oldest beyond
     /// [`MAX_PENDING`] (its client then gets the ping's answer: an empty
     /// result, never the tool's).

@@ -18,6 +18,7 @@
 //! document's generation and empties it; a response that was requested
 //! under an older generation is not stored.
 
+use crate::shared_doc::SharedDoc;
 use crate::tool_acl::rules::{AgentView, TargetKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -216,17 +217,9 @@ pub struct CacheLimits {
     pub max_bytes: usize,
 }
 
+impl SharedDoc for CacheDoc {}
+
 impl CacheDoc {
-    pub fn from_bytes(bytes: Option<&[u8]>) -> Self {
-        bytes
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
     /// A fresh entry for `key`.
     pub fn lookup(&self, key: &str, now_ms: u64) -> Option<&CacheEntry> {
         self.entries
