@@ -237,14 +237,7 @@ fn main() -> Result<(), String> {
         200_000,
         || {
             let all = black_box(&headers);
-            let header = |name: &str| -> Option<String> {
-                let values: Vec<&str> = all
-                    .iter()
-                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.as_str())
-                    .collect();
-                (!values.is_empty()).then(|| values.join(", "))
-            };
+            let header = |name: &str| gw_core::protocol::http::joined_header(all, name);
             let path = header(":path").unwrap_or_default();
             let canonical = request_guard::canonical_path(&path);
             let endpoint = acl

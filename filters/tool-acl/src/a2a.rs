@@ -91,14 +91,7 @@ impl A2aStage {
         end_of_stream: bool,
     ) -> Option<(Self, Action)> {
         config.a2a.as_ref()?;
-        let header = |name: &str| -> Option<String> {
-            let values: Vec<&str> = headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-                .collect();
-            (!values.is_empty()).then(|| values.join(", "))
-        };
+        let header = |name: &str| gw_core::protocol::http::joined_header(headers, name);
         let path = header(":path").unwrap_or_default();
         if !request_guard::is_under(&request_guard::canonical_path(&path), A2A_PREFIX) {
             return None;

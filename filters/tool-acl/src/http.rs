@@ -209,14 +209,7 @@ impl Filter for ToolAclHttp {
         // joined, so a second Content-Encoding or Mcp-Name cannot hide
         // behind a first one that looks fine.
         let all = gw_host::headers::request_headers(h);
-        let header = |name: &str| -> Option<String> {
-            let values: Vec<&str> = all
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-                .collect();
-            (!values.is_empty()).then(|| values.join(", "))
-        };
+        let header = |name: &str| gw_core::protocol::http::joined_header(&all, name);
         if let Some((stage, action)) =
             A2aStage::start(h, &config, &self.metrics, &self.outbox, &all, end_of_stream)
         {
