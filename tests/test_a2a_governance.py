@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-import stack as stack_mod
+import gwstack as stack_mod
 from conftest import Gateway
 from test_a2a_rest import REST, V1, client, final_task, key, raw, rest_send_body, run, send, wait_for_events
 

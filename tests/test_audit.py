@@ -26,9 +26,9 @@ import httpx
 import pytest
 import yaml
 
-import stack as stack_mod
+import gwstack as stack_mod
 from conftest import Gateway
-from stack import Stack
+from gwstack import Stack
 
 CANARY = "CANARY-7f3a9c-do-not-log"
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

@@ -17,7 +17,7 @@ import httpx
 import yaml
 
 from conftest import Gateway
-from stack import ROOT, wasm_filters
+from gwstack import ROOT, wasm_filters
 
 CLIENTS = ROOT / "examples" / "clients"
 DEMO_BASE = "https://localhost:8443"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import stack as stack_mod
+import gwstack as stack_mod
 
 CONFIGS = sorted((stack_mod.ENVOY_DIR).glob("*.yaml")) + sorted((stack_mod.ENVOY_DIR / "one-module").glob("*.yaml"))
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from conftest import WORKERS
-from stack import PYTHON, Stack, free_port
+from gwstack import PYTHON, Stack, free_port
 from test_tool_acl import SENTINEL, AclGateway, _inject_test_identity, ident
 
 pytestmark = pytest.mark.timeout(120)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from stack import Stack
+from gwstack import Stack
 from test_tool_acl import ALCHEMY, SENTINEL, AclGateway, _inject_test_identity, ident, listed, rpc_body
 
 pytestmark = pytest.mark.timeout(120)

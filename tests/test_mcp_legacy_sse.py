@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from stack import Stack
+from gwstack import Stack
 from test_tool_acl import ALCHEMY, SENTINEL, AclGateway, _inject_test_identity, ident
 
 pytestmark = pytest.mark.timeout(120)
@@ -129,7 +129,7 @@ LEGACY_PREFIX = "/mcp/legacy/"
 
 
 def _legacy_route(cfg: dict[str, Any]) -> None:
-    from stack import walk_dicts
+    from gwstack import walk_dicts
 
     def patch(node: dict[str, Any]) -> None:
         if node.get("name") == "gateway" and isinstance(node.get("routes"), list):

@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from stack import Stack
+from gwstack import Stack
 from test_tool_acl import SENTINEL, AclGateway, _inject_test_identity, ident
 
 pytestmark = pytest.mark.timeout(180)

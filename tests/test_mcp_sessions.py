@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stack import PYTHON, Stack, free_port
+from gwstack import PYTHON, Stack, free_port
 from test_tool_acl import AclGateway, _inject_test_identity, ident
 
 pytestmark = pytest.mark.timeout(120)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stack import Stack
+from gwstack import Stack
 from test_tool_acl import SENTINEL, AclGateway, _inject_test_identity, ident, listed, shipped_acl_config
 
 pytestmark = pytest.mark.timeout(120)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from conftest import Gateway
-from stack import ONE_MODULE
+from gwstack import ONE_MODULE
 
 RECIPE_TOOLS = {
     "search_patterns", "classify_content", "read_config", "execute_code", "write_file",

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from conftest import DEMO_KEYS, ROOT, Gateway
-from stack import ONE_MODULE, Stack, walk_dicts, wasm_filters
+from gwstack import ONE_MODULE, Stack, walk_dicts, wasm_filters
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import DEMO_KEYS, ROOT, Gateway
-from stack import wasm_filters
+from gwstack import wasm_filters
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-import stack as stack_mod
-from stack import ROOT, Stack
+import gwstack as stack_mod
+from gwstack import ROOT, Stack
 
 OAUTH_INSTALLED = (ROOT / "examples/oauth_server/node_modules/oidc-provider").is_dir() and shutil.which("node")
 
