@@ -9,7 +9,6 @@ identity it saw, its execution counter), not only what the client got.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import uuid
@@ -20,13 +19,10 @@ import httpx
 import pytest
 
 from conftest import DEMO_KEYS, Gateway
+from gwstack.support import run
 
 REST = "/a2a/rest"
 V1 = {"a2a-version": "1.0"}
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def key(agent: str) -> dict[str, str]:

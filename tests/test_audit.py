@@ -14,7 +14,6 @@ audit sees a later filter's verdict and local reply.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -29,14 +28,11 @@ import yaml
 import gwstack as stack_mod
 from conftest import Gateway
 from gwstack import Stack
+from gwstack.support import run
 
 CANARY = "CANARY-7f3a9c-do-not-log"
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 MCP_ACCEPT = {"accept": "application/json, text/event-stream"}
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 # --------------------------------------------------------------------------- helpers

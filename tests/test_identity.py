@@ -24,9 +24,10 @@ import pytest
 import gwstack as stack_mod
 from conftest import DEMO_KEYS, ROOT, Gateway
 from gwstack import Stack, free_port
-from gwstack.support import OTHER_RESOURCE, RESOURCE, VALIDATION_TIMEOUT_MS, Services, identity_config, shipped_identity
+from gwstack.support import (MCP_HEADERS, OTHER_RESOURCE, RESOURCE, VALIDATION_TIMEOUT_MS, Services, identity_config, run,
+                             shipped_identity)
 
-MCP_ACCEPT = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+MCP_ACCEPT = MCP_HEADERS
 TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
 # Keys the example service knows (service.py BUILTIN_AGENTS).
 SERVICE_KEYS = {"sentinel-7": "svc-key-sentinel-7", "alchemy-7": "svc-key-alchemy-7", "admin-7": "svc-key-admin-7"}
@@ -103,10 +104,6 @@ def challenge(r: httpx.Response) -> dict[str, str]:
     value = r.headers["www-authenticate"]
     assert value.startswith("Bearer "), value
     return dict(re.findall(r'(\w+)="([^"]*)"', value))
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def access_log_line(gw: Gateway, needle: str, timeout: float = 5.0) -> str:

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from conftest import WORKERS, Gateway
+from gwstack.support import MCP_HEADERS, run
 from rate_limit_support import (
-    MCP_HEADERS,
     a2a_send,
     agent,
     as_agent,
@@ -32,10 +32,6 @@ from rate_limit_support import (
 )
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 @pytest.fixture(scope="module")

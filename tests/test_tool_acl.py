@@ -13,7 +13,6 @@ has no header backdoor: it reads filter state only.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import re
@@ -27,21 +26,16 @@ import yaml
 
 from conftest import DEMO_KEYS, ROOT, Gateway
 from gwstack import ONE_MODULE, Stack, walk_dicts, wasm_filters
+from gwstack.support import MCP_HEADERS, TEST_IDENTITY_HEADER, identity_from_header, run
 
 pytestmark = pytest.mark.timeout(120)
 
-TEST_IDENTITY_HEADER = "x-test-identity"
 SENTINEL = {"search_patterns", "classify_content", "read_config"}
 ALCHEMY = {"generate_video", "render_scene", "read_template"}
 RECIPE_TOOLS = {
     "search_patterns", "classify_content", "read_config", "execute_code", "write_file",
     "generate_video", "render_scene", "read_template", "delete_scene", "deploy_application",
 }
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def ident(agent_id: str | None, name: str = "") -> dict[str, str]:
@@ -59,21 +53,7 @@ def _inject_test_identity(cfg: dict[str, Any]) -> None:
         if isinstance(filters, list):
             for i, f in enumerate(filters):
                 if f.get("name") == "gw.identity":
-                    filters[i] = {
-                        "name": "envoy.filters.http.set_filter_state",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-                            "on_request_headers": [{
-                                "object_key": "wasm.gw_identity",
-                                "factory_key": "envoy.string",
-                                "skip_if_empty": True,
-                                "format_string": {
-                                    "omit_empty_values": True,
-                                    "text_format_source": {"inline_string": f"%REQ({TEST_IDENTITY_HEADER})%"},
-                                },
-                            }],
-                        },
-                    }
+                    filters[i] = identity_from_header()
         if "http_filters" in node and "stat_prefix" in node:
             # Local replies carry the decision the filter stored as filter
             # state (the access log has it too, but file flushes lag).

@@ -1,12 +1,15 @@
-"""Helpers the tests, benches and scripts share (one definition each): the
-identity services (a real OAuth server + the example API key service) with
-the identity configuration the tests and bench_identity run, ...
+"""Helpers the tests and the benches share, one definition each: the MCP
+request headers, the TEST-ONLY identity stand-in (Envoy's set_filter_state
+fed by a header), and the identity services (a real OAuth server + the
+example API key service) with the identity configuration the tests and
+bench_identity run.
 
-Test modules import from here, never from each other; benches never import
-a test module."""
+Benches never import a test module; helpers only the tests share are in
+tests/support.py."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -20,6 +23,43 @@ from .layout import PYTHON, ROOT
 from .processes import Proc
 from .util import free_port, http_ok, tail
 from .yamltree import wasm_filters
+
+# Headers a raw (non-SDK) Streamable HTTP MCP request carries.
+MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+
+# TEST-ONLY identity: test and bench stacks may replace the `gw.identity`
+# filter with Envoy's native set_filter_state, which copies this request
+# header (VerifiedIdentity JSON) into the filter state `wasm.gw_identity`,
+# exactly where the identity filter publishes the verified identity. It
+# exists only in configs rendered by tests and benches, never in the shipped
+# envoy/*.yaml; the filters themselves have no header backdoor.
+TEST_IDENTITY_HEADER = "x-test-identity"
+
+
+def identity_from_header(header: str = TEST_IDENTITY_HEADER,
+                         name: str = "envoy.filters.http.set_filter_state") -> dict[str, Any]:
+    """The set_filter_state HTTP filter that stands in for `gw.identity` (above)."""
+    return {
+        "name": name,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
+            "on_request_headers": [{
+                "object_key": "wasm.gw_identity",
+                "factory_key": "envoy.string",
+                "skip_if_empty": True,
+                "format_string": {
+                    "omit_empty_values": True,
+                    "text_format_source": {"inline_string": f"%REQ({header})%"},
+                },
+            }],
+        },
+    }
+
+
+def run(coro: Any) -> Any:
+    """Run a coroutine (an SDK client session) from a synchronous test."""
+    return asyncio.run(coro)
+
 
 # --------------------------------------------------------------------------- identity services
 
