@@ -44,11 +44,11 @@ import httpx
 import pytest
 
 from conftest import DEMO_KEYS, ROOT, Gateway
-from rate_limit_support import RedisStore, counters as rl_counters, webdis_cluster
 from gwstack import PYTHON, Proc, Stack, free_port, http_ok
-from test_audit import Collector, counters as audit_counters, sender, wait_until
+from gwstack.support import MCP_HEADERS as MCP_ACCEPT
 from gwstack.support import Services, identity_config
-from test_identity import MCP_ACCEPT, assert_denied, bearer, key
+from rate_limit_support import RedisStore, counters as rl_counters, webdis_cluster
+from support import Collector, api_key as key, assert_denied, audit_counters, bearer, sender, wait_until
 
 # The shipped sender flushes every 5 s; these stacks flush every 0.5 s so the
 # "every request audited once" checks do not wait. Nothing else changes.

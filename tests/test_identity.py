@@ -26,6 +26,8 @@ from conftest import DEMO_KEYS, ROOT, Gateway
 from gwstack import Stack, free_port
 from gwstack.support import (MCP_HEADERS, OTHER_RESOURCE, RESOURCE, VALIDATION_TIMEOUT_MS, Services, identity_config, run,
                              shipped_identity)
+from support import assert_denied, bearer
+from support import api_key as key
 
 MCP_ACCEPT = MCP_HEADERS
 TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
@@ -45,8 +47,6 @@ def with_identity_in_access_log(cfg: dict[str, Any]) -> None:
             )
 
     stack_mod.walk_dicts(cfg, add_fields)
-
-
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +72,6 @@ def gw(start_stack: Callable[..., Stack], services: Services) -> Gateway:
     return Gateway(s, {})
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def key(value: str) -> dict[str, str]:
-    return {"x-agent-api-key": value}
-
-
 def post_mcp(gw: Gateway, headers: dict[str, str], path: str = "/mcp", body: Any = None) -> httpx.Response:
     with gw.http({**MCP_ACCEPT, **headers}) as c:
         return c.post(path, json=body or TOOLS_LIST)
@@ -89,15 +81,6 @@ def send_a2a(gw: Gateway, headers: dict[str, str]) -> httpx.Response:
     msg = {"kind": "message", "messageId": uuid.uuid4().hex, "role": "user", "parts": [{"kind": "text", "text": "hi"}]}
     with gw.http(headers) as c:
         return c.post("/a2a", json={"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": msg}})
-
-
-def assert_denied(r: httpx.Response, status: int, error: str) -> dict[str, Any]:
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"] == "application/json"
-    body = r.json()
-    assert body["error"] == error, body
-    assert body["message"], body
-    return body
 
 
 def challenge(r: httpx.Response) -> dict[str, str]:
