@@ -11,6 +11,8 @@ wasm_target := "wasm32-wasip1"
 
 # The Wasm module packages (filters/wasm/*) and the modules they build, copied
 # to dist/wasm/<module>.wasm: the four filters, and the four as one (gateway).
+# Kept in step with the Cargo workspace and gwstack's FILTERS (scripts/gwstack/layout.py):
+# tests/test_envoy_configs.py::test_the_module_lists_agree checks the three.
 wasm_crates := "gw-identity-wasm gw-tool-acl-wasm gw-rate-limit-wasm gw-audit-wasm gw-gateway-wasm"
 modules := "identity tool_acl rate_limit audit gateway"
 

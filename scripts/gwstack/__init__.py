@@ -26,6 +26,7 @@ CLI:
   python scripts/stack.py render    --config envoy/gateway.yaml --out FILE
   python scripts/stack.py validate  [configs...]     (envoy --mode validate)
   python scripts/stack.py split     (regenerate envoy/mcp-only.yaml, envoy/a2a-only.yaml, envoy/one-module/*)
+  python scripts/stack.py certs | envoy-path
 
 Modules, one concern each: layout (paths, the filter list, ports), util (Envoy
 binary, free ports, probes), certs, yamltree (loading/walking configs),

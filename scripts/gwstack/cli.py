@@ -1,4 +1,4 @@
-"""The `scripts/stack.py` CLI: demo, render, validate, split."""
+"""The `scripts/stack.py` CLI: demo, render, validate, split, certs, envoy-path."""
 
 from __future__ import annotations
 

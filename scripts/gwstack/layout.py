@@ -13,7 +13,9 @@ ENVOY_DIR = ROOT / "envoy"
 WASM_DIR = ROOT / "dist" / "wasm"
 PYTHON = sys.executable
 
-# Wasm filters of the chain, by vm_id -> artifact name in dist/wasm/.
+# Wasm filters of the chain, by vm_id -> artifact name in dist/wasm/. The
+# justfile (`modules`) and the Cargo workspace list the same modules
+# (tests/test_envoy_configs.py::test_the_module_lists_agree).
 FILTERS = {
     "gw_audit": "audit.wasm",
     "gw_identity": "identity.wasm",
