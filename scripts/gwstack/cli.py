@@ -40,7 +40,7 @@ def validate(configs: Iterable[str | Path], run_dir: Path | None = None) -> list
     return results
 
 
-def _demo_identity_services(stack: Stack) -> str:
+def demo_identity_services(stack: Stack) -> str:
     """Run the example API key validation service and, when installed, the
     OAuth server behind the identity filter's clusters. The demo does not need
     them (static demo keys); they make service keys and bearer tokens work."""
@@ -85,7 +85,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    identity_lines = _demo_identity_services(stack)
+    identity_lines = demo_identity_services(stack)
     stack.start()
     d = stack.describe()
     ca = os.path.relpath(d["ca"], os.getcwd())
