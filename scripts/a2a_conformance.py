@@ -30,9 +30,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import stack as stack_mod  # noqa: E402
-from stack import PYTHON, ROOT, Stack, free_port  # noqa: E402
+import gwstack as stack_mod  # noqa: E402
+from gwstack import PYTHON, ROOT, Stack, free_port  # noqa: E402
 
 TCK_GIT = "https://github.com/a2aproject/a2a-tck"
 TCK_BRANCH = "1.0-dev"

@@ -33,8 +33,7 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, Stack, envoy_binary, free_port  # noqa: E402
+from gwstack import ROOT, Stack, envoy_binary, free_port  # noqa: E402
 
 BODY = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "read_config", "arguments": {"key": "region"}}}

@@ -58,9 +58,8 @@ from typing import Any, Callable
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_audit import upstream_config  # noqa: E402  (the buffering upstream Envoy)
-from stack import ROOT, Stack, envoy_binary, free_port, load_config, one_module_config, tail  # noqa: E402
+from gwstack import ROOT, Stack, envoy_binary, free_port, load_config, one_module_config, tail  # noqa: E402
 
 # The empty Wasm filter (filters/noop), built by `just bench-chain`.
 NOOP_WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "gw_noop.wasm"
@@ -192,7 +191,7 @@ def rotate_lua(agents: list[tuple[str, str]]) -> str:
 
 def identity_with_agents(agents: list[tuple[str, str]]) -> dict[str, Any]:
     """The shipped gw_identity configuration plus the generated static agents."""
-    from stack import wasm_filters
+    from gwstack import wasm_filters
 
     conf = yaml.safe_load(wasm_filters(load_config("envoy/gateway.yaml"))["gw_identity"]["configuration"]["value"])
     method = next(m for m in conf["authMethods"] if m["type"] == "apiKey")
@@ -204,7 +203,7 @@ def identity_with_agents(agents: list[tuple[str, str]]) -> dict[str, Any]:
 
 def raised_rate_limit() -> str:
     """The shipped gw_rate_limit configuration with every limit raised (RAISED_LIMIT)."""
-    from stack import wasm_filters
+    from gwstack import wasm_filters
 
     text = wasm_filters(load_config("envoy/gateway.yaml"))["gw_rate_limit"]["configuration"]["value"]
     out = []

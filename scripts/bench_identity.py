@@ -34,10 +34,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from stack import Stack  # noqa: E402
+from gwstack import Stack  # noqa: E402
 
 
 def main() -> int:
@@ -45,13 +43,14 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=400)
     args = ap.parse_args()
 
-    import test_identity as ti  # the same services and config as the e2e tests
     import yaml
 
+    from gwstack.support import Services, identity_config  # the same services and config as the e2e tests
+
     with tempfile.TemporaryDirectory() as tmp:
-        services = ti.Services(Path(tmp) / "services")
+        services = Services(Path(tmp) / "services")
         services.start()
-        conf = yaml.safe_load(ti.identity_config())
+        conf = yaml.safe_load(identity_config())
         conf["publicPaths"] = ["/bench-public"]
         try:
             with Stack(config="envoy/gateway.yaml", workers=1, run_dir=Path(tmp) / "stack",

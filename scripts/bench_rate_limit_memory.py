@@ -31,9 +31,10 @@ from pathlib import Path
 
 import yaml
 
+import gwstack as stack_mod
+from gwstack.support import identity_from_header
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import stack as stack_mod  # noqa: E402
 
 LIMITS = """
 limits:
@@ -61,13 +62,7 @@ def envoy_config(port: int, admin: int, wasm: Path) -> dict:
                     "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
                         {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
                     "http_filters": [
-                        {"name": "identity_from_bench_header", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-                            "on_request_headers": [{
-                                "object_key": "wasm.gw_identity", "factory_key": "envoy.string",
-                                "format_string": {"text_format_source": {"inline_string": "%REQ(x-bench-identity)%"},
-                                                  "omit_empty_values": True},
-                                "skip_if_empty": True}]}},
+                        identity_from_header("x-bench-identity", name="identity_from_bench_header"),
                         {"name": "gw.rate_limit", "typed_config": {
                             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                             "config": {
@@ -151,7 +146,7 @@ def main() -> int:
     cfg_path.write_text(yaml.safe_dump(envoy_config(port, admin, wasm), sort_keys=False))
     envoy = stack_mod.Proc("envoy", [stack_mod.envoy_binary(), "-c", str(cfg_path), "--concurrency", str(args.workers),
                                      "--disable-hot-restart", "--log-level", "warn"], run / "envoy.log",
-                           ready=lambda: stack_mod._ok(f"http://127.0.0.1:{admin}/ready"))
+                           ready=lambda: stack_mod.http_ok(f"http://127.0.0.1:{admin}/ready"))
     envoy.start()
     try:
         deadline = time.monotonic() + 60

@@ -46,10 +46,9 @@ from typing import Any, Callable
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_chain as bc  # noqa: E402
 import bench_rate_limit_memory as brl  # noqa: E402
-from stack import ROOT, WASM_DIR, Proc, Stack, _ok, envoy_binary, free_port, tail  # noqa: E402
+from gwstack import ROOT, WASM_DIR, Proc, Stack, envoy_binary, free_port, http_ok, tail  # noqa: E402
 
 Patch = Callable[[dict[str, Any]], None]
 
@@ -255,7 +254,7 @@ def agents_run(n: int, with_filter: bool, args: argparse.Namespace, run_dir: Pat
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     envoy = Proc("envoy", [envoy_binary(), "-c", str(cfg_path), "--concurrency", str(args.workers),
                            "--disable-hot-restart", "--log-level", "warn"], run_dir / "envoy.log",
-                 ready=lambda: _ok(f"http://127.0.0.1:{admin}/ready"))
+                 ready=lambda: http_ok(f"http://127.0.0.1:{admin}/ready"))
     envoy.start()
     try:
         deadline = time.monotonic() + 60

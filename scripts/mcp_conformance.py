@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from stack import Stack, free_port, walk_dicts  # noqa: E402
+from gwstack import Stack, free_port, walk_dicts  # noqa: E402
 
 NODE_DIR = ROOT / "scripts" / "mcp_conformance"
 BIN = NODE_DIR / "node_modules" / ".bin"

@@ -57,9 +57,8 @@ from typing import Any
 import httpx
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import stack as stack_mod  # noqa: E402
-from stack import ROOT, Stack, envoy_binary, free_port  # noqa: E402
+import gwstack as stack_mod  # noqa: E402
+from gwstack import ROOT, Stack, envoy_binary, free_port  # noqa: E402
 
 VM_CRASH = re.compile(r"panicked at|Function: \S+ failed|Uncaught (?:Runtime|Type|Range)?Error|wasm trap", re.I)
 KINDS = ("sentinel", "alchemy", "admin")

@@ -6,7 +6,7 @@ Fixtures other tests build on:
 * `gateway`  -> `Gateway`: the running default stack (envoy/gateway.yaml) with
   `base_url`, `mcp_url`, `a2a_url`, `admin_url`, `ca_path`, `ssl_context()`,
   `mcp_client(headers=...)`, `a2a_client(headers=..., version=...)`,
-  `http(headers=...)` and `stack` (the scripts/stack.py `Stack`).
+  `http(headers=...)` and `stack` (the gwstack `Stack`).
 * `default_headers`: headers every client helper sends (empty now; once the
   identity filter requires a key, return e.g. {"x-agent-api-key": ...} here).
 * `start_stack(**kw)`: start another stack (e.g. with `filter_configs=` for a
@@ -32,10 +32,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
-import stack as stack_mod  # noqa: E402
-from stack import Stack  # noqa: E402
+import gwstack as stack_mod
+from gwstack import Stack
 
 WORKERS = int(os.environ.get("GW_WORKERS", "2"))
 

@@ -1,13 +1,10 @@
 """Helpers for the rate-limit end-to-end tests (tests/test_rate_limit*.py).
 
-TEST-ONLY identity: until the identity filter is in the chain with keys these
-tests can use, a test stack replaces the `gw.identity` Wasm filter with
-Envoy's native `envoy.filters.http.set_filter_state`, which copies the
-`x-test-identity` request header (VerifiedIdentity JSON) into filter state
-`wasm.gw_identity`, exactly where the identity filter publishes the verified
-identity. This exists only in configs rendered by these tests, never in the
-shipped envoy/*.yaml; the rate-limit filter itself has no header backdoor and
-reads only filter state.
+TEST-ONLY identity: a test stack replaces the `gw.identity` Wasm filter with
+the header-fed stand-in of gwstack.support (`identity_from_header`): it
+exists only in configs rendered by these tests, never in the shipped
+envoy/*.yaml; the rate-limit filter itself has no header backdoor and reads
+only filter state.
 """
 
 from __future__ import annotations
@@ -25,25 +22,10 @@ from typing import Any, Callable
 
 import httpx
 
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+from gwstack import free_port
+from gwstack.support import TEST_IDENTITY_HEADER, identity_from_header
 
-SET_IDENTITY_FROM_TEST_HEADER = {
-    "name": "test_only.identity_from_header",
-    "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-        "on_request_headers": [
-            {
-                "object_key": "wasm.gw_identity",
-                "factory_key": "envoy.string",
-                "format_string": {
-                    "text_format_source": {"inline_string": "%REQ(x-test-identity)%"},
-                    "omit_empty_values": True,
-                },
-                "skip_if_empty": True,
-            }
-        ],
-    },
-}
+SET_IDENTITY_FROM_TEST_HEADER = identity_from_header(name="test_only.identity_from_header")
 
 
 def _http_filters(cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,7 +63,7 @@ def agent(prefix: str = "sentinel-rl") -> str:
 def as_agent(agent_id: str | None, **extra: str) -> dict[str, str]:
     headers = dict(extra)
     if agent_id is not None:
-        headers["x-test-identity"] = json.dumps({"agentId": agent_id, "authMethod": "apiKey"})
+        headers[TEST_IDENTITY_HEADER] = json.dumps({"agentId": agent_id, "authMethod": "apiKey"})
     return headers
 
 
@@ -128,14 +110,6 @@ def worker_connections(admin_url: str) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- redis + webdis
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _wait_port(port: int, timeout: float = 10) -> None:

@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-import stack as stack_mod
 from conftest import Gateway
-from test_a2a_rest import REST, V1, client, final_task, key, raw, rest_send_body, run, send, wait_for_events
+from gwstack.support import run
+from support import REST, V1, client, final_task, raw, recorder, rest_send_body, send, tool_acl_config, wait_for_events
+from support import demo_key as key
 
 BINDINGS = [("1.0", "JSONRPC"), ("1.0", "HTTP+JSON"), ("0.3", "JSONRPC"), ("0.3", "HTTP+JSON")]
 
@@ -33,15 +33,6 @@ def gov(start_stack: Callable[..., Any]) -> Any:
     s = start_stack("a2a-gov", config="envoy/gateway.yaml", backends=("a2a", "audit"))
     yield Gateway(s, {})
     s.stop()
-
-
-def recorder(gw: Gateway) -> Callable[[], list[dict[str, Any]]]:
-    """The A2A requests that reached the agent from now on (not the agent
-    card fetches every client starts with)."""
-    url = gw.stack.upstream_url("a2a_upstream") + "/requests"
-    start = httpx.get(url, timeout=5).json()["next"]
-    return lambda: [r for r in httpx.get(url, params={"since": start}, timeout=5).json()["requests"]
-                    if not r["path"].endswith("agent-card.json")]
 
 
 def stats(gw: Gateway) -> dict[str, Any]:
@@ -296,13 +287,6 @@ def test_unsupported_versions_are_refused_before_the_agent(gov: Gateway) -> None
         assert via.status_code == 200
     assert seen() == []
     assert via.content == direct.content
-
-
-def tool_acl_config(**a2a: Any) -> str:
-    cfg = stack_mod.load_config(stack_mod.ENVOY_DIR / "gateway.yaml")
-    acl = yaml.safe_load(stack_mod.wasm_filters(cfg)["gw_tool_acl"]["configuration"]["value"])
-    acl["a2a"].update(a2a)
-    return yaml.safe_dump(acl)
 
 
 @pytest.fixture(scope="module")

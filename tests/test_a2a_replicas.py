@@ -12,9 +12,10 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from conftest import Gateway
-from rate_limit_support import RedisStore, free_port, webdis_cluster
-from test_a2a_governance import recorder, tool_acl_config
-from test_a2a_rest import REST, V1, key, raw, rest_send_body
+from gwstack import free_port
+from rate_limit_support import RedisStore, webdis_cluster
+from support import REST, V1, raw, recorder, rest_send_body, tool_acl_config
+from support import demo_key as key
 
 pytestmark = pytest.mark.timeout(120)
 

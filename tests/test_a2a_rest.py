@@ -9,85 +9,24 @@ identity it saw, its execution counter), not only what the client got.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
-from conftest import DEMO_KEYS, Gateway
-
-REST = "/a2a/rest"
-V1 = {"a2a-version": "1.0"}
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-def key(agent: str) -> dict[str, str]:
-    return {"x-agent-api-key": DEMO_KEYS[agent]}
-
-
-def rest_send_body(text: str = "hello") -> dict[str, Any]:
-    # The request of issue 11, as a REST client sends it.
-    return {"message": {"messageId": f"m-{uuid.uuid4().hex}", "role": "ROLE_USER", "parts": [{"text": text}]}}
+from conftest import Gateway
+from gwstack.support import run
+from support import REST, V1, client, final_task, raw, rest_send_body, send, wait_for_events
+from support import demo_key as key
 
 
 def jsonrpc_send(i: int, method: str = "SendMessage") -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": i, "method": method, "params": rest_send_body()}
 
 
-def raw(gw: Gateway, headers: dict[str, str]) -> httpx.Client:
-    """httpx over TLS with exactly `headers` (no default credential)."""
-    return httpx.Client(base_url=gw.base_url, verify=gw.ssl_context(), headers=headers, timeout=30)
-
-
 def executions(gw: Gateway) -> int:
     return int(gw.upstream_stats("a2a_upstream")["executions"])
-
-
-@contextlib.asynccontextmanager
-async def client(gw: Gateway, headers: dict[str, str], version: str = "1.0", binding: str = "HTTP+JSON",
-                 streaming: bool = False, on_response: Callable[[Any], Any] | None = None) -> AsyncIterator[Any]:
-    """Official A2A client on the card's `binding` interface of `version`."""
-    from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
-
-    http = httpx.AsyncClient(headers=headers, verify=gw.ssl_context(), timeout=60,
-                             event_hooks={"response": [on_response]} if on_response else None)
-    async with http:
-        card = await A2ACardResolver(http, gw.base_url).get_agent_card()
-        keep = [i for i in card.supported_interfaces
-                if i.protocol_version == version and i.protocol_binding == binding]
-        assert keep, f"agent card has no {binding} {version} interface: {card.supported_interfaces}"
-        if binding == "HTTP+JSON":
-            assert keep[0].url == gw.base_url + REST
-        del card.supported_interfaces[:]
-        card.supported_interfaces.extend(keep)
-        c = ClientFactory(ClientConfig(httpx_client=http, streaming=streaming,
-                                       supported_protocol_bindings=[binding])).create(card)
-        try:
-            yield c
-        finally:
-            await c.close()
-
-
-async def send(c: Any, text: str) -> list[Any]:
-    from a2a.helpers import new_text_message
-    from a2a.types import Role, SendMessageRequest
-
-    req = SendMessageRequest(message=new_text_message(text, role=Role.ROLE_USER))
-    return [ev async for ev in c.send_message(req)]
-
-
-def final_task(events: list[Any]) -> Any:
-    tasks = [ev.task for ev in events if ev.WhichOneof("payload") == "task"]
-    assert tasks, events
-    return tasks[-1]
 
 
 # --------------------------------------------------------------------------- allowed
@@ -267,17 +206,6 @@ def test_rest_and_jsonrpc_sends_share_one_window(limited: Gateway) -> None:
 
 
 # --------------------------------------------------------------------------- audit
-
-
-def wait_for_events(gw: Gateway, ids: list[str], timeout: float = 20) -> dict[str, dict[str, Any]]:
-    url = gw.stack.upstream_url("audit_collector") + "/events"
-    deadline = time.monotonic() + timeout
-    while True:
-        got = {e.get("eventId"): e for e in httpx.get(url, timeout=5).json()["events"]}
-        if all(i in got for i in ids):
-            return {i: got[i] for i in ids}
-        assert time.monotonic() < deadline, f"no audit events for {[i for i in ids if i not in got]}"
-        time.sleep(0.2)
 
 
 def test_rest_requests_are_audited_like_jsonrpc(gateway: Gateway) -> None:

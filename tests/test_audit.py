@@ -14,7 +14,6 @@ audit sees a later filter's verdict and local reply.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -26,84 +25,19 @@ import httpx
 import pytest
 import yaml
 
-import stack as stack_mod
+import gwstack as stack_mod
 from conftest import Gateway
-from stack import Stack
+from gwstack import Stack
+from gwstack.support import run
+from support import Collector, sender, wait_until
+from support import audit_counters as counters
 
 CANARY = "CANARY-7f3a9c-do-not-log"
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 MCP_ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-class Collector:
-    """The example collector process of a stack (examples/audit_collector)."""
-
-    def __init__(self, stack: Stack):
-        self.stack = stack
-        self.url = stack.upstream_url("audit_collector")
-
-    def get(self, path: str) -> Any:
-        return httpx.get(self.url + path, timeout=5).json()
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        return httpx.post(self.url + path, json=body, timeout=5).json()
-
-    def stats(self) -> dict[str, Any]:
-        return self.get("/stats")
-
-    def events(self) -> list[dict[str, Any]]:
-        return self.get("/events")["events"]
-
-    def by_id(self) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for e in self.events():
-            out.setdefault(e.get("eventId", ""), []).append(e)
-        return out
-
-    def wait_for(self, ids: list[str], timeout: float = 20) -> dict[str, dict[str, Any]]:
-        """Wait until an event for every id arrived; return them (asserting once each)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.by_id()
-            if all(i in got for i in ids):
-                for i in ids:
-                    assert len(got[i]) == 1, f"event {i} delivered {len(got[i])} times"
-                return {i: got[i][0] for i in ids}
-            if time.monotonic() > deadline:
-                missing = [i for i in ids if i not in got]
-                raise AssertionError(f"no event for {missing}; collector {self.stats()}")
-            time.sleep(0.1)
-
-    def proc(self) -> stack_mod.Proc:
-        return next(p for p in self.stack.procs if p.name == "audit_collector")
-
-
-def counters(stack: Stack) -> dict[str, int]:
-    status, body = stack.admin("/stats?filter=^wasmcustom.gw.audit")
-    assert status == 200
-    out = {}
-    for line in body.splitlines():
-        k, _, v = line.partition(": ")
-        if v.strip().isdigit():
-            out[k.removeprefix("wasmcustom.gw.audit.")] = int(v)
-    return out
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def add_stand_in_filters(cfg: dict[str, Any], access_log: Path | None = None) -> None:
@@ -157,11 +91,6 @@ def add_stand_in_filters(cfg: dict[str, Any], access_log: Path | None = None) ->
 def gateway_audit_config() -> str:
     cfg = stack_mod.load_config("envoy/gateway.yaml")
     return stack_mod.wasm_filters(cfg)["gw_audit"]["configuration"]["value"]
-
-
-def sender(**dest: Any) -> str:
-    d = {"cluster": "audit_collector", **dest}
-    return yaml.safe_dump({"role": "sender", "logDestination": d}, sort_keys=False)
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -5,7 +5,6 @@ and the Python snippets run as they are."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -17,15 +16,12 @@ import httpx
 import yaml
 
 from conftest import Gateway
-from stack import ROOT, wasm_filters
+from gwstack import ROOT, wasm_filters
+from gwstack.support import run
 
 CLIENTS = ROOT / "examples" / "clients"
 DEMO_BASE = "https://localhost:8443"
 SENTINEL_TOOLS = {"search_patterns", "classify_content", "read_config"}
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def on_gateway(url: str, gateway: Gateway) -> str:

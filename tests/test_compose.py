@@ -32,8 +32,8 @@ import httpx
 import pytest
 import yaml
 
-import stack as stack_mod
-from stack import COMPOSE_REDIS_CLUSTER, ROOT, Stack, free_port
+import gwstack as stack_mod
+from gwstack import COMPOSE_REDIS_CLUSTER, ROOT, Stack, free_port
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -214,7 +214,7 @@ def compose_replicas(wasm_built: Path, run_root: Path) -> Iterator[tuple[list[St
         for p in servers:
             p.start()
         for p, port in zip(servers, mcp_ports):
-            p.ready = lambda port=port: stack_mod._ok(f"http://127.0.0.1:{port}/healthz")
+            p.ready = lambda port=port: stack_mod.http_ok(f"http://127.0.0.1:{port}/healthz")
         Stack()._wait(servers)  # the stacks' own start-up wait (fails if a server exits)
         for name in ("compose-gateway", "compose-gateway-2"):
             closed = free_port()  # nothing listens: services these checks do not use

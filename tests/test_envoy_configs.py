@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import stack as stack_mod
+import gwstack as stack_mod
 
 CONFIGS = sorted((stack_mod.ENVOY_DIR).glob("*.yaml")) + sorted((stack_mod.ENVOY_DIR / "one-module").glob("*.yaml"))
 
@@ -95,3 +95,25 @@ def test_streaming_timeouts(config: Path) -> None:
         assert action["timeout"] == "0s", r["name"]
         idle = int(action["idle_timeout"].rstrip("s"))
         assert idle >= (3600 if r["name"].startswith("a2a") else 300), r["name"]
+
+
+def test_the_module_lists_agree() -> None:
+    """The filter/module list is kept in three places that cannot read one
+    another (the justfile's build loop, the Cargo workspace, the harness's
+    FILTERS): they must name the same modules, or a module would be built
+    but never loaded, or loaded but never rebuilt."""
+    import re
+    import tomllib
+
+    just = (stack_mod.ROOT / "justfile").read_text()
+    modules = re.search(r'^modules := "([^"]*)"', just, re.M).group(1).split()
+    crates = re.search(r'^wasm_crates := "([^"]*)"', just, re.M).group(1).split()
+    workspace = tomllib.loads((stack_mod.ROOT / "Cargo.toml").read_text())["workspace"]["members"]
+    wasm_dirs = sorted(m for m in workspace if m.startswith("filters/wasm/"))
+    built = {}
+    for d in wasm_dirs:
+        manifest = tomllib.loads((stack_mod.ROOT / d / "Cargo.toml").read_text())
+        built[manifest["package"]["name"]] = manifest["lib"]["name"]
+    assert sorted(crates) == sorted(built), (crates, built)
+    assert sorted(modules) == sorted(built.values()), (modules, built)
+    assert sorted(f"{m}.wasm" for m in modules) == sorted(stack_mod.FILTERS.values())

@@ -44,17 +44,11 @@ import httpx
 import pytest
 
 from conftest import DEMO_KEYS, ROOT, Gateway
+from gwstack import PYTHON, Proc, Stack, free_port, http_ok
+from gwstack.support import MCP_HEADERS as MCP_ACCEPT
+from gwstack.support import Services, identity_config
 from rate_limit_support import RedisStore, counters as rl_counters, webdis_cluster
-from stack import PYTHON, Proc, Stack, free_port
-from test_audit import Collector, counters as audit_counters, sender, wait_until
-from test_identity import (
-    MCP_ACCEPT,
-    Services,
-    assert_denied,
-    bearer,
-    identity_config,
-    key,
-)
+from support import Collector, api_key as key, assert_denied, audit_counters, bearer, sender, wait_until
 
 # The shipped sender flushes every 5 s; these stacks flush every 0.5 s so the
 # "every request audited once" checks do not wait. Nothing else changes.
@@ -158,7 +152,7 @@ class FaultyIdp:
                           self.services.run_dir / "introspection_front.log")
         self.front.start()
         deadline = time.monotonic() + 20
-        while not _ok(f"{self.front_url}/healthz"):
+        while not http_ok(f"{self.front_url}/healthz"):
             assert self.front.alive() and time.monotonic() < deadline, "introspection front did not start"
             time.sleep(0.1)
 
@@ -173,13 +167,6 @@ class FaultyIdp:
 
     def forwarded(self) -> int:
         return httpx.get(f"{self.front_url}/stats", timeout=5).json()["forwarded"]
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +329,7 @@ def test_identity_endpoints_going_down_mid_run_and_coming_back(id_run: Run, idp:
         id_run.allowed_call_succeeds()
     finally:
         idp.front.start()
-        wait_until(lambda: _ok(f"{idp.front_url}/healthz"), what="the identity service back")
+        wait_until(lambda: http_ok(f"{idp.front_url}/healthz"), what="the identity service back")
     assert id_run.post(tools_call(), agent_key).status_code == 200
     assert id_run.post(tools_call(), token).status_code == 200
     assert id_run.mcp_count() == before + 3

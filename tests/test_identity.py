@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 import secrets
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,52 +21,18 @@ from typing import Any
 import httpx
 import pytest
 
-import stack as stack_mod
+import gwstack as stack_mod
 from conftest import DEMO_KEYS, ROOT, Gateway
-from stack import PYTHON, Proc, Stack, free_port
+from gwstack import Stack, free_port
+from gwstack.support import (MCP_HEADERS, OTHER_RESOURCE, RESOURCE, VALIDATION_TIMEOUT_MS, Services, identity_config, run,
+                             shipped_identity)
+from support import assert_denied, bearer
+from support import api_key as key
 
-OAUTH_DIR = ROOT / "examples" / "oauth_server"
-# envoy/gateway.yaml's `resource` and required audience; the OAuth server
-# mints tokens for it by default, and for OTHER_RESOURCE when asked.
-RESOURCE = "https://gateway.test"
-OTHER_RESOURCE = "https://other-service.test"
-VALIDATION_TIMEOUT_MS = 1000
-MCP_ACCEPT = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+MCP_ACCEPT = MCP_HEADERS
 TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-
-# Keys the example service knows (service.py BUILTIN_AGENTS) plus one agent
-# per fault test, so that no test sees another test's cached result.
+# Keys the example service knows (service.py BUILTIN_AGENTS).
 SERVICE_KEYS = {"sentinel-7": "svc-key-sentinel-7", "alchemy-7": "svc-key-alchemy-7", "admin-7": "svc-key-admin-7"}
-FAULT_AGENTS = [f"fault-{i}" for i in range(6)]
-# Scopes registered for the OAuth clients (examples/oauth_server/server.js).
-CLIENT_SCOPES = {
-    "sentinel-oauth": "mcp:tools:invoke mcp:tools:read",
-    "alchemy-oauth": "a2a:tasks:send",
-    "admin-oauth": "mcp:tools:invoke mcp:tools:read a2a:tasks:send",
-    "expiring-oauth": "mcp:tools:invoke a2a:tasks:send",
-    "anonymous-oauth": "mcp:tools:invoke a2a:tasks:send",
-}
-
-
-def shipped_identity() -> dict[str, Any]:
-    """envoy/gateway.yaml's identity block, as shipped."""
-    import yaml
-
-    gateway = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
-    return yaml.safe_load(stack_mod.wasm_filters(gateway)["gw_identity"]["configuration"]["value"])
-
-
-def identity_config(validation_timeout_ms: int = VALIDATION_TIMEOUT_MS, **top: Any) -> str:
-    """gateway.yaml's identity block as shipped (its audience included), with
-    a longer negative TTL (so negative caching can be observed) and `top`
-    keys set at the top level (cache, maxCalloutsInFlight)."""
-    import yaml
-
-    conf = shipped_identity()
-    conf["authMethods"][0]["timeoutMs"] = validation_timeout_ms
-    conf["cache"] = {"maxEntries": 1024, "negativeTtlSeconds": 60}
-    conf.update(top)
-    return yaml.safe_dump(conf, sort_keys=False)
 
 
 def with_identity_in_access_log(cfg: dict[str, Any]) -> None:
@@ -82,99 +47,6 @@ def with_identity_in_access_log(cfg: dict[str, Any]) -> None:
             )
 
     stack_mod.walk_dicts(cfg, add_fields)
-
-
-# --------------------------------------------------------------------------- services
-
-
-class Services:
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.oauth_port = free_port()
-        self.identity_port = free_port()
-        self.procs: list[Proc] = []
-
-    @property
-    def oauth_url(self) -> str:
-        return f"http://127.0.0.1:{self.oauth_port}"
-
-    @property
-    def identity_url(self) -> str:
-        return f"http://127.0.0.1:{self.identity_port}"
-
-    def start(self) -> None:
-        if not (OAUTH_DIR / "node_modules" / "oidc-provider").is_dir():
-            pytest.fail("examples/oauth_server is not installed: run ./dev (npm ci)")
-        node = shutil.which("node")
-        assert node, "node not found"
-        import hashlib
-
-        agents = [{"id": name, "name": name, "owner": "qa",
-                   "keySha256": hashlib.sha256(f"svc-key-{name}".encode()).hexdigest()} for name in FAULT_AGENTS]
-        agents_file = self.run_dir / "agents.json"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        agents_file.write_text(json.dumps(agents))
-        self.procs = [
-            # its default resources: RESOURCE and OTHER_RESOURCE
-            Proc("oauth_server",
-                 [node, str(OAUTH_DIR / "server.js"), "--port", str(self.oauth_port), "--short-ttl", "2"],
-                 self.run_dir / "oauth_server.log", ready=lambda: _ok(f"{self.oauth_url}/healthz")),
-            Proc("identity_service",
-                 [PYTHON, str(ROOT / "examples" / "identity_service" / "service.py"), "--port", str(self.identity_port),
-                  "--agents", str(agents_file), "--enable-faults"],
-                 self.run_dir / "identity_service.log", ready=lambda: _ok(f"{self.identity_url}/healthz")),
-        ]
-        for p in self.procs:
-            p.start()
-        deadline = time.monotonic() + 30
-        for p in self.procs:
-            while not (p.ready and p.ready()):
-                assert p.alive(), f"{p.name} died: {stack_mod.tail(p.log)}"
-                assert time.monotonic() < deadline, f"{p.name} not ready: {stack_mod.tail(p.log)}"
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.stop()
-
-    # ---- OAuth
-    def token(self, client: str, scope: str | None = None, resource: str | None = None) -> str:
-        data = {"grant_type": "client_credentials", "scope": scope or CLIENT_SCOPES[client]}
-        if resource:
-            data["resource"] = resource
-        r = httpx.post(f"{self.oauth_url}/oauth/token", data=data, auth=(client, f"{client.split('-')[0]}-secret"),
-                       timeout=10)
-        assert r.status_code == 200, r.text
-        return r.json()["access_token"]
-
-    def revoke(self, client: str, token: str) -> None:
-        r = httpx.post(f"{self.oauth_url}/oauth/revoke", data={"token": token},
-                       auth=(client, f"{client.split('-')[0]}-secret"), timeout=10)
-        assert r.status_code == 200, r.text
-
-    def introspections(self) -> int:
-        return httpx.get(f"{self.oauth_url}/stats", timeout=5).json()["introspection"]
-
-    # ---- identity service
-    def validations(self) -> int:
-        return self.identity_stats()["validations"]
-
-    def identity_stats(self) -> dict[str, int]:
-        return httpx.get(f"{self.identity_url}/stats", timeout=5).json()
-
-    def reset_identity_stats(self) -> None:
-        assert httpx.post(f"{self.identity_url}/stats/reset", json={}, timeout=5).status_code == 200
-
-    def faults(self, **faults: Any) -> None:
-        r = httpx.post(f"{self.identity_url}/faults", json=faults, timeout=5)
-        assert r.status_code == 200, r.text
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -200,14 +72,6 @@ def gw(start_stack: Callable[..., Stack], services: Services) -> Gateway:
     return Gateway(s, {})
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def key(value: str) -> dict[str, str]:
-    return {"x-agent-api-key": value}
-
-
 def post_mcp(gw: Gateway, headers: dict[str, str], path: str = "/mcp", body: Any = None) -> httpx.Response:
     with gw.http({**MCP_ACCEPT, **headers}) as c:
         return c.post(path, json=body or TOOLS_LIST)
@@ -219,23 +83,10 @@ def send_a2a(gw: Gateway, headers: dict[str, str]) -> httpx.Response:
         return c.post("/a2a", json={"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": msg}})
 
 
-def assert_denied(r: httpx.Response, status: int, error: str) -> dict[str, Any]:
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"] == "application/json"
-    body = r.json()
-    assert body["error"] == error, body
-    assert body["message"], body
-    return body
-
-
 def challenge(r: httpx.Response) -> dict[str, str]:
     value = r.headers["www-authenticate"]
     assert value.startswith("Bearer "), value
     return dict(re.findall(r'(\w+)="([^"]*)"', value))
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def access_log_line(gw: Gateway, needle: str, timeout: float = 5.0) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from stack import PYTHON, Stack, free_port
+from gwstack import PYTHON, Stack, free_port
 
 
 def _client(s: Stack) -> httpx.Client:

@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from conftest import WORKERS
-from stack import PYTHON, Stack, free_port
-from test_tool_acl import SENTINEL, AclGateway, _inject_test_identity, ident
+from gwstack import PYTHON, Stack, free_port
+from support import SENTINEL, AclGateway, inject_test_identity, ident
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,7 +37,7 @@ def gw(wasm_built: Path, run_root: Path) -> Iterator[tuple[AclGateway, dict[str,
     ports = {name: free_port() for name in REPLICAS}
 
     def patch(cfg: dict[str, Any]) -> None:
-        _inject_test_identity(cfg)
+        inject_test_identity(cfg)
         for cluster in cfg["static_resources"]["clusters"]:
             if cluster["name"] == "mcp_upstream":
                 cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [

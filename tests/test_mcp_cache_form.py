@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from stack import Stack
-from test_tool_acl import ALCHEMY, SENTINEL, AclGateway, _inject_test_identity, ident, listed, rpc_body
+from gwstack import Stack
+from support import ALCHEMY, SENTINEL, AclGateway, inject_test_identity, ident, listed, rpc_body
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,7 +29,7 @@ LIST = {"jsonrpc": "2.0", "method": "tools/list"}
 
 @pytest.fixture(scope="module")
 def gw(start_stack: Callable[..., Stack]) -> AclGateway:
-    return AclGateway(start_stack("mcp_cache_form", config="envoy/gateway.yaml", patch=_inject_test_identity), {})
+    return AclGateway(start_stack("mcp_cache_form", config="envoy/gateway.yaml", patch=inject_test_identity), {})
 
 
 def post_list(gw: AclGateway, agent: str, id_: Any, accept: str, version: str = "2025-11-25") -> Any:

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from stack import Stack
-from test_tool_acl import ALCHEMY, SENTINEL, AclGateway, _inject_test_identity, ident
+from gwstack import Stack
+from support import ALCHEMY, SENTINEL, AclGateway, inject_test_identity, ident
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,7 +35,7 @@ HANG_GUARD_S = 30
 
 @pytest.fixture(scope="module")
 def gw(start_stack: Callable[..., Stack]) -> AclGateway:
-    return AclGateway(start_stack("mcp_legacy_sse", config="envoy/gateway.yaml", patch=_inject_test_identity), {})
+    return AclGateway(start_stack("mcp_legacy_sse", config="envoy/gateway.yaml", patch=inject_test_identity), {})
 
 
 @contextlib.asynccontextmanager
@@ -129,7 +129,7 @@ LEGACY_PREFIX = "/mcp/legacy/"
 
 
 def _legacy_route(cfg: dict[str, Any]) -> None:
-    from stack import walk_dicts
+    from gwstack import walk_dicts
 
     def patch(node: dict[str, Any]) -> None:
         if node.get("name") == "gateway" and isinstance(node.get("routes"), list):
@@ -145,14 +145,13 @@ def _legacy_route(cfg: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def limited(start_stack: Callable[..., Stack]) -> tuple[AclGateway, Any]:
-    from test_audit import Collector, sender
-    from test_tool_acl import shipped_acl_config
+    from support import Collector, sender, shipped_acl_config
 
     acl_config = shipped_acl_config()
     acl_config["legacySse"] = {"prefixRewrites": [{"gatewayPrefix": LEGACY_PREFIX, "upstreamPrefix": "/mcp/"}]}
 
     def patch(cfg: dict[str, Any]) -> None:
-        _inject_test_identity(cfg)
+        inject_test_identity(cfg)
         _legacy_route(cfg)
 
     s = start_stack("mcp_legacy_limits", config="envoy/gateway.yaml", patch=patch,

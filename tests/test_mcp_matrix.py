@@ -35,8 +35,8 @@ from typing import Any
 
 import pytest
 
-from stack import Stack
-from test_tool_acl import SENTINEL, AclGateway, _inject_test_identity, ident
+from gwstack import Stack
+from support import SENTINEL, AclGateway, inject_test_identity, ident
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -64,9 +64,9 @@ holdRequestHeaders: true
 
 @pytest.fixture(scope="module")
 def matrix(start_stack: Callable[..., Stack]) -> tuple[AclGateway, Any]:
-    from test_audit import Collector, sender
+    from support import Collector, sender
 
-    s = start_stack("mcp_matrix", config="envoy/gateway.yaml", patch=_inject_test_identity,
+    s = start_stack("mcp_matrix", config="envoy/gateway.yaml", patch=inject_test_identity,
                     filter_configs={"gw_rate_limit": LIMITS,
                                     "gw_audit_sender": sender(batchSize=5, flushIntervalMs=200)})
     return AclGateway(s, {}), Collector(s)

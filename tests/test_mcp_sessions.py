@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from stack import PYTHON, Stack, free_port
-from test_tool_acl import AclGateway, _inject_test_identity, ident
+from gwstack import PYTHON, Stack, free_port
+from support import AclGateway, inject_test_identity, ident
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,12 +53,12 @@ class SessionGateway(AclGateway):
 
 @pytest.fixture(scope="module")
 def gw(wasm_built: Path, run_root: Path) -> Iterator[SessionGateway]:
-    from test_audit import sender
+    from support import sender
 
     port = free_port()
 
     def patch(cfg: dict[str, Any]) -> None:
-        _inject_test_identity(cfg)
+        inject_test_identity(cfg)
         for cluster in cfg["static_resources"]["clusters"]:
             if cluster["name"] == "mcp_upstream":
                 cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [

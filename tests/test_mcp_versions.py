@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from stack import Stack
-from test_tool_acl import SENTINEL, AclGateway, _inject_test_identity, ident, listed, shipped_acl_config
+from gwstack import Stack
+from support import SENTINEL, AclGateway, inject_test_identity, ident, listed, shipped_acl_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,7 +27,7 @@ ACCEPT = {"accept": "application/json, text/event-stream"}
 @pytest.fixture(scope="module")
 def gw(start_stack: Callable[..., Stack]) -> AclGateway:
     cfg = shipped_acl_config() | {"protocolVersions": PINNED}
-    return AclGateway(start_stack("mcp_versions", config="envoy/gateway.yaml", patch=_inject_test_identity,
+    return AclGateway(start_stack("mcp_versions", config="envoy/gateway.yaml", patch=inject_test_identity,
                                   filter_configs={"gw_tool_acl": cfg}), {})
 
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from conftest import WORKERS, Gateway
+from gwstack.support import MCP_HEADERS, run
 from rate_limit_support import (
-    MCP_HEADERS,
     a2a_send,
     agent,
     as_agent,
@@ -32,10 +32,6 @@ from rate_limit_support import (
 )
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +88,7 @@ def tool_acl_without_a2a() -> str:
     test_missing_identity_is_denied_when_configured)."""
     import yaml
 
-    import stack as stack_mod
+    import gwstack as stack_mod
 
     cfg = stack_mod.load_config(stack_mod.ENVOY_DIR / "gateway.yaml")
     acl = yaml.safe_load(stack_mod.wasm_filters(cfg)["gw_tool_acl"]["configuration"]["value"])
@@ -457,7 +453,7 @@ def test_metrics_count_decisions(recipe: Gateway) -> None:
 def test_bad_config_is_refused_by_envoy_with_its_key_path(wasm_built: Any, run_root: Any) -> None:
     import subprocess
 
-    import stack as stack_mod
+    import gwstack as stack_mod
 
     bad = "limits:\n  - {path: /mcp/tools/cal, maxRequests: 60, windowSeconds: 60}\n"
     cfg = stack_mod.render_config("envoy/gateway.yaml", certs=stack_mod.generate_certs(run_root / "rl-bad" / "certs"),

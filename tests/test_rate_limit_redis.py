@@ -14,13 +14,13 @@ import httpx
 import pytest
 
 from conftest import WORKERS, Gateway
+from gwstack import free_port
+from gwstack.support import MCP_HEADERS
 from rate_limit_support import (
-    MCP_HEADERS,
     RedisStore,
     agent,
     as_agent,
     counters,
-    free_port,
     identity_patch,
     parse_ratelimit,
     tool_call,

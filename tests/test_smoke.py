@@ -5,7 +5,6 @@ the `default_headers` fixture once identity enforces them)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from typing import Any
@@ -14,16 +13,13 @@ import httpx
 import pytest
 
 from conftest import Gateway
-from stack import ONE_MODULE
+from gwstack import ONE_MODULE
+from gwstack.support import run
 
 RECIPE_TOOLS = {
     "search_patterns", "classify_content", "read_config", "execute_code", "write_file",
     "generate_video", "render_scene", "read_template", "delete_scene", "deploy_application",
 }
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 # --------------------------------------------------------------------------- filters loaded

@@ -13,83 +13,26 @@ has no header backdoor: it reads filter state only.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from conftest import DEMO_KEYS, ROOT, Gateway
-from stack import ONE_MODULE, Stack, walk_dicts, wasm_filters
+from gwstack import ONE_MODULE, Stack
+from gwstack.support import MCP_HEADERS, TEST_IDENTITY_HEADER, run
+from support import ALCHEMY, SENTINEL, AclGateway, ident, inject_test_identity, listed, rpc_body, shipped_acl_config
 
 pytestmark = pytest.mark.timeout(120)
 
-TEST_IDENTITY_HEADER = "x-test-identity"
-SENTINEL = {"search_patterns", "classify_content", "read_config"}
-ALCHEMY = {"generate_video", "render_scene", "read_template"}
 RECIPE_TOOLS = {
     "search_patterns", "classify_content", "read_config", "execute_code", "write_file",
     "generate_video", "render_scene", "read_template", "delete_scene", "deploy_application",
 }
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-def ident(agent_id: str | None, name: str = "") -> dict[str, str]:
-    if agent_id is None:
-        return {}
-    return {TEST_IDENTITY_HEADER: json.dumps({"agentId": agent_id, "agentName": name or agent_id})}
-
-
-def _inject_test_identity(cfg: dict[str, Any]) -> None:
-    """TEST-ONLY: swap the identity filter for set_filter_state fed by a header,
-    and surface the filter state `gw_decision` as `x-test-decision` on local replies."""
-
-    def patch(node: dict[str, Any]) -> None:
-        filters = node.get("http_filters")
-        if isinstance(filters, list):
-            for i, f in enumerate(filters):
-                if f.get("name") == "gw.identity":
-                    filters[i] = {
-                        "name": "envoy.filters.http.set_filter_state",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-                            "on_request_headers": [{
-                                "object_key": "wasm.gw_identity",
-                                "factory_key": "envoy.string",
-                                "skip_if_empty": True,
-                                "format_string": {
-                                    "omit_empty_values": True,
-                                    "text_format_source": {"inline_string": f"%REQ({TEST_IDENTITY_HEADER})%"},
-                                },
-                            }],
-                        },
-                    }
-        if "http_filters" in node and "stat_prefix" in node:
-            # Local replies carry the decision the filter stored as filter
-            # state (the access log has it too, but file flushes lag).
-            node["local_reply_config"] = {"mappers": [{
-                "filter": {"status_code_filter": {"comparison": {
-                    "op": "GE", "value": {"default_value": 100, "runtime_key": "tool_acl_test.unused"}}}},
-                "headers_to_add": [{"header": {"key": "x-test-decision",
-                                               "value": "%FILTER_STATE(wasm.gw_decision:PLAIN)%"}}],
-            }]}
-
-    walk_dicts(cfg, patch)
-
-
-def shipped_acl_config() -> dict[str, Any]:
-    cfg = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
-    return yaml.safe_load(wasm_filters(cfg)["gw_tool_acl"]["configuration"]["value"])
 
 
 def extended_acl_config() -> dict[str, Any]:
@@ -104,67 +47,22 @@ def extended_acl_config() -> dict[str, Any]:
     return c
 
 
-class AclGateway(Gateway):
-    def upstream_reset(self) -> None:
-        httpx.post(self.stack.upstream_url("mcp_upstream") + "/stats/reset", timeout=5)
-
-    def upstream_count(self, method: str = "tools/list") -> int:
-        return self.upstream_stats()["methods"].get(method, 0)
-
-    def tool_runs(self, tool: str) -> int:
-        return self.upstream_stats()["tools"].get(tool, 0)
-
-    def counter(self, name: str) -> int:
-        for line in self.admin("/stats?filter=gw.tool_acl").splitlines():
-            k, _, v = line.partition(": ")
-            if k == f"wasmcustom.gw.tool_acl.{name}":
-                return int(v)
-        raise KeyError(name)
-
-    def announce_tools_changed(self) -> None:
-        with self.http(ident("admin-1") | MCP_HEADERS) as c:
-            r = c.post("/mcp", json={"jsonrpc": "2.0", "id": "chg", "method": "tools/call",
-                                     "params": {"name": "announce_tools_changed", "arguments": {}}})
-            assert r.status_code == 200 and "notifications/tools/list_changed" in r.text, r.text
-
-
 @pytest.fixture(scope="module")
 def acl(start_stack: Callable[..., Stack]) -> AclGateway:
     """envoy/gateway.yaml as shipped (the recipe's ACL block), identity from the test header."""
-    return AclGateway(start_stack("tool_acl", config="envoy/gateway.yaml", patch=_inject_test_identity), {})
+    return AclGateway(start_stack("tool_acl", config="envoy/gateway.yaml", patch=inject_test_identity), {})
 
 
 @pytest.fixture(scope="module")
 def acl_ext(start_stack: Callable[..., Stack]) -> AclGateway:
     """The recipe's rules plus resources/prompts, batch rejection, a 4 KiB body
     limit, HTTP denials everywhere and a 2 s tools/list TTL."""
-    return AclGateway(start_stack("tool_acl_ext", config="envoy/gateway.yaml", patch=_inject_test_identity,
+    return AclGateway(start_stack("tool_acl_ext", config="envoy/gateway.yaml", patch=inject_test_identity,
                                   filter_configs={"gw_tool_acl": extended_acl_config()}), {})
 
 
 def tools_call(name: str, id_: Any = 1, **arguments: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
-
-
-def sse_messages(text: str) -> list[dict[str, Any]]:
-    out = []
-    for block in re.split(r"\r?\n\r?\n", text):
-        data = "\n".join(line[5:].lstrip() for line in block.splitlines() if line.startswith("data:"))
-        if data:
-            out.append(json.loads(data))
-    return out
-
-
-def rpc_body(r: httpx.Response) -> Any:
-    if r.headers.get("content-type", "").startswith("text/event-stream"):
-        msgs = [m for m in sse_messages(r.text) if "id" in m]
-        assert len(msgs) == 1, r.text
-        return msgs[0]
-    return r.json()
-
-
-def listed(r: httpx.Response) -> set[str]:
-    return {t["name"] for t in rpc_body(r)["result"]["tools"]}
 
 
 # --------------------------------------------------------------------------- official client
@@ -250,7 +148,7 @@ def test_admin_sees_everything_unknown_sees_nothing(acl: AclGateway) -> None:
 
 def test_match_by_agent_name(start_stack: Callable[..., Stack]) -> None:
     cfg = shipped_acl_config() | {"matchAgentBy": "agentName"}
-    gw = AclGateway(start_stack("tool_acl_by_name", config="envoy/gateway.yaml", patch=_inject_test_identity,
+    gw = AclGateway(start_stack("tool_acl_by_name", config="envoy/gateway.yaml", patch=inject_test_identity,
                                 filter_configs={"gw_tool_acl": cfg}, backends=("mcp",)), {})
     with gw.http(MCP_HEADERS | ident("a1b2c3", name="sentinel-scanner")) as c:
         assert listed(c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})) == SENTINEL
@@ -652,7 +550,7 @@ def test_tool_lists_too_large_to_filter_are_withheld(start_stack: Callable[..., 
     """Fail closed: a list over toolsList.maxResponseBytes is replaced by a
     JSON-RPC error, never passed unfiltered (JSON and SSE answers)."""
     cfg = shipped_acl_config() | {"toolsList": {"maxResponseBytes": 600, "cache": {"enabled": False}}}
-    gw = AclGateway(start_stack("tool_acl_small", config="envoy/gateway.yaml", patch=_inject_test_identity,
+    gw = AclGateway(start_stack("tool_acl_small", config="envoy/gateway.yaml", patch=inject_test_identity,
                                 filter_configs={"gw_tool_acl": cfg}, backends=("mcp",)), {})
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
     with gw.http(ident("sentinel-1")) as c:
@@ -674,7 +572,6 @@ def test_tool_lists_too_large_to_filter_are_withheld(start_stack: Callable[..., 
 
 
 # --------------------------------------------------------------------------- header hold
-
 
 
 def test_denied_call_never_reaches_the_upstream_not_even_its_headers(gateway: Gateway) -> None:

@@ -19,11 +19,11 @@ import pytest
 import yaml
 
 from conftest import DEMO_KEYS, ROOT, Gateway
-from stack import wasm_filters
+from gwstack import wasm_filters
+from gwstack.support import MCP_HEADERS
 
 pytestmark = pytest.mark.timeout(120)
 
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
 
 
 def tools_call(name: str, id_: Any = 1, **arguments: Any) -> bytes:

@@ -15,19 +15,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-import stack as stack_mod
-from stack import ROOT, Stack
+from gwstack import ROOT, Stack
+from gwstack.cli import demo_identity_services
 
 OAUTH_INSTALLED = (ROOT / "examples/oauth_server/node_modules/oidc-provider").is_dir() and shutil.which("node")
 
 
 @pytest.fixture(scope="module")
 def demo_like(wasm_built: Path, run_root: Path) -> Iterator[Stack]:
-    """A stack started as _demo starts it (free ports instead of 8443...)."""
+    """A stack started as the demo starts it (free ports instead of 8443...)."""
     if not OAUTH_INSTALLED:
         pytest.fail("examples/oauth_server is not installed: run ./dev (npm ci)")
     s = Stack(config="envoy/gateway.yaml", run_dir=run_root / "walkthrough")
-    stack_mod._demo_identity_services(s)
+    demo_identity_services(s)
     s.start()
     yield s
     s.stop()

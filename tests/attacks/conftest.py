@@ -17,22 +17,13 @@ from pathlib import Path
 
 import pytest
 
-import stack as stack_mod
+import gwstack as stack_mod
 from attacks.support import CRASH, AttackGateway
-from stack import PYTHON, Proc, Stack, free_port
+from gwstack import PYTHON, Proc, Stack, free_port, http_ok
 
 ROLES = {"sentinel": 40, "admin": 20, "alchemy": 10}
 # One agent known under two keys: the same agent id, two credentials.
 TWIN = "sentinel-atk-twin"
-
-
-def _ok(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="package")
@@ -57,7 +48,7 @@ def atk(start_stack: Callable[..., Stack], run_root: Path) -> Iterator[AttackGat
     ident = Proc("identity_service",
                  [PYTHON, str(stack_mod.ROOT / "examples" / "identity_service" / "service.py"), "--port", str(port),
                   "--agents", str(run_dir / "agents.json"), "--enable-faults"],
-                 run_dir / "identity_service.log", ready=lambda: _ok(f"http://127.0.0.1:{port}/healthz"))
+                 run_dir / "identity_service.log", ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"))
     ident.start()
     try:
         deadline = time.monotonic() + 30
