@@ -22,6 +22,7 @@
 //! - [`filter_state`]: names of the filter-state keys the filters share
 //! - [`reply`]: the local reply every filter's refusals are built as
 //! - [`shared_doc`]: how documents kept in Envoy's shared data are encoded
+//! - [`webdis`]: commands for the Redis stores (webdis, over HTTP callouts)
 //! - [`upstream`]: where an HTTP callout goes (identity, audit, Redis), and the one URL parser
 
 pub mod a2a_acl;
@@ -38,3 +39,4 @@ pub mod shared_doc;
 pub mod template;
 pub mod tool_acl;
 pub mod upstream;
+pub mod webdis;

@@ -19,9 +19,9 @@
 //! allows only `EVAL`/`EVALSHA` (what the rate limiter needs).
 
 use crate::config::ConfigError;
+use crate::webdis::push_segment;
 use serde::Deserialize;
 use serde_json::Value;
-use std::fmt::Write as _;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -82,19 +82,6 @@ impl TryFrom<OwnerStoreSpec> for OwnerStore {
 pub const GET_SCRIPT: &str = "return redis.call('GET', KEYS[1])";
 /// `SET KEYS[1] ARGV[1] NX PX ARGV[2]`: the first owner stays.
 pub const SET_SCRIPT: &str = "return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])";
-
-/// One webdis path segment, percent-encoded (task ids and agent ids are
-/// the client's and the identity's: anything but unreserved is escaped).
-fn push_segment(out: &mut String, segment: &str) {
-    out.push('/');
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-}
 
 impl OwnerStore {
     fn key(&self, task: &str) -> String {

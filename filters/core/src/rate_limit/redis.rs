@@ -28,9 +28,9 @@
 //! case the filter sends the same call as `EVAL` with the script once.
 
 use crate::rate_limit::sliding_window::{Window, WindowPolicy, WindowState};
+use crate::webdis::push_segment;
 use serde_json::Value;
 use sha1::{Digest, Sha1};
-use std::fmt::Write as _;
 
 /// The Lua script. ARGV[1] is a nonce unique to the request (kept in the
 /// call's shape; buckets need no unique members); then for each key: slots,
@@ -144,17 +144,6 @@ pub struct RedisWindow<'a> {
     pub key: String,
     pub slots: u32,
     pub policy: &'a WindowPolicy,
-}
-
-fn push_segment(out: &mut String, segment: &str) {
-    out.push('/');
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
 }
 
 /// Body of the webdis call: `EVALSHA/<sha>/…` or, with `with_script`, `EVAL/<script>/…`.
