@@ -23,9 +23,11 @@ default:
 # ---------------------------------------------------------------- main entry points
 
 # Start the demo gateway: backends + Envoy on https://localhost:8443 (Ctrl-C stops).
+# It runs the one module (gateway.wasm), the cheaper deployment in every cell of
+# BENCHMARKS.md; GW_ONE_MODULE=0 ./dev demo runs the four modules instead.
 [group('run')]
 demo workers="2": build
-    {{python}} scripts/stack.py demo --workers {{workers}}
+    GW_ONE_MODULE="${GW_ONE_MODULE:-1}" {{python}} scripts/stack.py demo --workers {{workers}}
 
 # Against the running demo: allowed, denied, limited, refused and A2A traffic with the official clients, then its audit events.
 [group('run')]

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import yaml
 
 from .certs import generate_certs
-from .layout import DEFAULT_PORTS, ENVOY_DIR, PYTHON, ROOT
+from .layout import DEFAULT_PORTS, ENVOY_DIR, ONE_MODULE, PYTHON, ROOT
 from .render import render_config, write_config
 from .split import split_files
 from .stack import Stack
@@ -90,8 +90,10 @@ def _demo(args: argparse.Namespace) -> int:
     d = stack.describe()
     ca = os.path.relpath(d["ca"], os.getcwd())
     init = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
+    deployment = ("one Wasm module, gateway.wasm: audit -> identity -> tool-acl -> rate-limit"
+                  if ONE_MODULE else "4 Wasm filters: audit, identity, tool-acl, rate-limit")
     print(f"""
-MCP + A2A gateway is up (stock Envoy {args.workers} workers, 4 Wasm filters: audit, identity, tool-acl, rate-limit).
+MCP + A2A gateway is up (stock Envoy {args.workers} workers, {deployment}).
 
   MCP endpoint (Streamable HTTP):  {d['mcp_url']}
   A2A endpoint (JSON-RPC 0.3+1.0): {d['a2a_url']}
