@@ -12,6 +12,16 @@
 //! log and anything after the chain see exactly what they would see
 //! without the memo.
 //!
+//! Filter state the chain owns ([`RequestMemo::owning`]: keys that only
+//! its own stages write, because every filter of ours that writes them is
+//! one of its stages) is never read from the host: a key no stage set is
+//! absent. The chain's root decides which keys those are.
+//!
+//! Metric increments are held in the memo and sent when the chain's
+//! callback ends ([`RequestMemo::flush_metrics`]), one host call per metric
+//! however many stages added to it: the values Envoy shows are the same
+//! once each callback returns.
+//!
 //! What means something else when composed: a stage that resumes the
 //! request only lets the chain go on to the next stage (the chain resumes
 //! Envoy when every stage has), and a stage root's tick request is the
@@ -29,6 +39,28 @@ pub struct RequestMemo {
     request_headers: Option<Vec<(Bytes, Bytes)>>,
     /// Filter state set by a stage of this request (`wasm.<key>`).
     state: Vec<(String, Vec<u8>)>,
+    /// Filter-state keys only this chain's stages write (module doc).
+    owned: &'static [&'static str],
+    /// Metric increments not yet sent: (metric id, sum).
+    metrics: Vec<(u32, i64)>,
+}
+
+impl RequestMemo {
+    /// A memo for a chain whose stages are the only writers of `owned`.
+    pub fn owning(owned: &'static [&'static str]) -> Self {
+        Self {
+            owned,
+            ..Self::default()
+        }
+    }
+
+    /// Send the metric increments held since the last flush (the chain
+    /// calls this at the end of each of its callbacks).
+    pub fn flush_metrics(&mut self, host: &mut dyn Host) {
+        for (id, offset) in self.metrics.drain(..) {
+            let _ = host.increment_metric(id, offset);
+        }
+    }
 }
 
 /// What one call into a stage did, as far as the chain must know.
@@ -157,6 +189,9 @@ impl Host for Composed<'_> {
                 if let Some((_, value)) = kept {
                     return Ok(Some(value.clone()));
                 }
+                if self.memo.owned.contains(&key) {
+                    return Ok(None);
+                }
             }
         }
         self.host.property(path)
@@ -227,7 +262,11 @@ impl Host for Composed<'_> {
         self.host.define_metric(kind, name)
     }
     fn increment_metric(&mut self, id: u32, offset: i64) -> Result<(), Status> {
-        self.host.increment_metric(id, offset)
+        match self.memo.metrics.iter_mut().find(|(held, _)| *held == id) {
+            Some((_, sum)) => *sum = sum.saturating_add(offset),
+            None => self.memo.metrics.push((id, offset)),
+        }
+        Ok(())
     }
     fn record_metric(&mut self, id: u32, value: u64) -> Result<(), Status> {
         self.host.record_metric(id, value)
@@ -284,6 +323,52 @@ mod tests {
 
         // only the unknown key went to the host
         assert_eq!(host.total_calls(), 1);
+    }
+
+    #[test]
+    fn owned_state_is_never_read_from_the_host() {
+        let mut host = MemoryHost::new();
+        // written before the chain: not seen for an owned key
+        host.set_property(&["gw_x"], Some(b"outside")).unwrap();
+        host.set_property(&["gw_y"], Some(b"outside")).unwrap();
+        host.reset_calls();
+        let mut memo = RequestMemo::owning(&["gw_x"]);
+        let mut h = Composed::new(&mut host, &mut memo);
+        assert_eq!(crate::state::get(&mut h, "gw_x"), None);
+        assert_eq!(
+            crate::state::get(&mut h, "gw_y").as_deref(),
+            Some(&b"outside"[..])
+        );
+        crate::state::set(&mut h, "gw_x", "mine");
+        assert_eq!(
+            crate::state::get(&mut h, "gw_x").as_deref(),
+            Some(&b"mine"[..])
+        );
+        // only gw_y's read and gw_x's write went to the host
+        assert_eq!(host.calls().get("property"), Some(&1));
+        assert_eq!(host.calls().get("set_property"), Some(&1));
+        assert_eq!(host.filter_state("gw_x"), Some(&b"mine"[..]));
+    }
+
+    #[test]
+    fn metric_increments_are_summed_until_flushed() {
+        let mut host = MemoryHost::new();
+        let a = host.define_metric(MetricType::Counter, "a").unwrap();
+        let b = host.define_metric(MetricType::Counter, "b").unwrap();
+        host.reset_calls();
+        let mut memo = RequestMemo::default();
+        for _ in 0..2 {
+            let mut h = Composed::new(&mut host, &mut memo);
+            h.increment_metric(a, 1).unwrap();
+            h.increment_metric(b, 3).unwrap();
+        }
+        assert_eq!((host.metric("a"), host.total_calls()), (0, 0));
+        memo.flush_metrics(&mut host);
+        assert_eq!((host.metric("a"), host.metric("b")), (2, 6));
+        assert_eq!(host.calls().get("increment_metric"), Some(&2));
+        // nothing held twice
+        memo.flush_metrics(&mut host);
+        assert_eq!(host.metric("a"), 2);
     }
 
     #[test]
