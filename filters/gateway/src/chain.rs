@@ -252,11 +252,11 @@ impl<S: Filter> Chain<S> {
         Action::Continue
     }
 
-    /// [`Self::pump`], then the metric increments the stages made (held by
-    /// the memo to send one per metric) go to the host.
+    /// [`Self::pump`], then the callback's end for the memo (the metric
+    /// increments the stages made go to the host, one per metric).
     fn pump_and_flush(&mut self, h: &mut dyn Host, direction: Direction) -> Action {
         let action = self.pump(h, direction);
-        self.memo.flush_metrics(h);
+        self.memo.callback_ended(h);
         action
     }
 
@@ -329,21 +329,21 @@ impl<S: Filter> Filter for Chain<S> {
                 }
             }
         }
-        self.memo.flush_metrics(h);
+        self.memo.callback_ended(h);
     }
 
     fn log(&mut self, h: &mut dyn Host) {
         for stage in &mut self.stages {
             run(h, &mut self.memo, |h| stage.log(h));
         }
-        self.memo.flush_metrics(h);
+        self.memo.callback_ended(h);
     }
 
     fn done(&mut self, h: &mut dyn Host) {
         for stage in &mut self.stages {
             run(h, &mut self.memo, |h| stage.done(h));
         }
-        self.memo.flush_metrics(h);
+        self.memo.callback_ended(h);
     }
 }
 

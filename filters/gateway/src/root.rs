@@ -39,7 +39,7 @@ fn new_stage_root(stage: Stage) -> Box<dyn FilterRoot> {
 fn run_root<T>(h: &mut dyn Host, f: impl FnOnce(&mut dyn Host) -> T) -> (T, Option<Duration>) {
     let mut memo = RequestMemo::default();
     let (out, effects) = run(h, &mut memo, f);
-    memo.flush_metrics(h);
+    memo.callback_ended(h);
     (out, effects.tick)
 }
 

@@ -220,14 +220,16 @@ fn host_calls_of_a_typical_tools_call_are_pinned() {
         // for published facts no longer asks Envoy (property 4 -> 3); the
         // stages' increments are summed per chain callback, so the tool
         // ACL's and the rate limit's gw.body.facts_reused go out as one
-        // (increment_metric 11 -> 10).
+        // (increment_metric 11 -> 10); the clock is read once per chain
+        // callback, so audit's start time and identity's key-expiry check
+        // share one read (now 4 -> 3).
         let expected: &[(&str, usize)] = &[
             ("add_header", 2),   // RateLimit-Policy, RateLimit
             ("buffer", 3),       // request body x2, response body
             ("header_pairs", 1), // the request headers, once
             ("header_value", 4), // response :status / content-type ...
             ("increment_metric", 10),
-            ("now", 4),
+            ("now", 3),
             ("property", 3),        // response.code / code_details, decision
             ("set_header", 4),      // x-verified-agent-* x3, key removed
             ("set_property", 2),    // request facts, verified identity
@@ -236,7 +238,7 @@ fn host_calls_of_a_typical_tools_call_are_pinned() {
         ];
         let got: Vec<(&str, usize)> = calls.iter().map(|(k, v)| (*k, *v)).collect();
         assert_eq!(got, expected, "host calls per tools/call changed");
-        assert_eq!(gw.host.total_calls(), 35);
+        assert_eq!(gw.host.total_calls(), 34);
     }
 }
 

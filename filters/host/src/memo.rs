@@ -18,9 +18,11 @@
 //! absent. The chain's root decides which keys those are.
 //!
 //! Metric increments are held in the memo and sent when the chain's
-//! callback ends ([`RequestMemo::flush_metrics`]), one host call per metric
-//! however many stages added to it: the values Envoy shows are the same
-//! once each callback returns.
+//! callback ends ([`RequestMemo::callback_ended`]), one host call per
+//! metric however many stages added to it: the values Envoy shows are the
+//! same once each callback returns. The host clock is read once per chain
+//! callback too: its stages run within microseconds of each other, and
+//! every stage then sees the same instant.
 //!
 //! What means something else when composed: a stage that resumes the
 //! request only lets the chain go on to the next stage (the chain resumes
@@ -43,6 +45,8 @@ pub struct RequestMemo {
     owned: &'static [&'static str],
     /// Metric increments not yet sent: (metric id, sum).
     metrics: Vec<(u32, i64)>,
+    /// The host clock as read in the current chain callback.
+    now: Option<SystemTime>,
 }
 
 impl RequestMemo {
@@ -54,9 +58,10 @@ impl RequestMemo {
         }
     }
 
-    /// Send the metric increments held since the last flush (the chain
-    /// calls this at the end of each of its callbacks).
-    pub fn flush_metrics(&mut self, host: &mut dyn Host) {
+    /// The chain's callback is over: send the metric increments held
+    /// since the last one, and read the clock afresh next time.
+    pub fn callback_ended(&mut self, host: &mut dyn Host) {
+        self.now = None;
         for (id, offset) in self.metrics.drain(..) {
             let _ = host.increment_metric(id, offset);
         }
@@ -256,7 +261,12 @@ impl Host for Composed<'_> {
         Ok(())
     }
     fn now(&mut self) -> Result<SystemTime, Status> {
-        self.host.now()
+        if let Some(now) = self.memo.now {
+            return Ok(now);
+        }
+        let now = self.host.now()?;
+        self.memo.now = Some(now);
+        Ok(now)
     }
     fn define_metric(&mut self, kind: MetricType, name: &str) -> Result<u32, Status> {
         self.host.define_metric(kind, name)
@@ -363,12 +373,25 @@ mod tests {
             h.increment_metric(b, 3).unwrap();
         }
         assert_eq!((host.metric("a"), host.total_calls()), (0, 0));
-        memo.flush_metrics(&mut host);
+        memo.callback_ended(&mut host);
         assert_eq!((host.metric("a"), host.metric("b")), (2, 6));
         assert_eq!(host.calls().get("increment_metric"), Some(&2));
         // nothing held twice
-        memo.flush_metrics(&mut host);
+        memo.callback_ended(&mut host);
         assert_eq!(host.metric("a"), 2);
+    }
+
+    #[test]
+    fn the_clock_is_read_once_per_chain_callback() {
+        let mut host = MemoryHost::new();
+        let mut memo = RequestMemo::default();
+        let first = Composed::new(&mut host, &mut memo).now().unwrap();
+        host.clock += Duration::from_millis(5);
+        assert_eq!(Composed::new(&mut host, &mut memo).now().unwrap(), first);
+        assert_eq!(host.calls().get("now"), Some(&1));
+        memo.callback_ended(&mut host);
+        let later = Composed::new(&mut host, &mut memo).now().unwrap();
+        assert_eq!(later.duration_since(first).unwrap().as_millis(), 5);
     }
 
     #[test]
