@@ -22,7 +22,9 @@
 //! metric however many stages added to it: the values Envoy shows are the
 //! same once each callback returns. The host clock is read once per chain
 //! callback too: its stages run within microseconds of each other, and
-//! every stage then sees the same instant.
+//! every stage then sees the same instant. So is a body: the stages that
+//! read the request (or response) body in one chain callback get one copy
+//! of it (forgotten when a stage rewrites it or the callback ends).
 //!
 //! What means something else when composed: a stage that resumes the
 //! request only lets the chain go on to the next stage (the chain resumes
@@ -47,6 +49,9 @@ pub struct RequestMemo {
     metrics: Vec<(u32, i64)>,
     /// The host clock as read in the current chain callback.
     now: Option<SystemTime>,
+    /// A request or response body read in the current chain callback:
+    /// (buffer, start, max, what the host returned).
+    body: Option<(BufferType, usize, usize, Option<Bytes>)>,
 }
 
 impl RequestMemo {
@@ -62,6 +67,7 @@ impl RequestMemo {
     /// since the last one, and read the clock afresh next time.
     pub fn callback_ended(&mut self, host: &mut dyn Host) {
         self.now = None;
+        self.body = None;
         for (id, offset) in self.metrics.drain(..) {
             let _ = host.increment_metric(id, offset);
         }
@@ -169,7 +175,20 @@ impl Host for Composed<'_> {
         start: usize,
         max: usize,
     ) -> Result<Option<Bytes>, Status> {
-        self.host.buffer(buffer, start, max)
+        if !matches!(
+            buffer,
+            BufferType::HttpRequestBody | BufferType::HttpResponseBody
+        ) {
+            return self.host.buffer(buffer, start, max);
+        }
+        if let Some((b, s, m, bytes)) = &self.memo.body {
+            if (*b, *s, *m) == (buffer, start, max) {
+                return Ok(bytes.clone());
+            }
+        }
+        let bytes = self.host.buffer(buffer, start, max)?;
+        self.memo.body = Some((buffer, start, max, bytes.clone()));
+        Ok(bytes)
     }
     fn set_buffer(
         &mut self,
@@ -178,6 +197,9 @@ impl Host for Composed<'_> {
         size: usize,
         value: &[u8],
     ) -> Result<(), Status> {
+        if matches!(&self.memo.body, Some((b, ..)) if *b == buffer) {
+            self.memo.body = None;
+        }
         self.host.set_buffer(buffer, start, size, value)?;
         if matches!(
             buffer,
@@ -392,6 +414,31 @@ mod tests {
         memo.callback_ended(&mut host);
         let later = Composed::new(&mut host, &mut memo).now().unwrap();
         assert_eq!(later.duration_since(first).unwrap().as_millis(), 5);
+    }
+
+    #[test]
+    fn a_body_is_read_once_per_chain_callback_until_rewritten() {
+        let mut host = MemoryHost::new();
+        host.set_body(BufferType::HttpRequestBody, b"hello");
+        let mut memo = RequestMemo::default();
+        let read = |host: &mut MemoryHost, memo: &mut RequestMemo| {
+            Composed::new(host, memo)
+                .buffer(BufferType::HttpRequestBody, 0, 5)
+                .unwrap()
+        };
+        assert_eq!(read(&mut host, &mut memo).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(read(&mut host, &mut memo).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(host.calls().get("buffer"), Some(&1));
+        // a stage's rewrite is what the next one reads
+        Composed::new(&mut host, &mut memo)
+            .set_buffer(BufferType::HttpRequestBody, 0, 5, b"HELLO")
+            .unwrap();
+        assert_eq!(read(&mut host, &mut memo).as_deref(), Some(&b"HELLO"[..]));
+        // and a new callback reads the body as Envoy has it then
+        memo.callback_ended(&mut host);
+        host.set_body(BufferType::HttpRequestBody, b"hello world");
+        assert_eq!(read(&mut host, &mut memo).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(host.calls().get("buffer"), Some(&3));
     }
 
     #[test]
