@@ -559,6 +559,18 @@ fn main() -> Result<(), String> {
         black_box(black_box(&event).to_json());
     });
     total.add("audit: to_json", ns, 1);
+    // The same bytes through serde, as the event was written before the
+    // fixed-shape writer (audit::event_json): the pair shows its saving in
+    // one run, whatever the machine's load.
+    let _ = per_op(
+        "  (event via serde + one-line pass, before)",
+        200_000,
+        || {
+            black_box(gw_core::audit::bounds::to_one_line_json(
+                serde_json::to_string(black_box(&event)).unwrap_or_default(),
+            ));
+        },
+    );
 
     // ---------------------------------------------------------------- total
     println!("\n-- per request (each step x times it runs in the chain)");

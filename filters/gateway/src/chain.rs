@@ -119,14 +119,16 @@ pub struct Chain<S: Filter = Box<dyn Filter>> {
 }
 
 impl<S: Filter> Chain<S> {
-    pub fn new(stages: Vec<S>) -> Self {
+    /// A chain whose stages are the only writers of the filter-state keys
+    /// `owned` (`gw_host::memo`): reads of them never go to the host.
+    pub fn owning(stages: Vec<S>, owned: &'static [&'static str]) -> Self {
         let n = stages.len();
         Self {
             stages: stages.into_iter().map(EndAtTrailers::new).collect(),
             request: Flow::new(n),
             response: Flow::new(n),
             replied: false,
-            memo: RequestMemo::default(),
+            memo: RequestMemo::owning(owned),
         }
     }
 
@@ -250,6 +252,14 @@ impl<S: Filter> Chain<S> {
         Action::Continue
     }
 
+    /// [`Self::pump`], then the callback's end for the memo (the metric
+    /// increments the stages made go to the host, one per metric).
+    fn pump_and_flush(&mut self, h: &mut dyn Host, direction: Direction) -> Action {
+        let action = self.pump(h, direction);
+        self.memo.callback_ended(h);
+        action
+    }
+
     /// A stage resumed the request it held: it has let through everything
     /// it was given; show it the body again so that it says so itself.
     fn release(&mut self, i: usize) {
@@ -268,32 +278,32 @@ impl<S: Filter> Chain<S> {
 impl<S: Filter> Filter for Chain<S> {
     fn request_headers(&mut self, h: &mut dyn Host, num_headers: usize, eos: bool) -> Action {
         self.request.headers = Some((num_headers, eos));
-        self.pump(h, Direction::Request)
+        self.pump_and_flush(h, Direction::Request)
     }
 
     fn request_body(&mut self, h: &mut dyn Host, body_size: usize, eos: bool) -> Action {
         self.request.next_body(body_size, eos);
-        self.pump(h, Direction::Request)
+        self.pump_and_flush(h, Direction::Request)
     }
 
     fn request_trailers(&mut self, h: &mut dyn Host, num_trailers: usize) -> Action {
         self.request.trailers = Some(num_trailers);
-        self.pump(h, Direction::Request)
+        self.pump_and_flush(h, Direction::Request)
     }
 
     fn response_headers(&mut self, h: &mut dyn Host, num_headers: usize, eos: bool) -> Action {
         self.response.headers = Some((num_headers, eos));
-        self.pump(h, Direction::Response)
+        self.pump_and_flush(h, Direction::Response)
     }
 
     fn response_body(&mut self, h: &mut dyn Host, body_size: usize, eos: bool) -> Action {
         self.response.next_body(body_size, eos);
-        self.pump(h, Direction::Response)
+        self.pump_and_flush(h, Direction::Response)
     }
 
     fn response_trailers(&mut self, h: &mut dyn Host, num_trailers: usize) -> Action {
         self.response.trailers = Some(num_trailers);
-        self.pump(h, Direction::Response)
+        self.pump_and_flush(h, Direction::Response)
     }
 
     fn call_response(&mut self, h: &mut dyn Host, token: u32, hd: usize, b: usize, t: usize) {
@@ -309,29 +319,31 @@ impl<S: Filter> Filter for Chain<S> {
                 self.replied = true;
             }
         }
-        if self.replied || resumed.is_empty() {
-            return;
-        }
-        for i in resumed {
-            self.release(i);
-        }
-        if self.pump(h, Direction::Request) == Action::Continue {
-            if let Err(status) = h.resume_request() {
-                log::warn!("gateway: cannot resume the request: {status:?}");
+        if !self.replied && !resumed.is_empty() {
+            for i in resumed {
+                self.release(i);
+            }
+            if self.pump(h, Direction::Request) == Action::Continue {
+                if let Err(status) = h.resume_request() {
+                    log::warn!("gateway: cannot resume the request: {status:?}");
+                }
             }
         }
+        self.memo.callback_ended(h);
     }
 
     fn log(&mut self, h: &mut dyn Host) {
         for stage in &mut self.stages {
             run(h, &mut self.memo, |h| stage.log(h));
         }
+        self.memo.callback_ended(h);
     }
 
     fn done(&mut self, h: &mut dyn Host) {
         for stage in &mut self.stages {
             run(h, &mut self.memo, |h| stage.done(h));
         }
+        self.memo.callback_ended(h);
     }
 }
 
@@ -398,7 +410,7 @@ mod tests {
                 script,
             })
             .collect();
-        (Chain::new(stages), log)
+        (Chain::owning(stages, &[]), log)
     }
 
     fn take(log: &Log) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! section, sharing one tick.
 
 use crate::chain::{run, Chain};
+use gw_core::filter_state;
 use gw_core::gateway::{self, Stage};
 use gw_host::clock::now_ms;
 use gw_host::filter::{Filter, FilterRoot, Unconfigured};
@@ -36,8 +37,40 @@ fn new_stage_root(stage: Stage) -> Box<dyn FilterRoot> {
 /// Call a stage's root as the chain shows the host to its stages (a tick
 /// request comes back as a value, and the chain's root honours it).
 fn run_root<T>(h: &mut dyn Host, f: impl FnOnce(&mut dyn Host) -> T) -> (T, Option<Duration>) {
-    let (out, effects) = run(h, &mut RequestMemo::default(), f);
+    let mut memo = RequestMemo::default();
+    let (out, effects) = run(h, &mut memo, f);
+    memo.callback_ended(h);
     (out, effects.tick)
+}
+
+/// Filter state that only a chain of all four filters writes before its
+/// stages read it. Not the decision: a filter after the chain that answers
+/// the request may set it (docs/audit.md; tests/test_audit.py's stand-ins
+/// do), and audit reads it at log time, after every filter has run.
+const OWNED_BY_THE_FULL_CHAIN: &[&str] =
+    &[filter_state::VERIFIED_IDENTITY, filter_state::REQUEST_FACTS];
+
+impl GatewayRoot {
+    /// The filter-state keys this chain's stages alone write, which its
+    /// stages then never read from Envoy (`gw_host::memo`). With all four
+    /// filters in the chain, every filter of ours that writes one of them
+    /// (identity: the identity; audit, the tool ACL and the rate limit: the
+    /// request facts) is a stage, so a key no stage set is absent and
+    /// reading it would cost a host call to learn that (audit's first look
+    /// for published facts; the identity of a request identity refused).
+    /// With fewer stages a module before this one (or a test's
+    /// `set_filter_state` stand-in for identity) may write them, and every
+    /// key is read from Envoy as before.
+    fn owned_state(&self) -> &'static [&'static str] {
+        let all = Stage::CHAIN_ORDER
+            .iter()
+            .all(|stage| self.stages.iter().any(|s| s.stage == *stage));
+        if all {
+            OWNED_BY_THE_FULL_CHAIN
+        } else {
+            &[]
+        }
+    }
 }
 
 impl FilterRoot for GatewayRoot {
@@ -140,6 +173,6 @@ impl FilterRoot for GatewayRoot {
         if stages.is_empty() {
             return Box::new(Unconfigured { filter: "gateway" });
         }
-        Box::new(Chain::new(stages))
+        Box::new(Chain::owning(stages, self.owned_state()))
     }
 }

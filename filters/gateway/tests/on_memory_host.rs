@@ -209,20 +209,30 @@ fn host_calls_of_a_typical_tools_call_are_pinned() {
         let calls = gw.host.calls().clone();
         // Per request: the request headers are read once for all stages
         // (header_pairs); the response headers one by one (header_value);
-        // the request body twice (audit parses it, the tool ACL needs it
-        // for version pinning; the rate limit takes the published facts),
+        // the request body once (audit parses it, the tool ACL reads the
+        // same copy for version pinning; the rate limit takes the
+        // published facts),
         // the response body once (audit's toolError capture); filter state
         // is read from the host only when no stage set it (the facts
         // before audit publishes them, the decision) and for
         // response.code / code_details.
+        // Round 2 (issue 13) cut two: the chain owns the request facts and
+        // the identity (all four stages configured), so audit's first look
+        // for published facts no longer asks Envoy (property 4 -> 3); the
+        // stages' increments are summed per chain callback, so the tool
+        // ACL's and the rate limit's gw.body.facts_reused go out as one
+        // (increment_metric 11 -> 10); the clock is read once per chain
+        // callback, so audit's start time and identity's key-expiry check
+        // share one read (now 4 -> 3); the request body is read once for
+        // audit and the tool ACL in the same callback (buffer 3 -> 2).
         let expected: &[(&str, usize)] = &[
             ("add_header", 2),   // RateLimit-Policy, RateLimit
-            ("buffer", 3),       // request body x2, response body
+            ("buffer", 2),       // request body, response body
             ("header_pairs", 1), // the request headers, once
             ("header_value", 4), // response :status / content-type ...
-            ("increment_metric", 11),
-            ("now", 4),
-            ("property", 4),
+            ("increment_metric", 10),
+            ("now", 3),
+            ("property", 3),        // response.code / code_details, decision
             ("set_header", 4),      // x-verified-agent-* x3, key removed
             ("set_property", 2),    // request facts, verified identity
             ("set_shared_data", 1), // the rate-limit slot (CAS)
@@ -230,7 +240,7 @@ fn host_calls_of_a_typical_tools_call_are_pinned() {
         ];
         let got: Vec<(&str, usize)> = calls.iter().map(|(k, v)| (*k, *v)).collect();
         assert_eq!(got, expected, "host calls per tools/call changed");
-        assert_eq!(gw.host.total_calls(), 37);
+        assert_eq!(gw.host.total_calls(), 33);
     }
 }
 

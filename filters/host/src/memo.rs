@@ -12,6 +12,20 @@
 //! log and anything after the chain see exactly what they would see
 //! without the memo.
 //!
+//! Filter state the chain owns ([`RequestMemo::owning`]: keys that only
+//! its own stages write, because every filter of ours that writes them is
+//! one of its stages) is never read from the host: a key no stage set is
+//! absent. The chain's root decides which keys those are.
+//!
+//! Metric increments are held in the memo and sent when the chain's
+//! callback ends ([`RequestMemo::callback_ended`]), one host call per
+//! metric however many stages added to it: the values Envoy shows are the
+//! same once each callback returns. The host clock is read once per chain
+//! callback too: its stages run within microseconds of each other, and
+//! every stage then sees the same instant. So is a body: the stages that
+//! read the request (or response) body in one chain callback get one copy
+//! of it (forgotten when a stage rewrites it or the callback ends).
+//!
 //! What means something else when composed: a stage that resumes the
 //! request only lets the chain go on to the next stage (the chain resumes
 //! Envoy when every stage has), and a stage root's tick request is the
@@ -29,6 +43,35 @@ pub struct RequestMemo {
     request_headers: Option<Vec<(Bytes, Bytes)>>,
     /// Filter state set by a stage of this request (`wasm.<key>`).
     state: Vec<(String, Vec<u8>)>,
+    /// Filter-state keys only this chain's stages write (module doc).
+    owned: &'static [&'static str],
+    /// Metric increments not yet sent: (metric id, sum).
+    metrics: Vec<(u32, i64)>,
+    /// The host clock as read in the current chain callback.
+    now: Option<SystemTime>,
+    /// A request or response body read in the current chain callback:
+    /// (buffer, start, max, what the host returned).
+    body: Option<(BufferType, usize, usize, Option<Bytes>)>,
+}
+
+impl RequestMemo {
+    /// A memo for a chain whose stages are the only writers of `owned`.
+    pub fn owning(owned: &'static [&'static str]) -> Self {
+        Self {
+            owned,
+            ..Self::default()
+        }
+    }
+
+    /// The chain's callback is over: send the metric increments held
+    /// since the last one, and read the clock afresh next time.
+    pub fn callback_ended(&mut self, host: &mut dyn Host) {
+        self.now = None;
+        self.body = None;
+        for (id, offset) in self.metrics.drain(..) {
+            let _ = host.increment_metric(id, offset);
+        }
+    }
 }
 
 /// What one call into a stage did, as far as the chain must know.
@@ -132,7 +175,20 @@ impl Host for Composed<'_> {
         start: usize,
         max: usize,
     ) -> Result<Option<Bytes>, Status> {
-        self.host.buffer(buffer, start, max)
+        if !matches!(
+            buffer,
+            BufferType::HttpRequestBody | BufferType::HttpResponseBody
+        ) {
+            return self.host.buffer(buffer, start, max);
+        }
+        if let Some((b, s, m, bytes)) = &self.memo.body {
+            if (*b, *s, *m) == (buffer, start, max) {
+                return Ok(bytes.clone());
+            }
+        }
+        let bytes = self.host.buffer(buffer, start, max)?;
+        self.memo.body = Some((buffer, start, max, bytes.clone()));
+        Ok(bytes)
     }
     fn set_buffer(
         &mut self,
@@ -141,6 +197,9 @@ impl Host for Composed<'_> {
         size: usize,
         value: &[u8],
     ) -> Result<(), Status> {
+        if matches!(&self.memo.body, Some((b, ..)) if *b == buffer) {
+            self.memo.body = None;
+        }
         self.host.set_buffer(buffer, start, size, value)?;
         if matches!(
             buffer,
@@ -156,6 +215,9 @@ impl Host for Composed<'_> {
                 let kept = self.memo.state.iter().rev().find(|(k, _)| k == key);
                 if let Some((_, value)) = kept {
                     return Ok(Some(value.clone()));
+                }
+                if self.memo.owned.contains(&key) {
+                    return Ok(None);
                 }
             }
         }
@@ -221,13 +283,22 @@ impl Host for Composed<'_> {
         Ok(())
     }
     fn now(&mut self) -> Result<SystemTime, Status> {
-        self.host.now()
+        if let Some(now) = self.memo.now {
+            return Ok(now);
+        }
+        let now = self.host.now()?;
+        self.memo.now = Some(now);
+        Ok(now)
     }
     fn define_metric(&mut self, kind: MetricType, name: &str) -> Result<u32, Status> {
         self.host.define_metric(kind, name)
     }
     fn increment_metric(&mut self, id: u32, offset: i64) -> Result<(), Status> {
-        self.host.increment_metric(id, offset)
+        match self.memo.metrics.iter_mut().find(|(held, _)| *held == id) {
+            Some((_, sum)) => *sum = sum.saturating_add(offset),
+            None => self.memo.metrics.push((id, offset)),
+        }
+        Ok(())
     }
     fn record_metric(&mut self, id: u32, value: u64) -> Result<(), Status> {
         self.host.record_metric(id, value)
@@ -284,6 +355,90 @@ mod tests {
 
         // only the unknown key went to the host
         assert_eq!(host.total_calls(), 1);
+    }
+
+    #[test]
+    fn owned_state_is_never_read_from_the_host() {
+        let mut host = MemoryHost::new();
+        // written before the chain: not seen for an owned key
+        host.set_property(&["gw_x"], Some(b"outside")).unwrap();
+        host.set_property(&["gw_y"], Some(b"outside")).unwrap();
+        host.reset_calls();
+        let mut memo = RequestMemo::owning(&["gw_x"]);
+        let mut h = Composed::new(&mut host, &mut memo);
+        assert_eq!(crate::state::get(&mut h, "gw_x"), None);
+        assert_eq!(
+            crate::state::get(&mut h, "gw_y").as_deref(),
+            Some(&b"outside"[..])
+        );
+        crate::state::set(&mut h, "gw_x", "mine");
+        assert_eq!(
+            crate::state::get(&mut h, "gw_x").as_deref(),
+            Some(&b"mine"[..])
+        );
+        // only gw_y's read and gw_x's write went to the host
+        assert_eq!(host.calls().get("property"), Some(&1));
+        assert_eq!(host.calls().get("set_property"), Some(&1));
+        assert_eq!(host.filter_state("gw_x"), Some(&b"mine"[..]));
+    }
+
+    #[test]
+    fn metric_increments_are_summed_until_flushed() {
+        let mut host = MemoryHost::new();
+        let a = host.define_metric(MetricType::Counter, "a").unwrap();
+        let b = host.define_metric(MetricType::Counter, "b").unwrap();
+        host.reset_calls();
+        let mut memo = RequestMemo::default();
+        for _ in 0..2 {
+            let mut h = Composed::new(&mut host, &mut memo);
+            h.increment_metric(a, 1).unwrap();
+            h.increment_metric(b, 3).unwrap();
+        }
+        assert_eq!((host.metric("a"), host.total_calls()), (0, 0));
+        memo.callback_ended(&mut host);
+        assert_eq!((host.metric("a"), host.metric("b")), (2, 6));
+        assert_eq!(host.calls().get("increment_metric"), Some(&2));
+        // nothing held twice
+        memo.callback_ended(&mut host);
+        assert_eq!(host.metric("a"), 2);
+    }
+
+    #[test]
+    fn the_clock_is_read_once_per_chain_callback() {
+        let mut host = MemoryHost::new();
+        let mut memo = RequestMemo::default();
+        let first = Composed::new(&mut host, &mut memo).now().unwrap();
+        host.clock += Duration::from_millis(5);
+        assert_eq!(Composed::new(&mut host, &mut memo).now().unwrap(), first);
+        assert_eq!(host.calls().get("now"), Some(&1));
+        memo.callback_ended(&mut host);
+        let later = Composed::new(&mut host, &mut memo).now().unwrap();
+        assert_eq!(later.duration_since(first).unwrap().as_millis(), 5);
+    }
+
+    #[test]
+    fn a_body_is_read_once_per_chain_callback_until_rewritten() {
+        let mut host = MemoryHost::new();
+        host.set_body(BufferType::HttpRequestBody, b"hello");
+        let mut memo = RequestMemo::default();
+        let read = |host: &mut MemoryHost, memo: &mut RequestMemo| {
+            Composed::new(host, memo)
+                .buffer(BufferType::HttpRequestBody, 0, 5)
+                .unwrap()
+        };
+        assert_eq!(read(&mut host, &mut memo).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(read(&mut host, &mut memo).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(host.calls().get("buffer"), Some(&1));
+        // a stage's rewrite is what the next one reads
+        Composed::new(&mut host, &mut memo)
+            .set_buffer(BufferType::HttpRequestBody, 0, 5, b"HELLO")
+            .unwrap();
+        assert_eq!(read(&mut host, &mut memo).as_deref(), Some(&b"HELLO"[..]));
+        // and a new callback reads the body as Envoy has it then
+        memo.callback_ended(&mut host);
+        host.set_body(BufferType::HttpRequestBody, b"hello world");
+        assert_eq!(read(&mut host, &mut memo).as_deref(), Some(&b"hello"[..]));
+        assert_eq!(host.calls().get("buffer"), Some(&3));
     }
 
     #[test]

@@ -171,9 +171,10 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// One line of compact JSON, whatever the fields hold (see
-    /// [`bounds::to_one_line_json`]).
+    /// [`bounds::to_one_line_json`]): serde_json's bytes for this struct,
+    /// written without serde ([`crate::audit::event_json`]).
     pub fn to_json(&self) -> String {
-        bounds::to_one_line_json(serde_json::to_string(self).unwrap_or_default())
+        crate::audit::event_json::write_event(self)
     }
 }
 
