@@ -11,7 +11,8 @@
 //! rewritten; every SSE stream under an MCP endpoint is rewritten event by
 //! event as it passes (tool lists filtered, `list_changed` seen).
 
-use crate::a2a::{A2aStage, Outbox};
+use crate::a2a::A2aStage;
+use crate::a2a_owners::Outbox;
 use crate::cache::{self, Plan};
 use crate::{Metric, Metrics};
 use gw_core::filter_state::decision;

@@ -6,9 +6,14 @@
 //! `legacy_sse`); this crate only moves bytes between Envoy and those
 //! modules: `http` (the callbacks), `judge` (the request body's verdict),
 //! `lists` (list answers and their cache, `cache`), `legacy` (the
-//! 2024-11-05 transport's denials). See `docs/tool-acl.md`.
+//! 2024-11-05 transport's denials). Under `/a2a`, with an `a2a:` section,
+//! the A2A stage (policy `gw_core::a2a_acl`): `a2a` (requests), `a2a_answers`
+//! (answers), `a2a_owners` (the task-ownership table and its Redis mirror).
+//! See `docs/tool-acl.md` and `docs/a2a.md`.
 
 mod a2a;
+mod a2a_answers;
+mod a2a_owners;
 mod cache;
 mod http;
 mod judge;
@@ -26,7 +31,7 @@ pub fn new_root() -> Box<dyn FilterRoot> {
     Box::new(ToolAclRoot {
         config: None,
         metrics: Rc::new(Metrics::default()),
-        outbox: a2a::Outbox::default(),
+        outbox: a2a_owners::Outbox::default(),
     })
 }
 
@@ -109,7 +114,7 @@ struct ToolAclRoot {
     config: Option<Rc<ToolAclConfig>>,
     metrics: Rc<Metrics>,
     /// A2A task owners the filters recorded, sent to Redis on the tick.
-    outbox: a2a::Outbox,
+    outbox: a2a_owners::Outbox,
 }
 
 impl FilterRoot for ToolAclRoot {
@@ -131,7 +136,7 @@ impl FilterRoot for ToolAclRoot {
         self.config = Some(Rc::new(config));
         self.metrics = Rc::new(Metrics::define(h));
         if shares_owners {
-            if let Err(status) = h.set_tick_period(a2a::OUTBOX_TICK) {
+            if let Err(status) = h.set_tick_period(a2a_owners::OUTBOX_TICK) {
                 log::error!("tool_acl: cannot set the tick period: {status:?}");
             }
         }
@@ -140,7 +145,7 @@ impl FilterRoot for ToolAclRoot {
 
     fn tick(&mut self, h: &mut dyn Host) {
         if let Some(config) = &self.config {
-            a2a::flush_outbox(h, config, &self.outbox);
+            a2a_owners::flush_outbox(h, config, &self.outbox);
         }
     }
 
