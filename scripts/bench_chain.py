@@ -83,16 +83,17 @@ RAISED_LIMIT = {"maxRequests": 10_000, "windowSeconds": 1, "burstAllowance": 10_
 
 WRK_LUA = """
 wrk.method = "POST"
+wrk.path = "%(path)s"
 wrk.body = [[%(body)s]]
 %(headers)s
 %(rotate)s
 done = function(summary, latency, requests)
   local s = string.format(
-    '{"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,"mean_us":%%f,' ..
+    '{"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,"p999_us":%%d,"mean_us":%%f,' ..
     '"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d}',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.mean,
-    summary.errors.connect, summary.errors.read, summary.errors.write,
-    summary.errors.status, summary.errors.timeout)
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), latency.mean, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout)
   io.write("BENCHJSON " .. s .. "\\n")
 end
 """
@@ -179,14 +180,14 @@ def bench_agents(n: int) -> list[tuple[str, str]]:
     return [(f"sentinel-bench-{i:05d}", f"bench-agent-key-{i:05d}") for i in range(n)]
 
 
-def rotate_lua(agents: list[tuple[str, str]]) -> str:
-    """wrk: each request carries the next agent's key (round robin per thread)."""
-    if not agents:
+def rotate_lua(header: str, values: list[str]) -> str:
+    """wrk: each request carries the next of `values` in `header` (round robin per thread)."""
+    if not values:
         return ""
-    keys = ",".join(f'"{key}"' for _, key in agents)
-    return (f"local keys = {{{keys}}}\nlocal i = 0\n"
-            "request = function()\n  i = i % #keys + 1\n"
-            '  wrk.headers["x-agent-api-key"] = keys[i]\n  return wrk.format()\nend\n')
+    vals = ",".join(json.dumps(v) for v in values)
+    return (f"local vals = {{{vals}}}\nlocal i = 0\n"
+            "request = function()\n  i = i % #vals + 1\n"
+            f'  wrk.headers["{header}"] = vals[i]\n  return wrk.format()\nend\n')
 
 
 def identity_with_agents(agents: list[tuple[str, str]]) -> dict[str, Any]:
@@ -393,8 +394,9 @@ def main() -> int:
     run_root = ROOT / ".run" / "bench-chain"
     run_root.mkdir(parents=True, exist_ok=True)
     lua = run_root / "post.lua"
-    lua.write_text(WRK_LUA % {"body": BODY, "headers": "\n".join(
-        f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items()), "rotate": rotate_lua(bench_agents(args.agents))})
+    lua.write_text(WRK_LUA % {"path": "/mcp", "body": BODY, "headers": "\n".join(
+        f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items()),
+        "rotate": rotate_lua("x-agent-api-key", [key for _, key in bench_agents(args.agents)])})
 
     names = args.only or list(SCENARIOS)
     print(machine())

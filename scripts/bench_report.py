@@ -52,22 +52,8 @@ from gwstack import ROOT, WASM_DIR, Proc, Stack, envoy_binary, free_port, http_o
 
 Patch = Callable[[dict[str, Any]], None]
 
-WRK_LUA = """
-wrk.method = "POST"
-wrk.path = "%(path)s"
-wrk.body = [[%(body)s]]
-%(headers)s
-%(rotate)s
-done = function(summary, latency, requests)
-  local s = string.format(
-    '{"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,"p999_us":%%d,' ..
-    '"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d}',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency:percentile(99.9), summary.errors.connect, summary.errors.read, summary.errors.write,
-    summary.errors.status, summary.errors.timeout)
-  io.write("BENCHJSON " .. s .. "\\n")
-end
-"""
+# The wrk script (body, headers, rotation, one BENCHJSON summary line) is
+# bench_chain's: bc.WRK_LUA, bc.rotate_lua, bc.wrk.
 
 GATEWAYS = ("bare", "envoy-native", "one-module", "four-modules")
 SHAPES = ("2000-agents", "busy-agent")
@@ -111,18 +97,9 @@ def body_of_size(size: int) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
-def rotate_lua(header: str, values: list[str]) -> str:
-    if not values:
-        return ""
-    vals = ",".join(json.dumps(v) for v in values)
-    return (f"local vals = {{{vals}}}\nlocal i = 0\n"
-            "request = function()\n  i = i % #vals + 1\n"
-            f'  wrk.headers["{header}"] = vals[i]\n  return wrk.format()\nend\n')
-
-
 def write_lua(path: Path, body: str, headers: dict[str, str], rotate: str, url_path: str = "/mcp",
               method: str = "POST") -> Path:
-    text = WRK_LUA % {"path": url_path, "body": body, "rotate": rotate,
+    text = bc.WRK_LUA % {"path": url_path, "body": body, "rotate": rotate,
                       "headers": "\n".join(f'wrk.headers["{k}"] = {json.dumps(v)}' for k, v in headers.items())}
     if method != "POST":
         text = text.replace('wrk.method = "POST"', f'wrk.method = "{method}"').replace(
@@ -131,20 +108,11 @@ def write_lua(path: Path, body: str, headers: dict[str, str], rotate: str, url_p
     return path
 
 
-def wrk(url: str, lua: Path, secs: int, threads: int, conns: int) -> dict[str, Any]:
-    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, secs)}s", "--timeout", "5s", "-s", str(lua), url]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 120)
-    for line in p.stdout.splitlines():
-        if line.startswith("BENCHJSON "):
-            return json.loads(line[len("BENCHJSON "):])
-    raise RuntimeError(f"wrk gave no summary (rc={p.returncode}):\n{p.stdout}\n{p.stderr}")
-
-
 def measure(pid: int, url: str, lua: Path, args: argparse.Namespace, warmup: int) -> dict[str, Any]:
     if warmup > 0:
-        wrk(url, lua, warmup, args.threads, args.connections)
+        bc.wrk(url, lua, warmup, args.threads, args.connections)
     t0 = bc.cpu_ticks(pid)
-    res = wrk(url, lua, args.duration, args.threads, args.connections)
+    res = bc.wrk(url, lua, args.duration, args.threads, args.connections)
     t1 = bc.cpu_ticks(pid)
     tick = os.sysconf("SC_CLK_TCK")
     reqs = max(1, res["requests"])
@@ -198,7 +166,7 @@ def gateway_run(gw: str, shape: str, transport: str, body: str, args: argparse.N
         assert envoy.popen is not None
         headers = dict(bc.HEADERS)
         lua = write_lua(run_dir / "load.lua", body, headers,
-                        rotate_lua("x-agent-api-key", [k for _, k in agents]))
+                        bc.rotate_lua("x-agent-api-key", [k for _, k in agents]))
         res = measure(envoy.popen.pid, url, lua, args, args.warmup)
         s.assert_alive()
         # lost compare-and-swap races on the rate-limit windows (workers writing one slot)
