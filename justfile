@@ -9,12 +9,13 @@ python := venv / "bin/python"
 pytest := venv / "bin/pytest"
 wasm_target := "wasm32-wasip1"
 
-# The Wasm module packages (filters/wasm/*) and the modules they build, copied
-# to dist/wasm/<module>.wasm: the four filters, and the four as one (gateway).
-# Kept in step with the Cargo workspace and gwstack's FILTERS (scripts/gwstack/layout.py):
-# tests/test_envoy_configs.py::test_the_module_lists_agree checks the three.
-wasm_crates := "gw-identity-wasm gw-tool-acl-wasm gw-rate-limit-wasm gw-audit-wasm gw-gateway-wasm"
-modules := "identity tool_acl rate_limit audit gateway"
+# The Wasm modules: every package under filters/wasm/ (the Cargo workspace's
+# "filters/wasm/*" glob), built with -p <package> and copied to
+# dist/wasm/<[lib] name>.wasm: the four filters, and the four as one (gateway).
+# One list: scripts/gwstack/modules.py reads those manifests, for this file
+# and for the harness (gwstack.FILTERS); a new module directory is picked up.
+wasm_crates := `.venv/bin/python scripts/gwstack/modules.py crates`
+modules := `.venv/bin/python scripts/gwstack/modules.py modules`
 
 # List recipes.
 default:
