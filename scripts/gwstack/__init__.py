@@ -14,7 +14,9 @@ What it does:
     file path absolute (so Envoy can run from anywhere), points TLS at freshly
     generated certificates, turns SO_REUSEPORT off (a second Envoy on the same
     port then fails loudly instead of silently sharing traffic), and lets the
-    caller replace any Wasm filter's YAML `configuration` by vm_id;
+    caller replace any Wasm filter's YAML `configuration` by vm_id (always
+    the four filters' vm_ids: a one-module config is rewritten as four, then
+    back as one unless GW_FOUR_MODULES=1: gwstack.render_config);
   * generates a self-signed CA + leaf certificate (localhost, 127.0.0.1, ::1);
   * picks free ports (or uses the ones you ask for);
   * starts the backends and Envoy in their own process groups, logging to
@@ -28,16 +30,17 @@ CLI:
   python scripts/stack.py split     (regenerate envoy/mcp-only.yaml, envoy/a2a-only.yaml, envoy/one-module/*)
   python scripts/stack.py certs | envoy-path
 
-Modules, one concern each: layout (paths, the filter list, ports), util (Envoy
+Modules, one concern each: modules (the Wasm modules, from filters/wasm/*),
+layout (paths, the filter list, the deployment, ports), util (Envoy
 binary, free ports, probes), certs, yamltree (loading/walking configs),
 render, one_module, split (the generated configs), processes (Proc), stack
 (Stack), cli (scripts/stack.py), support (helpers the tests and benches share).
 """
 
 from .certs import generate_certs
-from .layout import (BACKEND_CLUSTERS, DEFAULT_PORTS, ENVOY_DIR, FILTERS, GATEWAY_SECTIONS, GATEWAY_VM,
-                     ONE_MODULE, PYTHON, ROOT, WASM_DIR)
-from .one_module import one_module_config
+from .layout import (BACKEND_CLUSTERS, DEFAULT_PORTS, ENVOY_DIR, FILTERS, FOUR_MODULES, GATEWAY_SECTIONS,
+                     GATEWAY_VM, MODULES, ONE_MODULE, PYTHON, ROOT, WASM_DIR)
+from .one_module import four_module_config, one_module_config
 from .processes import Proc
 from .render import render_config, write_config
 from .split import (COMPOSE_REDIS_CLUSTER, COMPOSE_UPSTREAMS, COMPOSE_WEBDIS, compose_config, split_config,
@@ -48,8 +51,9 @@ from .yamltree import load_config, walk_dicts, wasm_filters
 
 __all__ = [
     "BACKEND_CLUSTERS", "COMPOSE_REDIS_CLUSTER", "COMPOSE_UPSTREAMS", "COMPOSE_WEBDIS", "DEFAULT_PORTS",
-    "ENVOY_DIR", "FILTERS", "GATEWAY_SECTIONS", "GATEWAY_VM", "ONE_MODULE", "PYTHON", "ROOT", "WASM_DIR",
-    "Proc", "Stack", "StackError", "compose_config", "envoy_binary", "free_port", "generate_certs",
+    "ENVOY_DIR", "FILTERS", "FOUR_MODULES", "GATEWAY_SECTIONS", "GATEWAY_VM", "MODULES", "ONE_MODULE", "PYTHON",
+    "ROOT", "WASM_DIR", "Proc", "Stack", "StackError", "compose_config", "envoy_binary", "four_module_config",
+    "free_port", "generate_certs",
     "http_ok", "load_config", "one_module_config", "port_is_free", "render_config", "split_config",
     "split_files", "tail", "validate", "walk_dicts", "wasm_filters", "write_config",
 ]

@@ -30,7 +30,7 @@ def validate(configs: Iterable[str | Path], run_dir: Path | None = None) -> list
     results = []
     for c in configs:
         c = Path(c)
-        cfg = render_config(c, certs=certs)
+        cfg = render_config(c, certs=certs, deployment="as-is")  # each file as written
         out = write_config(cfg, run_dir / c.name)
         proc = subprocess.run(
             [envoy_binary(), "--mode", "validate", "-c", str(out), "--disable-hot-restart", "--log-level", "warn"],
@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out")
     v = sub.add_parser("validate", help="envoy --mode validate on rendered configs")
     v.add_argument("configs", nargs="*")
-    s = sub.add_parser("split", help="regenerate envoy/mcp-only.yaml and envoy/a2a-only.yaml")
+    s = sub.add_parser("split", help="regenerate the configs generated from envoy/gateway.yaml "
+                       "(mcp-only, a2a-only, compose/*, four-modules/*)")
     s.add_argument("--check", action="store_true", help="fail if the files are out of date")
     sub.add_parser("certs", help="generate the self-signed demo certificate into .run/certs/ (kept while valid)")
     sub.add_parser("envoy-path", help="print the path of the Envoy binary in use")
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(text)
         return 0
     if args.cmd == "validate":
-        configs = args.configs or sorted(ENVOY_DIR.glob("*.yaml"))
+        configs = args.configs or sorted(ENVOY_DIR.glob("**/*.yaml"))
         rc = 0
         for path, code, out in validate(configs):
             print(f"{'OK  ' if code == 0 else 'FAIL'} {os.path.relpath(path, ROOT)}")
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 path.write_text(text)
                 print(f"wrote {os.path.relpath(path, ROOT)}")
         if stale:
-            print("out of date (run `just envoy-split`): " + ", ".join(str(p) for p in stale))
+            print("out of date (run `./dev envoy-split`): " + ", ".join(str(p) for p in stale))
             return 1
         return 0
     return 2

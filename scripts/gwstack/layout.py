@@ -1,5 +1,5 @@
 """Where things are and what the chain is made of: paths, the Wasm
-filters by vm_id, the one-module sections, default ports."""
+filters by vm_id, the one-module sections, the deployment, default ports."""
 
 from __future__ import annotations
 
@@ -7,31 +7,37 @@ import os
 import sys
 from pathlib import Path
 
+from .modules import GATEWAY_MODULE, wasm_modules
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ENVOY_DIR = ROOT / "envoy"
 WASM_DIR = ROOT / "dist" / "wasm"
 PYTHON = sys.executable
 
-# Wasm filters of the chain, by vm_id -> artifact name in dist/wasm/. The
-# justfile (`modules`) and the Cargo workspace list the same modules
-# (tests/test_envoy_configs.py::test_the_module_lists_agree).
-FILTERS = {
-    "gw_audit": "audit.wasm",
-    "gw_identity": "identity.wasm",
-    "gw_tool_acl": "tool_acl.wasm",
-    "gw_rate_limit": "rate_limit.wasm",
-}
+# The Wasm modules (filters/wasm/*, scripts/gwstack/modules.py), by vm_id ->
+# artifact name in dist/wasm/. A filter's vm_id is gw_<module>, its HTTP filter
+# name gw.<module>; the gateway module is the others as one.
+MODULES = list(wasm_modules().values())
+FILTERS = {f"gw_{m}": f"{m}.wasm" for m in MODULES}
 
-# The one-module chain (filters/gateway): the four filters as sections of one
-# configuration, in one Wasm VM. vm_id of a filter -> its section.
-GATEWAY_VM = "gw_gateway"
-GATEWAY_SECTIONS = {"gw_audit": "audit", "gw_identity": "identity", "gw_tool_acl": "toolAcl",
-                    "gw_rate_limit": "rateLimit"}
-FILTERS["gw_gateway"] = "gateway.wasm"
-# GW_ONE_MODULE=1: every config is rendered as its one-module equivalent
-# (one_module_config), so that the same tests run against gateway.wasm.
-ONE_MODULE = os.environ.get("GW_ONE_MODULE") == "1"
+# The one-module chain (filters/gateway): the other modules' configurations as
+# sections of one configuration, in one Wasm VM. vm_id of a filter -> its
+# section (the module name in camelCase: tool_acl -> toolAcl).
+GATEWAY_VM = f"gw_{GATEWAY_MODULE}"
+GATEWAY_SECTIONS = {f"gw_{m}": _camel(m) for m in MODULES if m != GATEWAY_MODULE}
+
+# The deployment the harness renders every config as. The shipped default is
+# the one module (gateway.wasm, envoy/gateway.yaml); GW_FOUR_MODULES=1 renders
+# the same configs as the four filters (envoy/four-modules/*), so that the
+# same tests run against both. GW_ONE_MODULE=0 is an older spelling of it.
+FOUR_MODULES = (os.environ.get("GW_FOUR_MODULES") == "1" or os.environ.get("GW_ONE_MODULE") == "0")
+ONE_MODULE = not FOUR_MODULES
 
 # Default demo ports (the recipe's), used when free.
 DEFAULT_PORTS = {"gateway": 8443, "admin": 9901, "mcp_upstream": 3000, "a2a_upstream": 4000,

@@ -10,9 +10,18 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .layout import GATEWAY_SECTIONS, GATEWAY_VM, ONE_MODULE, ROOT, WASM_DIR
-from .one_module import _indent, one_module_config
+from .layout import FOUR_MODULES, GATEWAY_VM, ROOT, WASM_DIR
+from .one_module import four_module_config, one_module_config
 from .yamltree import load_config, walk_dicts, wasm_filters
+
+# How render_config deploys the chain: "one" (gateway.wasm), "four" (the four
+# filters), "as-is" (the form the config was written in: validation). None:
+# the harness's deployment, one module unless GW_FOUR_MODULES=1.
+DEPLOYMENTS = ("one", "four", "as-is")
+
+
+def harness_deployment() -> str:
+    return "four" if FOUR_MODULES else "one"
 
 
 def render_config(
@@ -25,6 +34,7 @@ def render_config(
     filter_configs: Mapping[str, str | dict[str, Any]] | None = None,
     reuse_port: bool = False,
     patch: Callable[[dict[str, Any]], None] | None = None,
+    deployment: str | None = None,
 ) -> dict[str, Any]:
     """Return a patched copy of an Envoy config.
 
@@ -34,8 +44,19 @@ def render_config(
     wasm_dir:       where the .wasm files are (default dist/wasm)
     filter_configs: {"gw_identity": "yaml text" | dict}: replaces that filter's configuration
     patch:          last-chance callback that edits the dict in place
+    deployment:     "one" | "four" | "as-is" (DEPLOYMENTS); default: the harness's
+
+    filter_configs and patch always address the four filters (gw_audit,
+    gw_identity, gw_tool_acl, gw_rate_limit, gw_audit_sender): a one-module
+    config is rewritten as four first, and back as one at the end.
     """
+    deployment = deployment or harness_deployment()
+    if deployment not in DEPLOYMENTS:
+        raise ValueError(f"deployment {deployment!r}: expected one of {DEPLOYMENTS}")
     cfg = copy.deepcopy(src) if isinstance(src, dict) else load_config(src)
+    if deployment == "as-is":
+        deployment = "one" if GATEWAY_VM in wasm_filters(cfg) else "four"
+    cfg = four_module_config(cfg)
     ports = dict(ports or {})
     wasm_dir = Path(wasm_dir or WASM_DIR)
 
@@ -77,27 +98,17 @@ def render_config(
     if filter_configs:
         plugins = wasm_filters(cfg)
         for vm_id, conf in filter_configs.items():
-            if vm_id not in plugins and vm_id in GATEWAY_SECTIONS and GATEWAY_VM in plugins:
-                # one-module config: replace that filter's section
-                gateway = plugins[GATEWAY_VM]["configuration"]
-                doc = yaml.safe_load(gateway["value"])
-                doc[GATEWAY_SECTIONS[vm_id]] = yaml.safe_load(conf) if isinstance(conf, str) else conf
-                gateway["value"] = yaml.safe_dump(doc, sort_keys=False)
-                continue
             if vm_id not in plugins:
                 raise KeyError(f"no wasm filter with vm_id {vm_id!r} in config (have {sorted(plugins)})")
             text = conf if isinstance(conf, str) else yaml.safe_dump(conf, sort_keys=False)
-            plugin = plugins[vm_id]
-            if plugin.get("vm_config", {}).get("vm_id") == GATEWAY_VM and vm_id == "gw_audit_sender":
-                text = f"audit:\n{_indent(text)}"
-            plugin["configuration"] = {
+            plugins[vm_id]["configuration"] = {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
                 "value": text,
             }
 
     if patch:
         patch(cfg)
-    if ONE_MODULE:
+    if deployment == "one":
         # last: the callers' filter_configs and patches address the four filters
         cfg = one_module_config(cfg)
     return cfg

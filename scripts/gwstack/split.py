@@ -1,5 +1,12 @@
 """The generated configs (`./dev envoy-split`): MCP-only, A2A-only,
-one-module and docker-compose variants of envoy/gateway.yaml."""
+docker-compose and four-module variants of envoy/gateway.yaml.
+
+envoy/gateway.yaml (one module, gateway.wasm) is the one hand-written source:
+the shipped default, whose comments document the recipe's policies, is the
+file people read and edit. The four-module files are a mechanical rewrite of
+it (one_module.four_module_config: one filter per section, the section's
+comments with it), so they need no second source to keep in step.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from typing import Any
 import yaml
 
 from .layout import ENVOY_DIR
-from .one_module import one_module_config
+from .one_module import four_module_config, one_module_config
 from .yamltree import load_config, walk_dicts, wasm_filters
 
 
@@ -35,19 +42,22 @@ def split_config(cfg: dict[str, Any], keep: str) -> dict[str, Any]:
     return cfg
 
 SPLIT_HEADER = """\
-# GENERATED from envoy/gateway.yaml by `just envoy-split` (scripts/stack.py split).
-# Do not edit: edit gateway.yaml and regenerate (a test checks they agree).
+# GENERATED from envoy/gateway.yaml by `./dev envoy-split` (scripts/stack.py split).
+# Do not edit: edit envoy/gateway.yaml and regenerate (a test checks they agree).
 # {what}-only gateway instance: the recipe's last gotcha says MCP (low latency)
 # and A2A (long-running tasks) should not share an instance in production.
+# The comments on Envoy's settings are in envoy/gateway.yaml; the filter's
+# sections keep theirs.
 """
 
-ONE_MODULE_HEADER = """\
-# GENERATED from envoy/{source} by `just envoy-split` (scripts/stack.py split).
+FOUR_MODULES_HEADER = """\
+# GENERATED from envoy/{source} by `./dev envoy-split` (scripts/stack.py split).
 # Do not edit: edit envoy/gateway.yaml and regenerate (a test checks they agree).
-# The same gateway with the filters as one Wasm module (dist/wasm/gateway.wasm):
-# each filter's configuration is a section of the gw.gateway filter's, verbatim.
-# One VM entry per callback instead of four: the cheaper deployment
-# (docs/benchmarks.md).
+# The same gateway with the chain as four Wasm modules (dist/wasm/audit.wasm,
+# identity.wasm, tool_acl.wasm, rate_limit.wasm), for those who want the
+# filters a la carte: each section of the gw.gateway filter's configuration is
+# one filter's, verbatim, with its comments. One module is the cheaper
+# deployment in every cell of BENCHMARKS.md (docs/deployment.md).
 """
 
 # docker-compose.yml: the compose services that serve each cluster of
@@ -67,7 +77,7 @@ COMPOSE_REDIS_CLUSTER = "gw_rate_limit_redis"
 COMPOSE_WEBDIS = ("webdis", 7379)
 
 COMPOSE_HEADER = """\
-# GENERATED from envoy/{source} by `just envoy-split` (scripts/stack.py split).
+# GENERATED from envoy/{source} by `./dev envoy-split` (scripts/stack.py split).
 # Do not edit: edit envoy/gateway.yaml and regenerate (a test checks they agree).
 # The gateway as docker-compose.yml runs it: upstreams are the compose services
 # (STRICT_DNS on their names), and the rate limit shares its windows through
@@ -76,7 +86,8 @@ COMPOSE_HEADER = """\
 
 
 def compose_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """gateway.yaml (four modules) for the docker-compose network."""
+    """A four-module config for the docker-compose network (split_files
+    rewrites the result as one module for the default)."""
     cfg = copy.deepcopy(cfg)
     clusters = cfg["static_resources"]["clusters"]
     for cluster in clusters:
@@ -111,21 +122,38 @@ def compose_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the filters' configurations, with their comments)
+    as literal blocks, readable as written, instead of quoted lines."""
+
+
+def _str(dumper: yaml.SafeDumper, s: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(cfg: dict[str, Any]) -> str:
+    return yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, width=120)
+
+
 def split_files() -> dict[Path, str]:
+    """Every generated file under envoy/ -> its text."""
     base = load_config(ENVOY_DIR / "gateway.yaml")
     out = {}
     variants = {"gateway.yaml": base}
     for keep in ("mcp", "a2a"):
         cfg = split_config(base, keep)
         variants[f"{keep}-only.yaml"] = cfg
-        text = SPLIT_HEADER.format(what=keep.upper()) + yaml.safe_dump(cfg, sort_keys=False)
-        out[ENVOY_DIR / f"{keep}-only.yaml"] = text
+        out[ENVOY_DIR / f"{keep}-only.yaml"] = SPLIT_HEADER.format(what=keep.upper()) + dump(cfg)
     for name, cfg in variants.items():
-        text = ONE_MODULE_HEADER.format(source=name) + yaml.safe_dump(one_module_config(cfg), sort_keys=False)
-        out[ENVOY_DIR / "one-module" / name] = text
+        out[ENVOY_DIR / "four-modules" / name] = FOUR_MODULES_HEADER.format(source=name) + dump(four_module_config(cfg))
+    # compose_config edits the rate limit's and the tool ACL's configurations
+    # as text: on the four-module form, where each is a whole configuration
+    compose = compose_config(four_module_config(base))
     out[ENVOY_DIR / "compose" / "gateway.yaml"] = (COMPOSE_HEADER.format(source="gateway.yaml")
-                                                   + yaml.safe_dump(compose_config(base), sort_keys=False))
-    out[ENVOY_DIR / "compose" / "one-module.yaml"] = (
-        COMPOSE_HEADER.format(source="one-module/gateway.yaml")
-        + yaml.safe_dump(one_module_config(compose_config(base)), sort_keys=False))
+                                                   + dump(one_module_config(compose)))
+    out[ENVOY_DIR / "compose" / "four-modules.yaml"] = (
+        COMPOSE_HEADER.format(source="four-modules/gateway.yaml") + dump(compose))
     return out

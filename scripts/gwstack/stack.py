@@ -44,6 +44,8 @@ class Stack:
     backends:        which example backends to run: "mcp", "a2a", "audit" (the audit
                      collector); default: those whose cluster is in the config
     audit_collector_args: extra flags for examples/audit_collector (e.g. "--delay-ms", "50")
+    deployment:      "one" (gateway.wasm) | "four" (four filters) | "as-is"; default: one
+                     module unless GW_FOUR_MODULES=1 (render_config)
 
     Adding a process of your own (e.g. a token-introspection or audit-sink
     server that a new cluster in gateway.yaml points at):
@@ -69,6 +71,7 @@ class Stack:
     envoy_log_level: str = "info"
     component_log_level: str = "wasm:debug"
     patch: Callable[[dict[str, Any]], None] | None = None
+    deployment: str | None = None
     start_timeout: float = 60.0
     a2a_stream_steps: int = 3
 
@@ -178,6 +181,7 @@ class Stack:
             wasm_dir=self.wasm_dir,
             filter_configs=self.filter_configs,
             patch=self.patch,
+            deployment=self.deployment,
         )
         self.rendered = write_config(cfg, self.run_dir / "envoy.yaml")
 
