@@ -24,23 +24,23 @@ default:
 # ---------------------------------------------------------------- main entry points
 
 # Start the demo gateway: backends + Envoy on https://localhost:8443 (Ctrl-C stops).
-# It runs the one module (gateway.wasm), the cheaper deployment in every cell of
-# BENCHMARKS.md; GW_ONE_MODULE=0 ./dev demo runs the four modules instead.
+# It runs envoy/gateway.yaml, one module (gateway.wasm), the cheaper deployment in
+# every cell of BENCHMARKS.md; GW_FOUR_MODULES=1 ./dev demo runs the four modules.
 [group('run')]
 demo workers="2": build
-    GW_ONE_MODULE="${GW_ONE_MODULE:-1}" {{python}} scripts/stack.py demo --workers {{workers}}
+    {{python}} scripts/stack.py demo --workers {{workers}}
 
 # Against the running demo: allowed, denied, limited, refused and A2A traffic with the official clients, then its audit events.
 [group('run')]
 walkthrough *args:
     {{python}} scripts/walkthrough.py {{args}}
 
-# Everything CI runs: lint, Rust unit tests, wasm build, Envoy validation + end-to-end pytest (four modules, then one).
+# Everything CI runs: lint, Rust unit tests, wasm build, Envoy validation + end-to-end pytest (one module, then four).
 [group('test')]
 test *pytest_args: lint unit build
-    GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
-    @echo "== the same end-to-end tests against the one-module chain (gateway.wasm)"
-    GW_ONE_MODULE=1 GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
+    GW_FOUR_MODULES=0 GW_ONE_MODULE=1 GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
+    @echo "== the same end-to-end tests against the four modules (audit, identity, tool_acl, rate_limit .wasm)"
+    GW_FOUR_MODULES=1 GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
 
 # The A2A TCK (a2a-tck 1.0-dev) against the example agent direct and through the gateway, compared test by test (docs/a2a.md).
 [group('test')]
@@ -150,10 +150,10 @@ unit:
 e2e *pytest_args: build
     GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
 
-# The end-to-end tests with every config rendered as one module (gateway.wasm; GW_ONE_MODULE=1).
+# The end-to-end tests with every config rendered as four modules (GW_FOUR_MODULES=1; `e2e` runs the one module).
 [group('test')]
-e2e-one-module *pytest_args: build
-    GW_ONE_MODULE=1 GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
+e2e-four-modules *pytest_args: build
+    GW_FOUR_MODULES=1 GW_SKIP_BUILD=1 {{pytest}} {{pytest_args}}
 
 # The official MCP conformance suite against the reference server, direct and through the shipped gateway, compared check by check (not in `test`; docs/mcp.md).
 [group('test')]
@@ -170,7 +170,7 @@ validate: build
 fmt:
     cargo fmt --all
 
-# Regenerate envoy/mcp-only.yaml and envoy/a2a-only.yaml from envoy/gateway.yaml.
+# Regenerate every config generated from envoy/gateway.yaml: {mcp,a2a}-only.yaml, compose/*, four-modules/*.
 [group('dev')]
 envoy-split:
     {{python}} scripts/stack.py split

@@ -53,8 +53,7 @@ def ensure_tck(tck_dir: Path, git_url: str, venv: Path) -> Path:
 
 
 def relaxed_rate_limit() -> str:
-    cfg = stack_mod.load_config(stack_mod.ENVOY_DIR / "gateway.yaml")
-    rl = yaml.safe_load(stack_mod.wasm_filters(cfg)["gw_rate_limit"]["configuration"]["value"])
+    rl = yaml.safe_load(stack_mod.filter_configuration(stack_mod.ENVOY_DIR / "gateway.yaml", "gw_rate_limit"))
     for limit in rl["limits"]:
         limit["maxRequests"] = 100_000
         limit.pop("burstAllowance", None)

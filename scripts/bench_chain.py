@@ -59,7 +59,7 @@ from typing import Any, Callable
 import yaml
 
 from bench_audit import upstream_config  # noqa: E402  (the buffering upstream Envoy)
-from gwstack import ROOT, Stack, envoy_binary, free_port, load_config, one_module_config, tail  # noqa: E402
+from gwstack import ROOT, Stack, envoy_binary, free_port, one_module_config, tail  # noqa: E402
 
 # The empty Wasm filter (filters/noop), built by `just bench-chain`.
 NOOP_WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "gw_noop.wasm"
@@ -192,9 +192,9 @@ def rotate_lua(header: str, values: list[str]) -> str:
 
 def identity_with_agents(agents: list[tuple[str, str]]) -> dict[str, Any]:
     """The shipped gw_identity configuration plus the generated static agents."""
-    from gwstack import wasm_filters
+    from gwstack import filter_configuration
 
-    conf = yaml.safe_load(wasm_filters(load_config("envoy/gateway.yaml"))["gw_identity"]["configuration"]["value"])
+    conf = yaml.safe_load(filter_configuration("envoy/gateway.yaml", "gw_identity"))
     method = next(m for m in conf["authMethods"] if m["type"] == "apiKey")
     method["agents"] = method.get("agents", []) + [
         {"id": aid, "name": aid, "owner": "bench", "keySha256": hashlib.sha256(key.encode()).hexdigest()}
@@ -204,9 +204,9 @@ def identity_with_agents(agents: list[tuple[str, str]]) -> dict[str, Any]:
 
 def raised_rate_limit() -> str:
     """The shipped gw_rate_limit configuration with every limit raised (RAISED_LIMIT)."""
-    from gwstack import wasm_filters
+    from gwstack import filter_configuration
 
-    text = wasm_filters(load_config("envoy/gateway.yaml"))["gw_rate_limit"]["configuration"]["value"]
+    text = filter_configuration("envoy/gateway.yaml", "gw_rate_limit")
     out = []
     for line in text.splitlines():
         for key, value in RAISED_LIMIT.items():
@@ -301,6 +301,8 @@ def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path)
         "envoy_log_level": args.log_level, "component_log_level": f"wasm:{args.log_level}",
         "patch": spec.get("patch"),
         "wasm_dir": args.wasm_dir,
+        # each scenario names its filters: never the harness's default deployment
+        "deployment": "one" if spec.get("one_module") else "four",
     }
     agents = bench_agents(args.agents)
     if spec.get("native_key"):

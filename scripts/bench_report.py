@@ -150,6 +150,7 @@ def gateway_run(gw: str, shape: str, transport: str, body: str, args: argparse.N
         else:
             kw["filter_configs"]["gw_rate_limit"] = bc.raised_rate_limit()
         kw["patch"] = compose(tls, bc.to_one_module if gw == "one-module" else None)
+        kw["deployment"] = "one" if gw == "one-module" else "four"
     s = Stack(**kw)
     run_dir.mkdir(parents=True, exist_ok=True)
     up_cfg = run_dir / "upstream.yaml"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak: a bounded run of mixed MCP and A2A traffic from many agents through
-the shipped config (envoy/gateway.yaml; --one-module or GW_ONE_MODULE=1 for
-envoy/one-module), then checks and prints the figures. Not in CI, not in
+the shipped config (envoy/gateway.yaml, one module; --four-modules or
+GW_FOUR_MODULES=1 for its four-module form), then checks and prints the figures. Not in CI, not in
 `./dev test`: `./dev soak [--duration 300] [--rate 1200] [--agents 150]`.
 
 What runs (loopback only, free ports, everything stopped at the end):
@@ -91,8 +91,7 @@ def agents(n: int) -> list[dict[str, str]]:
 
 def identity_config(extra: list[dict[str, str]]) -> str:
     """The shipped identity section with the soak agents added as static agents."""
-    shipped = stack_mod.load_config(ROOT / "envoy" / "gateway.yaml")
-    conf = yaml.safe_load(stack_mod.wasm_filters(shipped)["gw_identity"]["configuration"]["value"])
+    conf = yaml.safe_load(stack_mod.filter_configuration(ROOT / "envoy" / "gateway.yaml", "gw_identity"))
     api = next(m for m in conf["authMethods"] if m["type"] == "apiKey")
     api["agents"] = list(api.get("agents", [])) + [
         {"id": a["id"], "name": a["id"], "owner": "soak", "keySha256": hashlib.sha256(a["key"].encode()).hexdigest()}
@@ -317,11 +316,10 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=96)
     ap.add_argument("--workers", type=int, default=2, help="Envoy --concurrency")
     ap.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples")
-    ap.add_argument("--one-module", action="store_true", help="envoy/one-module form (gateway.wasm)")
+    ap.add_argument("--four-modules", action="store_true", help="the four-module form (envoy/four-modules/)")
     args = ap.parse_args()
-    if args.one_module:
-        stack_mod.ONE_MODULE = True
-    deployment = "one module (gateway.wasm)" if stack_mod.ONE_MODULE else "four modules"
+    four = args.four_modules or stack_mod.FOUR_MODULES
+    deployment = "four modules" if four else "one module (gateway.wasm)"
 
     run_dir = ROOT / ".run" / f"soak-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -335,7 +333,7 @@ def main() -> int:
               filter_configs={"gw_identity": identity_config(soak_agents)},
               # the last --out wins: no 300k-line events file, only the eventId counts
               audit_collector_args=("--count-only", "--out", "-"),
-              envoy_log_level="warn", component_log_level="wasm:warn")
+              envoy_log_level="warn", component_log_level="wasm:warn", deployment="four" if four else "one")
     s.add_process("soak_upstream", [envoy_binary(), "-c", str(up_cfg), "--concurrency", "1",
                                     "--disable-hot-restart", "--log-level", "warn"],
                   ready_url=f"http://127.0.0.1:{up_admin}/ready")

@@ -25,7 +25,7 @@ import yaml
 
 import gwstack as stack_mod
 from conftest import DEMO_KEYS, ROOT, Gateway
-from gwstack import Stack, walk_dicts, wasm_filters
+from gwstack import Stack, walk_dicts
 from gwstack.support import MCP_HEADERS, TEST_IDENTITY_HEADER, identity_from_header
 
 
@@ -66,8 +66,7 @@ def inject_test_identity(cfg: dict[str, Any]) -> None:
 
 
 def shipped_acl_config() -> dict[str, Any]:
-    cfg = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
-    return yaml.safe_load(wasm_filters(cfg)["gw_tool_acl"]["configuration"]["value"])
+    return yaml.safe_load(stack_mod.filter_configuration(ROOT / "envoy" / "gateway.yaml", "gw_tool_acl"))
 
 
 class AclGateway(Gateway):
@@ -272,8 +271,7 @@ def recorder(gw: Gateway) -> Callable[[], list[dict[str, Any]]]:
 
 
 def tool_acl_config(**a2a: Any) -> str:
-    cfg = stack_mod.load_config(stack_mod.ENVOY_DIR / "gateway.yaml")
-    acl = yaml.safe_load(stack_mod.wasm_filters(cfg)["gw_tool_acl"]["configuration"]["value"])
+    acl = yaml.safe_load(stack_mod.filter_configuration(stack_mod.ENVOY_DIR / "gateway.yaml", "gw_tool_acl"))
     acl["a2a"].update(a2a)
     return yaml.safe_dump(acl)
 

@@ -89,8 +89,7 @@ def add_stand_in_filters(cfg: dict[str, Any], access_log: Path | None = None) ->
 
 
 def gateway_audit_config() -> str:
-    cfg = stack_mod.load_config("envoy/gateway.yaml")
-    return stack_mod.wasm_filters(cfg)["gw_audit"]["configuration"]["value"]
+    return stack_mod.filter_configuration("envoy/gateway.yaml", "gw_audit")
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -186,13 +185,15 @@ def tools_call(name: str, arguments: dict[str, Any], i: int = 1) -> dict[str, An
 def test_sender_and_filter_name_the_same_destination() -> None:
     """gateway.yaml carries logDestination twice (recipe block in the filter,
     delivery settings in the sender): they must not drift apart."""
-    cfg = stack_mod.load_config("envoy/gateway.yaml")
-    plugins = stack_mod.wasm_filters(cfg)
-    filt = yaml.safe_load(plugins["gw_audit"]["configuration"]["value"])
-    send = yaml.safe_load(plugins["gw_audit_sender"]["configuration"]["value"])
-    assert send["role"] == "sender"
-    assert filt["logDestination"] == send["logDestination"]
-    assert plugins["gw_audit_sender"]["vm_config"]["vm_id"] == plugins["gw_audit"]["vm_config"]["vm_id"]
+    for config in ("envoy/gateway.yaml", "envoy/four-modules/gateway.yaml"):
+        filt = yaml.safe_load(stack_mod.filter_configuration(config, "gw_audit"))
+        send = yaml.safe_load(stack_mod.filter_configuration(config, "gw_audit_sender"))
+        assert send["role"] == "sender"
+        assert filt["logDestination"] == send["logDestination"]
+        # the sender runs in the filter's VM (its queue is that VM's)
+        plugins = stack_mod.wasm_filters(stack_mod.load_config(config))
+        vm = stack_mod.GATEWAY_VM if config == "envoy/gateway.yaml" else "gw_audit"
+        assert plugins["gw_audit_sender"]["vm_config"]["vm_id"] == plugins[vm]["vm_config"]["vm_id"] == vm
     services = [b["typed_config"] for b in cfg["bootstrap_extensions"] if b["name"] == "envoy.bootstrap.wasm"]
     assert services and services[0]["singleton"] is True
 

@@ -16,7 +16,7 @@ import httpx
 import yaml
 
 from conftest import Gateway
-from gwstack import ROOT, wasm_filters
+from gwstack import ROOT, filter_configuration
 from gwstack.support import run
 
 CLIENTS = ROOT / "examples" / "clients"
@@ -75,8 +75,7 @@ def test_recipe_registration_points_at_the_gateway(gateway: Gateway) -> None:
     is the one the shipped identity filter reads, and every registered tool is
     served behind it with the registered schema."""
     reg = json.loads((CLIENTS / "mcp-registration.json").read_text())["mcpServer"]
-    identity = yaml.safe_load(wasm_filters(yaml.safe_load((ROOT / "envoy/gateway.yaml").read_text()))
-                              ["gw_identity"]["configuration"]["value"])
+    identity = yaml.safe_load(filter_configuration(ROOT / "envoy/gateway.yaml", "gw_identity"))
     assert reg["authentication"] == {"type": "apiKey", "header": identity["authMethods"][0]["headerName"]}
     assert urlsplit(reg["endpoint"]).path == "/mcp"
 

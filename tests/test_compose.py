@@ -116,7 +116,7 @@ def test_every_mounted_path_and_build_input_exists(wasm_built: Path) -> None:
     assert (ROOT / "deploy" / "webdis.json").is_file()
 
 
-@pytest.mark.parametrize("env", [{}, {"GATEWAY_CONFIG": "one-module.yaml"}], ids=["four-modules", "one-module"])
+@pytest.mark.parametrize("env", [{}, {"GATEWAY_CONFIG": "four-modules.yaml"}], ids=["one-module", "four-modules"])
 def test_gateway_runs_a_generated_validated_config(env: dict[str, str]) -> None:
     assert gateways(), "no envoyproxy/envoy service"
     for name, s in gateways().items():
@@ -139,7 +139,7 @@ def test_compose_configs_are_generated_from_gateway_yaml() -> None:
     want = {p: t for p, t in stack_mod.split_files().items() if p.parent.name == "compose"}
     assert set(want) == set(COMPOSE_CONFIGS)
     for path, text in want.items():
-        assert path.read_text() == text, f"{path.name} is stale: run `just envoy-split`"
+        assert path.read_text() == text, f"{path.name} is stale: run `./dev envoy-split`"
 
 
 @pytest.mark.timeout(180)
@@ -299,8 +299,8 @@ def test_func_e_steps_of_the_readme(wasm_built: Path) -> None:
     assert f"/{use.group(1)}/" in version, version
     stack_mod.generate_certs(ROOT / ".run" / "certs")
     config = run.group(1)
-    if stack_mod.ONE_MODULE:
-        config = "envoy/one-module/" + Path(config).name
+    if stack_mod.FOUR_MODULES:
+        config = "envoy/four-modules/" + Path(config).name
     proc = subprocess.run([stack_mod.envoy_binary(), "--mode", "validate", "-c", config, "--disable-hot-restart",
                            "--log-level", "warn"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -35,8 +35,9 @@ def test_underscore_spelling_of_a_verified_header_is_refused(gateway: Gateway) -
 
 
 @pytest.mark.parametrize("name", ["gateway.yaml", "mcp-only.yaml", "a2a-only.yaml",
-                                  "one-module/gateway.yaml", "one-module/mcp-only.yaml",
-                                  "one-module/a2a-only.yaml"])
+                                  "four-modules/gateway.yaml", "four-modules/mcp-only.yaml",
+                                  "four-modules/a2a-only.yaml", "compose/gateway.yaml",
+                                  "compose/four-modules.yaml"])
 def test_shipped_configs_bound_requests_and_streams(name: str) -> None:
     cfg = yaml.safe_load((ROOT / "envoy" / name).read_text())
     hcms = []

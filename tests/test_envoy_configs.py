@@ -11,7 +11,7 @@ import yaml
 
 import gwstack as stack_mod
 
-CONFIGS = sorted((stack_mod.ENVOY_DIR).glob("*.yaml")) + sorted((stack_mod.ENVOY_DIR / "one-module").glob("*.yaml"))
+CONFIGS = sorted((stack_mod.ENVOY_DIR).glob("*.yaml")) + sorted((stack_mod.ENVOY_DIR / "four-modules").glob("*.yaml"))
 
 
 def _id(p: Path) -> str:
@@ -20,8 +20,8 @@ def _id(p: Path) -> str:
 
 def test_there_are_configs() -> None:
     names = {_id(p) for p in CONFIGS}
-    assert {"gateway.yaml", "mcp-only.yaml", "a2a-only.yaml", "one-module/gateway.yaml",
-            "one-module/mcp-only.yaml", "one-module/a2a-only.yaml"} <= names
+    assert {"gateway.yaml", "mcp-only.yaml", "a2a-only.yaml", "four-modules/gateway.yaml",
+            "four-modules/mcp-only.yaml", "four-modules/a2a-only.yaml"} <= names
 
 
 @pytest.mark.timeout(180)
@@ -51,8 +51,43 @@ def test_validate_rejects_a_broken_wasm(wasm_built: Path, run_root: Path, tmp_pa
 
 
 def test_split_configs_are_up_to_date() -> None:
-    for path, text in stack_mod.split_files().items():
-        assert path.read_text() == text, f"{path.name} is stale: run `just envoy-split`"
+    """Every generated file under envoy/ is what `./dev envoy-split` writes
+    now, and nothing else is there: gateway.yaml is the only hand-written one."""
+    files = stack_mod.split_files()
+    for path, text in files.items():
+        assert path.exists() and path.read_text() == text, f"{path} is stale: run `./dev envoy-split`"
+    on_disk = set(stack_mod.ENVOY_DIR.glob("**/*.yaml"))
+    assert on_disk == set(files) | {stack_mod.ENVOY_DIR / "gateway.yaml"}, sorted(map(_id, on_disk))
+
+
+def test_the_two_deployments_are_one_config() -> None:
+    """The rewrites between one module and four lose nothing: each config is
+    the one-module form of its four-module form, byte for byte in each
+    section (comments included), so the harness, which applies the tests'
+    patches to four filters and renders one module, runs the shipped file."""
+    for path in stack_mod.ENVOY_DIR.glob("**/*.yaml"):
+        cfg = stack_mod.load_config(path)
+        four = stack_mod.four_module_config(cfg)
+        assert stack_mod.GATEWAY_VM not in stack_mod.wasm_filters(four), _id(path)
+        assert stack_mod.one_module_config(four) == stack_mod.one_module_config(cfg), _id(path)
+        if stack_mod.GATEWAY_VM in stack_mod.wasm_filters(cfg):
+            assert stack_mod.one_module_config(four) == cfg, _id(path)
+            rendered = stack_mod.render_config(path, deployment="one")
+            assert rendered["static_resources"]["listeners"][0]["filter_chains"][0]["filters"] == \
+                stack_mod.render_config(cfg, deployment="as-is")["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+    # every section's comments reach the four-module files
+    shipped = (stack_mod.ENVOY_DIR / "gateway.yaml").read_text()
+    four_text = (stack_mod.ENVOY_DIR / "four-modules" / "gateway.yaml").read_text()
+    for line in ("# Define which agents can invoke which tools", "# The recipe's policies/agent-rate-limit.yaml"):
+        assert line in shipped and line in four_text, line
+
+
+def test_four_module_rewrite_refuses_an_unknown_section() -> None:
+    cfg = stack_mod.load_config(stack_mod.ENVOY_DIR / "gateway.yaml")
+    plugin = stack_mod.wasm_filters(cfg)[stack_mod.GATEWAY_VM]
+    plugin["configuration"]["value"] += "toolAcls: {}\n"
+    with pytest.raises(ValueError, match="toolAcls"):
+        stack_mod.four_module_config(cfg)
 
 
 def _filters(cfg: dict) -> list[str]:
@@ -69,10 +104,10 @@ def test_filter_chain_order_and_policy(config: Path) -> None:
     sections = ["audit:", "identity:", "toolAcl:", "rateLimit:"]
     # Every instance keeps the tool ACL stage: on the A2A one it applies the
     # `a2a:` section (access rules, task isolation, version pinning).
-    if config.parent.name == "one-module":
+    if config.parent.name != "four-modules":
         assert _filters(cfg) == ["gw.gateway", affinity, "envoy.filters.http.router"]
         text = stack_mod.wasm_filters(cfg)["gw_gateway"]["configuration"]["value"]
-        assert [line for line in text.splitlines() if line and not line.startswith(" ")] == sections
+        assert [line for line in text.splitlines() if line and line[0] not in " #"] == sections
     else:
         assert _filters(cfg) == chain
     for vm_id, plugin in stack_mod.wasm_filters(cfg).items():
@@ -98,22 +133,25 @@ def test_streaming_timeouts(config: Path) -> None:
 
 
 def test_the_module_lists_agree() -> None:
-    """The filter/module list is kept in three places that cannot read one
-    another (the justfile's build loop, the Cargo workspace, the harness's
-    FILTERS): they must name the same modules, or a module would be built
-    but never loaded, or loaded but never rebuilt."""
+    """One list of modules: the packages under filters/wasm/. The Cargo
+    workspace globs them, the justfile and the harness read them
+    (gwstack.modules): no hand-kept copy of the list is left to drift."""
     import re
     import tomllib
 
     just = (stack_mod.ROOT / "justfile").read_text()
-    modules = re.search(r'^modules := "([^"]*)"', just, re.M).group(1).split()
-    crates = re.search(r'^wasm_crates := "([^"]*)"', just, re.M).group(1).split()
+    assert re.search(r'^wasm_crates := `\.venv/bin/python scripts/gwstack/modules\.py crates`$', just, re.M)
+    assert re.search(r'^modules := `\.venv/bin/python scripts/gwstack/modules\.py modules`$', just, re.M)
     workspace = tomllib.loads((stack_mod.ROOT / "Cargo.toml").read_text())["workspace"]["members"]
-    wasm_dirs = sorted(m for m in workspace if m.startswith("filters/wasm/"))
+    assert "filters/wasm/*" in workspace and not [m for m in workspace if m.startswith("filters/wasm/") and m != "filters/wasm/*"]
     built = {}
-    for d in wasm_dirs:
-        manifest = tomllib.loads((stack_mod.ROOT / d / "Cargo.toml").read_text())
-        built[manifest["package"]["name"]] = manifest["lib"]["name"]
-    assert sorted(crates) == sorted(built), (crates, built)
-    assert sorted(modules) == sorted(built.values()), (modules, built)
-    assert sorted(f"{m}.wasm" for m in modules) == sorted(stack_mod.FILTERS.values())
+    for manifest in sorted((stack_mod.ROOT / "filters" / "wasm").glob("*/Cargo.toml")):
+        data = tomllib.loads(manifest.read_text())
+        built[data["package"]["name"]] = data["lib"]["name"]
+    assert set(built.values()) >= {"audit", "identity", "tool_acl", "rate_limit", "gateway"}, built
+    from gwstack.modules import wasm_modules
+
+    assert wasm_modules() == built
+    assert sorted(stack_mod.FILTERS.values()) == sorted(f"{m}.wasm" for m in built.values())
+    # the one-module sections are the other modules
+    assert sorted(stack_mod.GATEWAY_SECTIONS.values()) == ["audit", "identity", "rateLimit", "toolAcl"]

@@ -1,5 +1,5 @@
 """Faults end to end: stock Envoy with the shipped config (envoy/gateway.yaml,
-or its one-module form under GW_ONE_MODULE=1), the example backends, and one
+one module, or its four-module form under GW_FOUR_MODULES=1), the example backends, and one
 dependency at a time made to fail: the identity validation service and the
 token introspection endpoint (down, slow, 5xx, garbage, wrong JSON types,
 huge answers), Redis / webdis behind the Redis-backed rate limit (killed,

@@ -350,22 +350,17 @@ def test_token_for_another_resource_is_401_and_never_reaches_mcp(gw: Gateway, se
     assert gw.upstream_stats()["tools"].get("whoami", 0) == before + 1
 
 
-SHIPPED_CONFIGS = sorted((ROOT / "envoy").glob("*.yaml")) + sorted((ROOT / "envoy" / "one-module").glob("*.yaml"))
+SHIPPED_CONFIGS = sorted((ROOT / "envoy").glob("**/*.yaml"))
 
 
 def test_every_shipped_config_requires_the_gateway_audience() -> None:
-    """Every shipped config (four modules and one module) names its RFC 9728
-    resource as the audience bearer tokens must carry."""
+    """Every shipped config (one module, four modules, compose) names its
+    RFC 9728 resource as the audience bearer tokens must carry."""
     import yaml
 
-    assert len(SHIPPED_CONFIGS) == 6, SHIPPED_CONFIGS
+    assert len(SHIPPED_CONFIGS) == 8, SHIPPED_CONFIGS
     for path in SHIPPED_CONFIGS:
-        cfg = yaml.safe_load(path.read_text())
-        plugins = stack_mod.wasm_filters(cfg)
-        if "gw_identity" in plugins:
-            conf = yaml.safe_load(plugins["gw_identity"]["configuration"]["value"])
-        else:
-            conf = yaml.safe_load(plugins["gw_gateway"]["configuration"]["value"])["identity"]
+        conf = yaml.safe_load(stack_mod.filter_configuration(path, "gw_identity"))
         [oauth] = [m for m in conf["authMethods"] if m["type"] == "oauth2ClientCredentials"]
         assert oauth["resource"] == RESOURCE, path
         assert oauth["audiences"] == [oauth["resource"]], path
@@ -374,8 +369,8 @@ def test_every_shipped_config_requires_the_gateway_audience() -> None:
 @pytest.mark.timeout(120)
 def test_config_without_audiences_is_refused_at_load(wasm_built: Path, run_root: Path, tmp_path: Path) -> None:
     """Envoy refuses an identity config with bearer tokens and no audiences,
-    and says which key and why (both deployments: GW_ONE_MODULE renders the
-    gateway section)."""
+    and says which key and why (both deployments: one module unless
+    GW_FOUR_MODULES=1)."""
     import subprocess
 
     import yaml

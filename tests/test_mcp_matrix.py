@@ -4,7 +4,7 @@ The matrix: transport revision × (tools/list filtered, allowed, denied,
 limited, audited), with the official Python SDK client (mcp 2.3.0) and the
 example server (the SDK's server) through the shipped envoy/gateway.yaml,
 in both deployments (`./dev test` runs every file twice, the second time
-with GW_ONE_MODULE=1).
+with GW_FOUR_MODULES=1).
 
 How each revision is spoken, with one installed SDK (pinning an SDK of each
 era in its own venv would cost minutes per run for no more coverage of the

@@ -90,8 +90,7 @@ def tool_acl_without_a2a() -> str:
 
     import gwstack as stack_mod
 
-    cfg = stack_mod.load_config(stack_mod.ENVOY_DIR / "gateway.yaml")
-    acl = yaml.safe_load(stack_mod.wasm_filters(cfg)["gw_tool_acl"]["configuration"]["value"])
+    acl = yaml.safe_load(stack_mod.filter_configuration(stack_mod.ENVOY_DIR / "gateway.yaml", "gw_tool_acl"))
     acl.pop("a2a")
     return yaml.safe_dump(acl)
 

@@ -1,4 +1,4 @@
-"""End to end through stock Envoy + the four Wasm filters, over TLS, with the
+"""End to end through stock Envoy + our Wasm filters, over TLS, with the
 official SDK clients. These tests do not depend on any policy: they must pass
 whatever the filters are configured to allow by default (add credentials via
 the `default_headers` fixture once identity enforces them)."""
@@ -26,8 +26,8 @@ RECIPE_TOOLS = {
 
 
 def test_all_four_wasm_filters_are_loaded(gateway: Gateway) -> None:
-    """Fails if Envoy were running without one of our filters (four modules,
-    or the one-module chain with its four sections under GW_ONE_MODULE=1)."""
+    """Fails if Envoy were running without one of our filters (the one-module
+    chain with its four sections, or the four modules under GW_FOUR_MODULES=1)."""
     dump = json.loads(gateway.admin("/config_dump?resource=static_listeners"))
     text = json.dumps(dump)
     vm_ids = ("gw_gateway",) if ONE_MODULE else ("gw_audit", "gw_identity", "gw_tool_acl", "gw_rate_limit")

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import DEMO_KEYS, ROOT, Gateway
-from gwstack import wasm_filters
+from gwstack import filter_configuration
 from gwstack.support import MCP_HEADERS
 
 pytestmark = pytest.mark.timeout(120)
@@ -162,8 +162,7 @@ def test_h1_chunked_trailers_do_not_release_a_denied_call(gateway: Gateway) -> N
 def test_h2_trailers_are_counted_by_the_rate_limit(start_stack: Any) -> None:
     """Every call that ends in trailers takes its slot: a 3-per-window limit
     admits exactly 3 of 6, and only those reach the upstream."""
-    cfg = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
-    rl = yaml.safe_load(wasm_filters(cfg)["gw_rate_limit"]["configuration"]["value"])
+    rl = yaml.safe_load(filter_configuration(ROOT / "envoy" / "gateway.yaml", "gw_rate_limit"))
     for limit in rl["limits"]:
         limit["maxRequests"] = 3
         limit.pop("burstAllowance", None)

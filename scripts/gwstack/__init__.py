@@ -40,7 +40,7 @@ render, one_module, split (the generated configs), processes (Proc), stack
 from .certs import generate_certs
 from .layout import (BACKEND_CLUSTERS, DEFAULT_PORTS, ENVOY_DIR, FILTERS, FOUR_MODULES, GATEWAY_SECTIONS,
                      GATEWAY_VM, MODULES, ONE_MODULE, PYTHON, ROOT, WASM_DIR)
-from .one_module import four_module_config, one_module_config
+from .one_module import filter_configuration, four_module_config, one_module_config
 from .processes import Proc
 from .render import render_config, write_config
 from .split import (COMPOSE_REDIS_CLUSTER, COMPOSE_UPSTREAMS, COMPOSE_WEBDIS, compose_config, split_config,
@@ -52,7 +52,7 @@ from .yamltree import load_config, walk_dicts, wasm_filters
 __all__ = [
     "BACKEND_CLUSTERS", "COMPOSE_REDIS_CLUSTER", "COMPOSE_UPSTREAMS", "COMPOSE_WEBDIS", "DEFAULT_PORTS",
     "ENVOY_DIR", "FILTERS", "FOUR_MODULES", "GATEWAY_SECTIONS", "GATEWAY_VM", "MODULES", "ONE_MODULE", "PYTHON",
-    "ROOT", "WASM_DIR", "Proc", "Stack", "StackError", "compose_config", "envoy_binary", "four_module_config",
+    "ROOT", "WASM_DIR", "Proc", "Stack", "StackError", "compose_config", "envoy_binary", "filter_configuration", "four_module_config",
     "free_port", "generate_certs",
     "http_ok", "load_config", "one_module_config", "port_is_free", "render_config", "split_config",
     "split_files", "tail", "validate", "walk_dicts", "wasm_filters", "write_config",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .layout import GATEWAY_SECTIONS, GATEWAY_VM
-from .yamltree import walk_dicts
+from .yamltree import load_config, walk_dicts, wasm_filters
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
@@ -193,3 +193,13 @@ def four_module_config(cfg: dict[str, Any]) -> dict[str, Any]:
             local["filename"] = str(Path(local["filename"]).with_name(vm_id[len("gw_"):] + ".wasm"))
             plugin["configuration"]["value"] = text
     return cfg
+
+
+def filter_configuration(src: str | Path | dict[str, Any], vm_id: str) -> str:
+    """The configuration text of one filter (gw_identity, gw_audit_sender, ...)
+    in a config of either deployment: its section, for a one-module config."""
+    cfg = src if isinstance(src, dict) else load_config(src)
+    plugins = wasm_filters(four_module_config(cfg))
+    if vm_id not in plugins:
+        raise KeyError(f"no wasm filter {vm_id!r} in config (have {sorted(plugins)})")
+    return str(plugins[vm_id]["configuration"]["value"])

@@ -22,7 +22,7 @@ import httpx
 from .layout import PYTHON, ROOT
 from .processes import Proc
 from .util import free_port, http_ok, tail
-from .yamltree import wasm_filters
+from .one_module import filter_configuration
 
 # Headers a raw (non-SDK) Streamable HTTP MCP request carries.
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
@@ -88,8 +88,7 @@ def shipped_identity() -> dict[str, Any]:
     """envoy/gateway.yaml's identity block, as shipped."""
     import yaml
 
-    gateway = yaml.safe_load((ROOT / "envoy" / "gateway.yaml").read_text())
-    return yaml.safe_load(wasm_filters(gateway)["gw_identity"]["configuration"]["value"])
+    return yaml.safe_load(filter_configuration(ROOT / "envoy" / "gateway.yaml", "gw_identity"))
 
 
 def identity_config(validation_timeout_ms: int = VALIDATION_TIMEOUT_MS, **top: Any) -> str:
