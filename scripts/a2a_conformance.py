@@ -106,7 +106,7 @@ def main() -> int:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GW_TCK_")}
 
     port = free_port()
-    direct = subprocess.Popen([PYTHON, "examples/a2a_agent/agent.py", "--port", str(port)], cwd=ROOT,
+    direct = subprocess.Popen([PYTHON, "-m", "examples.a2a_agent.agent", "--port", str(port)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stack = Stack(config="envoy/gateway.yaml", backends=("a2a",), run_dir=args.out / "stack",
                   filter_configs={"gw_rate_limit": relaxed_rate_limit()})

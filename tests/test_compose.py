@@ -198,7 +198,7 @@ def compose_replicas(wasm_built: Path, run_root: Path) -> Iterator[tuple[list[St
 
     store = RedisStore(run_root / "compose-redis").start()
     mcp_ports = [free_port(), free_port()]
-    servers = [stack_mod.Proc(f"mcp-server-{i}", [stack_mod.PYTHON, "examples/mcp_server/server.py", "--port", str(p)],
+    servers = [stack_mod.Proc(f"mcp-server-{i}", [stack_mod.PYTHON, "-m", "examples.mcp_server.server", "--port", str(p)],
                               run_root / f"compose-mcp-{i}.log") for i, p in enumerate(mcp_ports)]
     stacks: list[Stack] = []
 

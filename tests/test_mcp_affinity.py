@@ -47,7 +47,7 @@ def gw(wasm_built: Path, run_root: Path) -> Iterator[tuple[AclGateway, dict[str,
     stack = Stack(run_dir=run_root / "mcp_affinity", workers=max(WORKERS, 2), config="envoy/gateway.yaml",
                   patch=patch, backends=("audit",))
     for name, port in ports.items():
-        stack.add_process(name, [PYTHON, "examples/mcp_server/server.py", "--port", str(port), "--stateful",
+        stack.add_process(name, [PYTHON, "-m", "examples.mcp_server.server", "--port", str(port), "--stateful",
                                  "--replica", name], ready_url=f"http://127.0.0.1:{port}/healthz")
     stack.start()
     try:

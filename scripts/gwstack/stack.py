@@ -188,14 +188,14 @@ class Stack:
         if "mcp" in backends:
             port = self.ports["mcp_upstream"]
             self.procs.append(
-                Proc("mcp_server", [PYTHON, "examples/mcp_server/server.py", "--port", str(port)],
+                Proc("mcp_server", [PYTHON, "-m", "examples.mcp_server.server", "--port", str(port)],
                      self.log_path("mcp_server"), ready=lambda p=port: http_ok(f"http://127.0.0.1:{p}/healthz"))
             )
         if "a2a" in backends:
             port = self.ports["a2a_upstream"]
             self.procs.append(
                 Proc("a2a_agent",
-                     [PYTHON, "examples/a2a_agent/agent.py", "--port", str(port),
+                     [PYTHON, "-m", "examples.a2a_agent.agent", "--port", str(port),
                       "--public-url", self.a2a_url, "--stream-steps", str(self.a2a_stream_steps)],
                      self.log_path("a2a_agent"), ready=lambda p=port: http_ok(f"http://127.0.0.1:{p}/healthz"))
             )
