@@ -191,11 +191,12 @@ def test_sender_and_filter_name_the_same_destination() -> None:
         assert send["role"] == "sender"
         assert filt["logDestination"] == send["logDestination"]
         # the sender runs in the filter's VM (its queue is that VM's)
-        plugins = stack_mod.wasm_filters(stack_mod.load_config(config))
+        cfg = stack_mod.load_config(config)
+        plugins = stack_mod.wasm_filters(cfg)
         vm = stack_mod.GATEWAY_VM if config == "envoy/gateway.yaml" else "gw_audit"
         assert plugins["gw_audit_sender"]["vm_config"]["vm_id"] == plugins[vm]["vm_config"]["vm_id"] == vm
-    services = [b["typed_config"] for b in cfg["bootstrap_extensions"] if b["name"] == "envoy.bootstrap.wasm"]
-    assert services and services[0]["singleton"] is True
+        services = [b["typed_config"] for b in cfg["bootstrap_extensions"] if b["name"] == "envoy.bootstrap.wasm"]
+        assert services and services[0]["singleton"] is True
 
 
 @pytest.mark.timeout(60)

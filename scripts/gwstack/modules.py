@@ -9,8 +9,8 @@ gwstack.layout derives the harness's FILTERS from it.
 
 from __future__ import annotations
 
+import re
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -21,12 +21,25 @@ WASM_PACKAGES = ROOT / "filters" / "wasm"
 GATEWAY_MODULE = "gateway"
 
 
+def _table_name(text: str, table: str) -> str:
+    """`name = "..."` of a [table] in a Cargo manifest. A regex, not tomllib:
+    ./dev runs this with whatever python3 made .venv (3.10 has no tomllib),
+    and the manifests under filters/wasm/ are four lines each."""
+    m = re.search(rf'^\[{table}\]\s*$(?:\n(?!\[).*)*?\nname\s*=\s*"([^"]+)"', text, re.M)
+    if not m:
+        raise ValueError(f"no [{table}] name")
+    return m.group(1)
+
+
 def wasm_modules() -> dict[str, str]:
     """Cargo package name -> module name, in directory order."""
     out = {}
     for manifest in sorted(WASM_PACKAGES.glob("*/Cargo.toml")):
-        data = tomllib.loads(manifest.read_text())
-        out[data["package"]["name"]] = data["lib"]["name"]
+        text = manifest.read_text()
+        try:
+            out[_table_name(text, "package")] = _table_name(text, "lib")
+        except ValueError as e:
+            raise SystemExit(f"{manifest}: {e}") from None
     return out
 
 
