@@ -27,7 +27,7 @@ CLI:
   python scripts/stack.py demo      [--config envoy/gateway.yaml] [--workers 2]
   python scripts/stack.py render    --config envoy/gateway.yaml --out FILE
   python scripts/stack.py validate  [configs...]     (envoy --mode validate)
-  python scripts/stack.py split     (regenerate envoy/mcp-only.yaml, envoy/a2a-only.yaml, envoy/one-module/*)
+  python scripts/stack.py split     (regenerate envoy/{mcp,a2a}-only.yaml, compose/*, four-modules/*)
   python scripts/stack.py certs | envoy-path
 
 Modules, one concern each: modules (the Wasm modules, from filters/wasm/*),
