@@ -5,8 +5,8 @@ compared test by test (`./dev a2a-conformance`, docs/a2a.md).
   `--tck-dir` (default .run/a2a-tck; cloned from `--tck-git` when absent)
   and installed with its own dependencies (PyPI) into .run/tck-venv.
 - Direct: a fresh example agent on a free port, whose card names itself.
-- Through the gateway: the shipped envoy/gateway.yaml (GW_ONE_MODULE=1:
-  its one-module form) with its own example agent, the TCK authenticating
+- Through the gateway: the shipped envoy/gateway.yaml (one module;
+  GW_FOUR_MODULES=1: its four-module form) with its own example agent, the TCK authenticating
   as admin-1 (demo key: full access, exempt from task isolation, so the
   comparison measures the gateway's transparency, not its policy), and the
   rate limits raised (the TCK sends more messages a minute than the shipped
