@@ -1,6 +1,7 @@
 //! Per-request cost on the host (not in Envoy) of every pure-policy step one
 //! proxied MCP `tools/call` goes through in the four filters, with their
-//! configurations loaded exactly as shipped in `envoy/gateway.yaml`.
+//! configurations loaded exactly as shipped (envoy/four-modules/gateway.yaml:
+//! `envoy/gateway.yaml`'s sections, one filter each).
 //!
 //! Each line calls the `gw_core` functions the filter adapter calls
 //! (filters/{audit,identity,tool-acl,rate-limit}/src, filters/host/src), in
@@ -159,7 +160,10 @@ impl Total {
 }
 
 fn main() -> Result<(), String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../envoy/gateway.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../envoy/four-modules/gateway.yaml"
+    );
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let gateway: Yaml = serde_yaml_ng::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     let audit: AuditConfig = load_filter::<AuditConfigSpec, AuditConfig>(&gateway, "gw_audit")?;

@@ -1,4 +1,4 @@
-//! The four filters as shipped (envoy/one-module/gateway.yaml), composed by
+//! The four filters as shipped (envoy/gateway.yaml), composed by
 //! the chain, driven request by request on the in-memory host: what reached
 //! the upstream, what came back, what was counted, and how many host calls
 //! a typical tools/call costs.
@@ -22,7 +22,7 @@ const ADMIN_KEY: &str = "gw-demo-admin-1";
 /// The `gw_gateway` HTTP filter's configuration in the shipped one-module
 /// config (not the audit sender service's, which has the same root id).
 fn shipped_configuration() -> String {
-    let text = std::fs::read_to_string(format!("{ROOT}/envoy/one-module/gateway.yaml")).unwrap();
+    let text = std::fs::read_to_string(format!("{ROOT}/envoy/gateway.yaml")).unwrap();
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     fn find(v: &serde_yaml_ng::Value) -> Option<String> {
         match v {
@@ -41,7 +41,7 @@ fn shipped_configuration() -> String {
             _ => None,
         }
     }
-    find(&doc).expect("a gw_gateway plugin in envoy/one-module/gateway.yaml")
+    find(&doc).expect("a gw_gateway plugin in envoy/gateway.yaml")
 }
 
 struct Gateway {

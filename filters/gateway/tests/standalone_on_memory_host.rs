@@ -1,6 +1,6 @@
 //! Each filter alone, as its own module runs it (`StandaloneRoot::filter`:
 //! the filter wrapped in EndAtTrailers, the host itself, no memo), with its
-//! section of the shipped four-module config (envoy/gateway.yaml), on the
+//! section of the shipped four-module config (envoy/four-modules/gateway.yaml), on the
 //! in-memory host: request and response paths, trailers, callouts.
 #![allow(
     clippy::unwrap_used,
@@ -20,7 +20,7 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// The configuration of the HTTP filter with `root_id` in envoy/gateway.yaml.
 fn section(root_id: &str) -> String {
-    let text = std::fs::read_to_string(format!("{ROOT}/envoy/gateway.yaml")).unwrap();
+    let text = std::fs::read_to_string(format!("{ROOT}/envoy/four-modules/gateway.yaml")).unwrap();
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     fn find(v: &serde_yaml_ng::Value, root_id: &str) -> Option<String> {
         match v {
@@ -39,7 +39,7 @@ fn section(root_id: &str) -> String {
             _ => None,
         }
     }
-    find(&doc, root_id).unwrap_or_else(|| panic!("no {root_id} in envoy/gateway.yaml"))
+    find(&doc, root_id).unwrap_or_else(|| panic!("no {root_id} in envoy/four-modules/gateway.yaml"))
 }
 
 /// A configured root and a host with an MCP request on it.
