@@ -87,6 +87,12 @@ bench-audit: build
 bench-rate-limit-memory: build
     {{python}} scripts/bench_rate_limit_memory.py
 
+# Envoy RSS split by mapping (heap, tcmalloc, V8 code, binary): bare, one empty Wasm filter, one module, four modules.
+[group('bench')]
+bench-memory *args: build
+    cargo build --release --target {{wasm_target}} -p gw-noop
+    {{python}} scripts/bench_memory.py {{args}}
+
 # CPU µs/request of the whole chain vs bare Envoy and Envoy's native MCP filters (wrk, 1 gateway core).
 [group('bench')]
 bench-chain *args: build

@@ -30,6 +30,7 @@ pub mod audit;
 pub mod config;
 pub mod filter_state;
 pub mod gateway;
+pub mod glob;
 pub mod identity;
 pub mod json_path;
 pub mod protocol;

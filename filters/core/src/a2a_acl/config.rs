@@ -178,7 +178,7 @@ impl TryFrom<A2aAclSpec> for A2aAcl {
         let judges_skills = rules
             .iter()
             .any(|r| r.allowed_skills.is_some() || !r.denied_skills.patterns().is_empty());
-        let rules = (!rules.is_empty()).then(|| A2aRules {
+        let rules = (!rules.is_empty()).then_some(A2aRules {
             rules,
             match_by: match spec.match_agent_by {
                 AgentFieldSpec::AgentId => AgentField::Id,

@@ -20,8 +20,8 @@
 //! once at load time: an invalid glob refuses the configuration.
 
 use crate::config::ConfigError;
+use crate::glob::{Glob, ParsedGlob};
 use crate::protocol::operation::Operation;
-use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 /// What a rule list governs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,18 +80,12 @@ pub enum DefaultDecision {
     Allow,
 }
 
-/// Compile one glob with the ACL's options.
-fn compile_glob(pattern: &str) -> Result<Glob, String> {
+/// Parse one glob (the syntax and messages of `globset`, see `crate::glob`).
+fn parse_glob(pattern: &str) -> Result<ParsedGlob, String> {
     if pattern.is_empty() {
         return Err("empty pattern".into());
     }
-    GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .case_insensitive(false)
-        .backslash_escape(true)
-        .empty_alternates(false)
-        .build()
-        .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))
+    ParsedGlob::parse(pattern).map_err(|e| format!("invalid glob `{pattern}`: {e}"))
 }
 
 /// A list of globs compiled into one matcher, keeping the text for messages
@@ -99,33 +93,38 @@ fn compile_glob(pattern: &str) -> Result<Glob, String> {
 #[derive(Debug, Clone)]
 pub struct PatternList {
     patterns: Vec<String>,
-    set: GlobSet,
+    globs: Vec<Glob>,
 }
 
 impl PatternList {
     /// `path` names the list in errors (`accessRules[1].deniedTools`).
     pub fn compile(patterns: Vec<String>, path: &str) -> Result<Self, ConfigError> {
-        let mut builder = GlobSetBuilder::new();
-        for (i, pattern) in patterns.iter().enumerate() {
-            let glob =
-                compile_glob(pattern).map_err(|m| ConfigError::at(format!("{path}[{i}]"), m))?;
-            builder.add(glob);
-        }
-        let set = builder
-            .build()
-            .map_err(|e| ConfigError::at(path, e.to_string()))?;
-        Ok(Self { patterns, set })
+        // Every pattern parses before any compiles, so a syntax error is
+        // named by its index first (as with `globset`'s set builder).
+        let parsed = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| parse_glob(p).map_err(|m| ConfigError::at(format!("{path}[{i}]"), m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let globs = parsed
+            .iter()
+            .map(|g| {
+                g.compile()
+                    .map_err(|e| ConfigError::at(path, e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { patterns, globs })
     }
 
     pub fn empty() -> Self {
         Self {
             patterns: Vec::new(),
-            set: GlobSet::empty(),
+            globs: Vec::new(),
         }
     }
 
     pub fn matches(&self, name: &str) -> bool {
-        !self.patterns.is_empty() && self.set.is_match(name)
+        self.globs.iter().any(|g| g.is_match_in_set(name))
     }
 
     pub fn patterns(&self) -> &[String] {
@@ -173,7 +172,7 @@ pub enum RuleVerdict {
 #[derive(Debug, Clone)]
 pub struct AccessRule {
     pub agent_pattern: String,
-    agent: GlobMatcher,
+    agent: Glob,
     pub tools: Permissions,
     pub resources: Permissions,
     pub prompts: Permissions,
@@ -199,9 +198,12 @@ impl AccessRule {
         resources: Permissions,
         prompts: Permissions,
     ) -> Result<Self, ConfigError> {
-        let agent = compile_glob(&agent_pattern)
-            .map_err(|m| ConfigError::at("agentPattern", m))?
-            .compile_matcher();
+        let agent = parse_glob(&agent_pattern)
+            .and_then(|g| {
+                g.compile()
+                    .map_err(|e| format!("invalid glob `{agent_pattern}`: {e}"))
+            })
+            .map_err(|m| ConfigError::at("agentPattern", m))?;
         Ok(Self {
             agent_pattern,
             agent,
