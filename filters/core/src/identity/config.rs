@@ -71,26 +71,35 @@ const HEADER_VARS: &[&str] = &[
 
 // ------------------------------------------------------------------ spec
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Every key has a default (`authMethods` must still name one method: the
+/// conversion checks it).
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdentitySpec {
-    #[serde(default)]
     pub auth_methods: Vec<AuthMethodSpec>,
-    #[serde(default)]
     pub identity_extraction: Option<IdentityExtractionSpec>,
-    #[serde(default)]
     pub add_headers: Option<BTreeMap<String, String>>,
     /// Pass `Authorization` / the API key header on to the upstream.
-    #[serde(default)]
     pub forward_credentials: bool,
     /// Paths served without authentication (exact, or a prefix ending in `*`).
-    #[serde(default)]
     pub public_paths: Option<Vec<String>>,
-    #[serde(default)]
     pub cache: CacheSpec,
     /// Validation / introspection callouts in flight per Envoy worker.
-    #[serde(default = "default_max_callouts")]
     pub max_callouts_in_flight: u32,
+}
+
+impl Default for IdentitySpec {
+    fn default() -> Self {
+        Self {
+            auth_methods: Vec::new(),
+            identity_extraction: None,
+            add_headers: None,
+            forward_credentials: false,
+            public_paths: None,
+            cache: CacheSpec::default(),
+            max_callouts_in_flight: DEFAULT_MAX_CALLOUTS_IN_FLIGHT,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,18 +112,13 @@ pub enum AuthMethodSpec {
 }
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiKeySpec {
-    #[serde(default)]
     pub header_name: Option<String>,
-    #[serde(default)]
     pub validation_endpoint: Option<String>,
-    #[serde(default)]
     pub validation_cluster: Option<String>,
-    #[serde(default)]
     pub timeout_ms: Option<u64>,
     /// Agents known without a callout, keys stored as SHA-256 hashes.
-    #[serde(default)]
     pub agents: Vec<StaticAgentSpec>,
 }
 
@@ -183,15 +187,11 @@ pub enum ClientAuthMethod {
 }
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientAuthSpec {
-    #[serde(default)]
     pub method: ClientAuthMethod,
-    #[serde(default)]
     pub client_id: Option<String>,
-    #[serde(default)]
     pub client_secret: Option<String>,
-    #[serde(default)]
     pub token: Option<String>,
 }
 
@@ -217,15 +217,11 @@ pub struct IdentityExtractionSpec {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct CacheSpec {
-    #[serde(default = "default_cache_entries")]
     pub max_entries: u32,
-    #[serde(default = "default_api_key_ttl")]
     pub api_key_ttl_seconds: u64,
-    #[serde(default = "default_token_ttl")]
     pub token_ttl_seconds: u64,
-    #[serde(default = "default_negative_ttl")]
     pub negative_ttl_seconds: u64,
 }
 
@@ -238,22 +234,6 @@ impl Default for CacheSpec {
             negative_ttl_seconds: DEFAULT_NEGATIVE_TTL_SECONDS,
         }
     }
-}
-
-fn default_cache_entries() -> u32 {
-    DEFAULT_CACHE_ENTRIES
-}
-fn default_api_key_ttl() -> u64 {
-    DEFAULT_API_KEY_TTL_SECONDS
-}
-fn default_token_ttl() -> u64 {
-    DEFAULT_TOKEN_TTL_SECONDS
-}
-fn default_max_callouts() -> u32 {
-    DEFAULT_MAX_CALLOUTS_IN_FLIGHT
-}
-fn default_negative_ttl() -> u64 {
-    DEFAULT_NEGATIVE_TTL_SECONDS
 }
 
 // ------------------------------------------------------------------ runtime
