@@ -79,9 +79,9 @@ impl Sender {
                 DestinationType::Http => "JSON batches of",
                 DestinationType::Otlp => "OTLP logs of",
             },
-            destination.cluster,
-            destination.authority,
-            destination.path,
+            destination.upstream.cluster,
+            destination.upstream.authority,
+            destination.upstream.path,
             destination.batch_size,
             destination.flush_interval_ms,
             destination.max_buffered_events
@@ -192,24 +192,16 @@ impl Sender {
             DestinationType::Http => encode_json_batch(&batch.events),
             DestinationType::Otlp => otlp::encode_logs(&batch.events, &d.service_name, now),
         };
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", "POST"),
-            (":path", &d.path),
-            (":authority", &d.authority),
-            ("content-type", "application/json"),
-            ("user-agent", "gw-audit/0.1"),
-        ];
+        let mut headers = d.upstream.post_headers("application/json");
+        headers.push(("user-agent", "gw-audit/0.1"));
         headers.extend(d.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let timeout = Duration::from_millis(d.timeout_ms);
-        match h.dispatch_http_call(&d.cluster, &headers, Some(&body), timeout) {
+        let (cluster, timeout) = (&d.upstream.cluster, d.upstream.timeout());
+        match h.dispatch_http_call(cluster, &headers, Some(&body), timeout) {
             Ok(call) => self.pending = Some((call, token)),
             Err(status) => {
                 // Unknown cluster (BadArgument) or no capacity: a failed
                 // attempt like any other, retried after the backoff.
-                log::warn!(
-                    "audit sender: cannot POST to cluster {}: {status:?}",
-                    d.cluster
-                );
+                log::warn!("audit sender: cannot POST to cluster {cluster}: {status:?}");
                 self.batches.complete(token, Outcome::Retry, now);
             }
         }

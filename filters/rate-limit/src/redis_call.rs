@@ -10,7 +10,6 @@ use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
 use gw_host::clock::now_ms;
 use gw_host::port::Host;
 use proxy_wasm::types::{Action, BufferType, MapType};
-use std::time::Duration;
 
 impl RateLimitHttp {
     pub(crate) fn ask_redis(
@@ -41,14 +40,9 @@ impl RateLimitHttp {
         let body = redis::command_body(&windows, &nonce, with_script);
         let call = h.dispatch_http_call(
             &redis.upstream.cluster,
-            &[
-                (":method", "POST"),
-                (":path", &redis.upstream.path),
-                (":authority", &redis.upstream.authority),
-                ("content-type", "text/plain"),
-            ],
+            &redis.upstream.post_headers("text/plain"),
             Some(body.as_bytes()),
-            Duration::from_millis(redis.upstream.timeout_ms),
+            redis.upstream.timeout(),
         );
         match call {
             Ok(token) => {

@@ -73,16 +73,12 @@ pub(crate) fn record_local(h: &mut dyn Host, acl: &A2aAcl, task: &str, owner: &s
 
 /// One webdis call; its token, or `None` when it cannot be sent.
 pub(crate) fn dispatch(h: &mut dyn Host, store: &OwnerStore, body: String) -> Option<u32> {
+    let upstream = &store.upstream;
     h.dispatch_http_call(
-        &store.cluster,
-        &[
-            (":method", "POST"),
-            (":path", "/"),
-            (":authority", &store.authority),
-            ("content-type", "text/plain"),
-        ],
+        &upstream.cluster,
+        &upstream.post_headers("text/plain"),
         Some(body.as_bytes()),
-        Duration::from_millis(u64::from(store.timeout_ms)),
+        upstream.timeout(),
     )
     .ok()
 }

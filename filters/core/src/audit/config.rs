@@ -16,7 +16,7 @@ use crate::json_path::JsonPath;
 use crate::protocol::http::is_header_name;
 use crate::protocol::identity::VERIFIED_HEADER_PREFIX;
 use crate::protocol::operation::Operation;
-use crate::upstream::Url;
+use crate::upstream::Upstream;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -211,16 +211,12 @@ pub struct EventFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     pub kind: DestinationType,
-    pub cluster: String,
-    /// `:authority` of the POST (the URL's host[:port]).
-    pub authority: String,
-    /// `:path` of the POST (the URL's path and query).
-    pub path: String,
-    /// `http` or `https`, informative (the cluster decides TLS).
-    pub scheme: String,
+    /// The `cluster`; the URL's host[:port] as `:authority` and its path and
+    /// query as `:path` (its scheme is the cluster's business: TLS); the
+    /// deadline of one POST.
+    pub upstream: Upstream,
     pub batch_size: usize,
     pub flush_interval_ms: u64,
-    pub timeout_ms: u64,
     pub max_buffered_events: usize,
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
@@ -549,14 +545,11 @@ impl TryFrom<LogDestinationSpec> for Destination {
     type Error = ConfigError;
 
     fn try_from(spec: LogDestinationSpec) -> Result<Self, ConfigError> {
-        let Url {
-            scheme,
-            authority,
-            path,
-        } = Url::parse(&spec.url).map_err(|m| ConfigError::at("url", m))?;
         if spec.cluster.trim().is_empty() {
             return Err(ConfigError::at("cluster", "must name an Envoy cluster"));
         }
+        let upstream = Upstream::from_url(&spec.url, Some(&spec.cluster), spec.timeout_ms)
+            .map_err(|m| ConfigError::at("url", m))?;
         if !(1..=10_000).contains(&spec.batch_size) {
             return Err(ConfigError::at("batchSize", "must be between 1 and 10000"));
         }
@@ -609,13 +602,9 @@ impl TryFrom<LogDestinationSpec> for Destination {
         }
         Ok(Destination {
             kind: spec.kind,
-            cluster: spec.cluster,
-            authority,
-            path,
-            scheme,
+            upstream,
             batch_size: spec.batch_size,
             flush_interval_ms: spec.flush_interval_ms,
-            timeout_ms: spec.timeout_ms,
             max_buffered_events: spec.max_buffered_events,
             initial_backoff_ms: spec.retry.initial_backoff_ms,
             max_backoff_ms: spec.retry.max_backoff_ms,
@@ -647,10 +636,9 @@ mod tests {
         assert_eq!(c.role, Role::Filter);
         let d = &c.destination;
         assert_eq!(d.kind, DestinationType::Http);
-        assert_eq!(d.scheme, "https");
-        assert_eq!(d.authority, "audit.internal.example.com");
-        assert_eq!(d.path, "/v1/agent-events");
-        assert_eq!(d.cluster, "audit_collector");
+        assert_eq!(d.upstream.authority, "audit.internal.example.com");
+        assert_eq!(d.upstream.path, "/v1/agent-events");
+        assert_eq!(d.upstream.cluster, "audit_collector");
         assert_eq!((d.batch_size, d.flush_interval_ms), (50, 5000));
         assert_eq!(c.request_captures.len(), 6);
         assert_eq!(
@@ -697,7 +685,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.role, Role::Sender);
         assert_eq!(c.destination.kind, DestinationType::Otlp);
-        assert_eq!(c.destination.authority, "otel:4318");
+        assert_eq!(c.destination.upstream.authority, "otel:4318");
         assert_eq!(
             c.destination.headers,
             vec![("authorization".to_string(), "Bearer x".to_string())]

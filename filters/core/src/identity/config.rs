@@ -238,45 +238,25 @@ impl Default for CacheSpec {
 
 // ------------------------------------------------------------------ runtime
 
-/// Where an HTTP callout goes: an Envoy cluster, and the `:authority` and
-/// `:path` of the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub url: String,
-    pub cluster: String,
-    pub authority: String,
-    pub path: String,
-    pub timeout_ms: u64,
+/// A validation or introspection URL as a callout destination
+/// (`crate::upstream`: the URL's host is the cluster unless one is named).
+pub fn callout_upstream(
+    url: &str,
+    cluster: Option<&str>,
+    timeout_ms: Option<u64>,
+) -> Result<Upstream, String> {
+    let timeout_ms = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if timeout_ms == 0 || timeout_ms > 60_000 {
+        return Err(format!(
+            "timeoutMs must be between 1 and 60000, got {timeout_ms}"
+        ));
+    }
+    Upstream::from_url(url, cluster, timeout_ms)
 }
 
-impl Endpoint {
-    /// The URL as a callout destination (`crate::upstream`, the one parser
-    /// of every filter's callout URLs).
-    pub fn parse(
-        url: &str,
-        cluster: Option<&str>,
-        timeout_ms: Option<u64>,
-    ) -> Result<Self, String> {
-        let timeout_ms = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        if timeout_ms == 0 || timeout_ms > 60_000 {
-            return Err(format!(
-                "timeoutMs must be between 1 and 60000, got {timeout_ms}"
-            ));
-        }
-        let upstream = Upstream::from_url(url, cluster, timeout_ms)?;
-        Ok(Self {
-            url: url.to_string(),
-            cluster: upstream.cluster,
-            authority: upstream.authority,
-            path: upstream.path,
-            timeout_ms,
-        })
-    }
-
-    /// `scheme://host[:port]` of the URL.
-    pub fn origin(url: &str) -> Option<String> {
-        Url::parse(url).ok().map(|u| u.origin())
-    }
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> Option<String> {
+    Url::parse(url).ok().map(|u| u.origin())
 }
 
 /// A static agent: its claims, found by the SHA-256 of its key.
@@ -293,7 +273,7 @@ pub struct StaticAgent {
 #[derive(Debug, Clone)]
 pub struct ApiKeyMethod {
     pub header_name: String,
-    pub validation: Option<Endpoint>,
+    pub validation: Option<Upstream>,
     /// Lower-case hex SHA-256 of the key -> agent.
     pub agents: HashMap<String, StaticAgent>,
 }
@@ -354,7 +334,7 @@ impl ScopeRule {
 
 #[derive(Debug, Clone)]
 pub struct OAuth2Method {
-    pub introspection: Endpoint,
+    pub introspection: Upstream,
     pub client_auth: ClientAuth,
     pub required_scopes: Vec<String>,
     pub scope_rules: Vec<ScopeRule>,
@@ -507,7 +487,7 @@ impl TryFrom<ApiKeySpec> for ApiKeyMethod {
         }
         let validation = match spec.validation_endpoint {
             Some(url) => Some(
-                Endpoint::parse(&url, spec.validation_cluster.as_deref(), spec.timeout_ms)
+                callout_upstream(&url, spec.validation_cluster.as_deref(), spec.timeout_ms)
                     .map_err(|m| ConfigError::at("validationEndpoint", m))?,
             ),
             None if spec.validation_cluster.is_some() => {
@@ -568,7 +548,7 @@ impl TryFrom<ApiKeySpec> for ApiKeyMethod {
 impl TryFrom<OAuth2Spec> for OAuth2Method {
     type Error = ConfigError;
     fn try_from(spec: OAuth2Spec) -> Result<Self, ConfigError> {
-        let introspection = Endpoint::parse(
+        let introspection = callout_upstream(
             &spec.introspection_url,
             spec.introspection_cluster.as_deref(),
             spec.timeout_ms,
@@ -631,14 +611,14 @@ impl TryFrom<OAuth2Spec> for OAuth2Method {
             spec.token_url
                 .as_deref()
                 .or(Some(spec.introspection_url.as_str()))
-                .and_then(Endpoint::origin)
+                .and_then(origin)
                 .into_iter()
                 .collect()
         } else {
             spec.authorization_servers
         };
         if let Some(url) = &spec.token_url {
-            Endpoint::origin(url)
+            origin(url)
                 .ok_or_else(|| ConfigError::at("tokenUrl", format!("`{url}` is not a URL")))?;
         }
         let audiences = audience_list(spec.audiences)?;
@@ -805,16 +785,12 @@ fn fingerprint(api_key: &Option<ApiKeyMethod>, oauth2: &Option<OAuth2Method>) ->
     if let Some(k) = api_key {
         hasher.update(b"apiKey\0");
         if let Some(v) = &k.validation {
-            hasher.update(v.url.as_bytes());
-            hasher.update(b"\0");
-            hasher.update(v.cluster.as_bytes());
+            upstream_digest(&mut hasher, v);
         }
     }
     if let Some(o) = oauth2 {
         hasher.update(b"\0oauth2\0");
-        hasher.update(o.introspection.url.as_bytes());
-        hasher.update(b"\0");
-        hasher.update(o.introspection.cluster.as_bytes());
+        upstream_digest(&mut hasher, &o.introspection);
         hasher.update(b"\0");
         hasher.update(o.client_auth.client_id.as_bytes());
     }
@@ -822,6 +798,14 @@ fn fingerprint(api_key: &Option<ApiKeyMethod>, oauth2: &Option<OAuth2Method>) ->
         .get(..8)
         .unwrap_or_default()
         .to_string()
+}
+
+/// Where a callout goes (the URL's scheme is the cluster's business).
+fn upstream_digest(hasher: &mut Sha256, u: &Upstream) {
+    for part in [&u.authority, &u.path, &u.cluster] {
+        hasher.update(part.as_bytes());
+        hasher.update(b"\0");
+    }
 }
 
 impl IdentityConfig {
@@ -1070,17 +1054,17 @@ maxCalloutsInFlight: 7
 
     #[test]
     fn endpoints_parse() {
-        let e = Endpoint::parse("http://svc:8080", None, Some(100)).unwrap();
+        let e = callout_upstream("http://svc:8080", None, Some(100)).unwrap();
         assert_eq!(
             (e.cluster.as_str(), e.authority.as_str(), e.path.as_str()),
             ("svc", "svc:8080", "/")
         );
-        let e = Endpoint::parse("https://a.b/x?y=1", Some("c"), None).unwrap();
+        let e = callout_upstream("https://a.b/x?y=1", Some("c"), None).unwrap();
         assert_eq!((e.cluster.as_str(), e.path.as_str()), ("c", "/x?y=1"));
-        assert!(Endpoint::parse("https:///x", None, None).is_err());
-        assert!(Endpoint::parse("https://u@h/x", None, None).is_err());
+        assert!(callout_upstream("https:///x", None, None).is_err());
+        assert!(callout_upstream("https://u@h/x", None, None).is_err());
         assert_eq!(
-            Endpoint::origin("https://a.b:1/x/y").as_deref(),
+            origin("https://a.b:1/x/y").as_deref(),
             Some("https://a.b:1")
         );
     }
