@@ -2,10 +2,10 @@
 //! at once (`gw_core::rate_limit::redis`); the request waits paused, and
 //! only the answer resumes or refuses it.
 
-use crate::http::{Decision, Pending, RateLimitHttp, Stage};
+use crate::http::{Pending, Phase, RateLimitHttp, StoreAnswer};
 use crate::metrics::Counter;
+use gw_core::rate_limit::bill::Charge;
 use gw_core::rate_limit::config::OnUnavailable;
-use gw_core::rate_limit::plan::Charge;
 use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
 use gw_host::clock::now_ms;
 use gw_host::port::Host;
@@ -53,7 +53,7 @@ impl RateLimitHttp {
                     nonce,
                     sent_script: with_script,
                 });
-                self.stage = Stage::Waiting;
+                self.phase = Phase::Waiting;
                 Action::Pause
             }
             Err(status) => {
@@ -87,7 +87,7 @@ impl RateLimitHttp {
         let Some(pending) = self.pending.take() else {
             return;
         };
-        if pending.token != token || self.stage != Stage::Waiting {
+        if pending.token != token || self.phase != Phase::Waiting {
             self.pending = Some(pending);
             return;
         }
@@ -107,7 +107,7 @@ impl RateLimitHttp {
             .collect();
         match redis::parse_reply(status.as_deref(), &body, &policies) {
             RedisReply::Decided(d) => {
-                let decision = Decision {
+                let decision = StoreAnswer {
                     admitted: d.admitted,
                     retry_after_ms: d.retry_after_ms,
                     binding: d.binding(),

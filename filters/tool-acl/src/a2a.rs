@@ -15,7 +15,7 @@ use crate::{Metric, Metrics};
 use gw_core::a2a_acl::config::A2aAcl;
 use gw_core::a2a_acl::errors::Kind;
 use gw_core::a2a_acl::owner_store;
-use gw_core::a2a_acl::request::{self, A2aCall, Outcome, Plan};
+use gw_core::a2a_acl::request::{self, A2aCall, Plan, Verdict};
 use gw_core::a2a_acl::rules::Caller;
 use gw_core::filter_state::decision;
 use gw_core::protocol::a2a::{self, Binding, A2A_PREFIX};
@@ -272,12 +272,12 @@ impl A2aStage {
             owner_of(h, task, now).or_else(|| fetched.map(str::to_string))
         });
         match outcome {
-            Outcome::Pass(plan) => {
+            Verdict::Pass(plan) => {
                 self.metrics.add(h, Metric::Allowed, 1);
                 self.plan = plan;
                 Action::Continue
             }
-            Outcome::Refuse { reply: r, log } => {
+            Verdict::Refuse { reply: r, log } => {
                 log::info!("tool_acl: a2a {log}");
                 self.metrics.add(h, Metric::Denied, 1);
                 state::set_decision(

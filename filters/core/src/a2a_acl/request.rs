@@ -68,7 +68,7 @@ pub enum ListView {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Verdict {
     Pass(Plan),
     Refuse { reply: A2aReply, log: String },
 }
@@ -102,12 +102,12 @@ pub fn skill_hints(params: &Value) -> Vec<String> {
     out
 }
 
-fn refuse(acl: &A2aAcl, call: &A2aCall<'_>, kind: Kind, detail: Detail, log: String) -> Outcome {
+fn refuse(acl: &A2aAcl, call: &A2aCall<'_>, kind: Kind, detail: Detail, log: String) -> Verdict {
     let reply = match call.binding {
         Binding::JsonRpc => errors::jsonrpc(kind, call.id, &detail, acl.denied_code),
         Binding::HttpJson => errors::rest(kind, &detail),
     };
-    Outcome::Refuse { reply, log }
+    Verdict::Refuse { reply, log }
 }
 
 /// Judge `call` by `caller` (`None`: no verified identity). `owner_of`
@@ -118,7 +118,7 @@ pub fn decide(
     version_header: Option<&str>,
     caller: Option<Caller<'_>>,
     mut owner_of: impl FnMut(&str) -> Option<String>,
-) -> Outcome {
+) -> Verdict {
     if let Err(v) = acl
         .versions
         .check(version_header, call.method, call.rest_version)
@@ -176,18 +176,18 @@ pub fn decide(
         plan.record_owner.clone_from(&owner);
     }
     if !iso.enabled || caller.is_some_and(|c| iso.exempt.matches(c.id)) {
-        return Outcome::Pass(plan);
+        return Verdict::Pass(plan);
     }
     if call.operation == Operation::A2aListTasks {
         plan.list_owner = Some(ListView::Owner(owner));
-        return Outcome::Pass(plan);
+        return Verdict::Pass(plan);
     }
     let Some(task) = call.task_id else {
-        return Outcome::Pass(plan);
+        return Verdict::Pass(plan);
     };
     let found = owner_of(task);
     if found.is_some() && found == owner {
-        return Outcome::Pass(plan);
+        return Verdict::Pass(plan);
     }
     let detail = Detail {
         message: format!("Task not found: {task}"),
@@ -256,10 +256,10 @@ taskIsolation:
         }
     }
 
-    fn kind(o: &Outcome) -> Option<Kind> {
+    fn kind(o: &Verdict) -> Option<Kind> {
         match o {
-            Outcome::Pass(_) => None,
-            Outcome::Refuse { reply, .. } => Some(reply.kind),
+            Verdict::Pass(_) => None,
+            Verdict::Refuse { reply, .. } => Some(reply.kind),
         }
     }
 
@@ -270,7 +270,7 @@ taskIsolation:
         let o = decide(&a, &send, Some("1.0"), who("sentinel-1"), owners);
         assert_eq!(
             o,
-            Outcome::Pass(Plan {
+            Verdict::Pass(Plan {
                 record_owner: Some("sentinel-1".into()),
                 list_owner: None
             })
@@ -361,7 +361,7 @@ taskIsolation:
         }
         let list = call(Operation::A2aListTasks, None);
         match decide(&a, &list, None, who("alchemy-1"), owners) {
-            Outcome::Pass(p) => {
+            Verdict::Pass(p) => {
                 assert_eq!(
                     p.list_owner,
                     Some(ListView::Owner(Some("alchemy-1".into())))
@@ -370,7 +370,7 @@ taskIsolation:
             o => panic!("{o:?}"),
         }
         match decide(&a, &list, None, who("admin-1"), owners) {
-            Outcome::Pass(p) => assert_eq!(p.list_owner, None),
+            Verdict::Pass(p) => assert_eq!(p.list_owner, None),
             o => panic!("{o:?}"),
         }
         // Isolation off: nothing checked, sends still recorded.
@@ -389,7 +389,7 @@ taskIsolation:
         c.method = Some("tasks/send");
         c.id = None;
         match decide(&a, &c, None, who("intern"), owners) {
-            Outcome::Refuse { reply, .. } => {
+            Verdict::Refuse { reply, .. } => {
                 assert_eq!(reply.kind, Kind::VersionNotSupported);
                 let v: Value = serde_json::from_str(&reply.body).unwrap();
                 assert_eq!(v["error"]["code"], -32009);
@@ -401,13 +401,13 @@ taskIsolation:
         rest.binding = Binding::HttpJson;
         rest.rest_version = Some(A2aVersion::V1_0);
         match decide(&a, &rest, Some("1.0"), who("sentinel-1"), owners) {
-            Outcome::Refuse { reply, .. } => {
+            Verdict::Refuse { reply, .. } => {
                 assert_eq!((reply.kind, reply.status), (Kind::TaskNotFound, 404))
             }
             o => panic!("{o:?}"),
         }
         match decide(&a, &rest, Some("2.0"), who("sentinel-1"), owners) {
-            Outcome::Refuse { reply, .. } => {
+            Verdict::Refuse { reply, .. } => {
                 assert_eq!((reply.kind, reply.status), (Kind::VersionNotSupported, 400))
             }
             o => panic!("{o:?}"),
@@ -439,7 +439,7 @@ taskIsolation:
         c.binding = Binding::HttpJson;
         c.unreadable_body = true;
         match decide(&a, &c, None, who("admin-1"), owners) {
-            Outcome::Refuse { reply, .. } => {
+            Verdict::Refuse { reply, .. } => {
                 assert_eq!((reply.kind, reply.status), (Kind::InvalidRequest, 400));
                 let v: Value = serde_json::from_str(&reply.body).unwrap();
                 assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");

@@ -12,10 +12,10 @@
 //! taken are given back and the rest are only looked at, to compute the
 //! Retry-After of the whole request.
 
+use crate::rate_limit::bill::Charge;
 use crate::rate_limit::config::{LocalStore, RateLimitConfig};
-use crate::rate_limit::plan::Charge;
 use crate::rate_limit::sliding_window::WindowState;
-use crate::rate_limit::window_table::{self, SlotDecision};
+use crate::rate_limit::window_table::{self, SlotAnswer};
 
 /// Give up after this many lost races on one slot (never seen in practice:
 /// it would take other workers writing the same slot continuously).
@@ -121,13 +121,13 @@ enum Step {
     Full(u64),
 }
 
-fn step(decision: SlotDecision) -> (Step, Option<Vec<u8>>) {
+fn step(decision: SlotAnswer) -> (Step, Option<Vec<u8>>) {
     match decision {
-        SlotDecision::Admitted { verdict, value } => (Step::Admitted(verdict.windows), Some(value)),
-        SlotDecision::Refused { verdict } => {
-            (Step::Refused(verdict.retry_after_ms, verdict.windows), None)
+        SlotAnswer::Admitted { answer, value } => (Step::Admitted(answer.windows), Some(value)),
+        SlotAnswer::Refused { answer } => {
+            (Step::Refused(answer.retry_after_ms, answer.windows), None)
         }
-        SlotDecision::Full { retry_after_ms } => (Step::Full(retry_after_ms), None),
+        SlotAnswer::Full { retry_after_ms } => (Step::Full(retry_after_ms), None),
     }
 }
 
@@ -315,7 +315,7 @@ impl SlotStore for MemorySlots {
 mod tests {
     use super::*;
     use crate::protocol::request_facts::{RequestFacts, VerifiedIdentity};
-    use crate::rate_limit::plan::{plan, OperationCall, Plan};
+    use crate::rate_limit::bill::{bill, Bill, OperationCall};
 
     /// Two limits on one operation: a roomy one first, a tight one second.
     const TWO_LIMITS: &str = r#"
@@ -339,8 +339,8 @@ limits:
             agent_id: "a-1".into(),
             ..Default::default()
         };
-        match plan(config, Some(&identity), &OperationCall::from_facts(&facts)) {
-            Plan::Charges { charges, .. } => charges,
+        match bill(config, Some(&identity), &OperationCall::from_facts(&facts)) {
+            Bill::Charges { charges, .. } => charges,
             other => panic!("{other:?}"),
         }
     }

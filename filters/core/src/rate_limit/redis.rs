@@ -180,14 +180,14 @@ pub fn command_body(windows: &[RedisWindow<'_>], nonce: &str, with_script: bool)
 
 /// What Redis decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisDecision {
+pub struct RedisAnswer {
     pub admitted: bool,
     pub retry_after_ms: u64,
     /// Per window of the call, in order: its windows' states.
     pub windows: Vec<Vec<WindowState>>,
 }
 
-impl RedisDecision {
+impl RedisAnswer {
     /// Redis decides all windows at once: the charge that binds is the one
     /// whose window is fullest.
     pub fn binding(&self) -> usize {
@@ -201,7 +201,7 @@ impl RedisDecision {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisReply {
-    Decided(RedisDecision),
+    Decided(RedisAnswer),
     /// Redis lost the script cache (restart, `SCRIPT FLUSH`): send `EVAL`.
     NoScript,
     /// Anything else: the store is unavailable for this request.
@@ -274,7 +274,7 @@ pub fn parse_reply(status: Option<&str>, body: &[u8], policies: &[&WindowPolicy]
         })
         .collect();
     let retry = get(1);
-    RedisReply::Decided(RedisDecision {
+    RedisReply::Decided(RedisAnswer {
         admitted: get(0) == 1,
         retry_after_ms: if retry < 0 { u64::MAX } else { retry as u64 },
         windows,
