@@ -11,10 +11,9 @@
 //! rewritten; every SSE stream under an MCP endpoint is rewritten event by
 //! event as it passes (tool lists filtered, `list_changed` seen).
 
-use crate::a2a::A2aStage;
-use crate::a2a_owners::Outbox;
 use crate::cache::{self, Plan};
 use crate::{Metric, Metrics};
+use gw_a2a_acl::{A2aStage, Outbox};
 use gw_core::filter_state::decision;
 use gw_core::protocol::operation::Operation;
 use gw_core::protocol::request_facts::VerifiedIdentity;
@@ -211,9 +210,14 @@ impl Filter for ToolAclHttp {
         // behind a first one that looks fine.
         let all = gw_host::headers::request_headers(h);
         let header = |name: &str| gw_core::protocol::http::joined_header(&all, name);
-        if let Some((stage, action)) =
-            A2aStage::start(h, &config, &self.metrics, &self.outbox, &all, end_of_stream)
-        {
+        if let Some((stage, action)) = A2aStage::start(
+            h,
+            &config,
+            self.metrics.a2a(),
+            &self.outbox,
+            &all,
+            end_of_stream,
+        ) {
             self.a2a = Some(stage);
             return action;
         }

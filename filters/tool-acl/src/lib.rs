@@ -7,13 +7,9 @@
 //! modules: `http` (the callbacks), `judge` (the request body's verdict),
 //! `lists` (list answers and their cache, `cache`), `legacy` (the
 //! 2024-11-05 transport's denials). Under `/a2a`, with an `a2a:` section,
-//! the A2A stage (policy `gw_core::a2a_acl`): `a2a` (requests), `a2a_answers`
-//! (answers), `a2a_owners` (the task-ownership table and its Redis mirror).
+//! the A2A stage: its own adapter crate, `gw_a2a_acl` (`filters/a2a-acl`).
 //! See `docs/tool-acl.md` and `docs/a2a.md`.
 
-mod a2a;
-mod a2a_answers;
-mod a2a_owners;
 mod cache;
 mod http;
 mod judge;
@@ -31,7 +27,7 @@ pub fn new_root() -> Box<dyn FilterRoot> {
     Box::new(ToolAclRoot {
         config: None,
         metrics: Rc::new(Metrics::default()),
-        outbox: a2a_owners::Outbox::default(),
+        outbox: gw_a2a_acl::Outbox::default(),
     })
 }
 
@@ -90,6 +86,14 @@ impl Metrics {
         }
     }
 
+    /// The counters the A2A stage counts its decisions in.
+    pub(crate) fn a2a(&self) -> gw_a2a_acl::Counters {
+        gw_a2a_acl::Counters {
+            allowed: self.allowed,
+            denied: self.denied,
+        }
+    }
+
     pub(crate) fn add(&self, h: &mut dyn Host, metric: Metric, n: u64) {
         let counter = match metric {
             Metric::Requests => self.requests,
@@ -114,7 +118,7 @@ struct ToolAclRoot {
     config: Option<Rc<ToolAclConfig>>,
     metrics: Rc<Metrics>,
     /// A2A task owners the filters recorded, sent to Redis on the tick.
-    outbox: a2a_owners::Outbox,
+    outbox: gw_a2a_acl::Outbox,
 }
 
 impl FilterRoot for ToolAclRoot {
@@ -128,7 +132,7 @@ impl FilterRoot for ToolAclRoot {
         else {
             return false;
         };
-        // Task owners shared through Redis are sent on a tick (a2a.rs).
+        // Task owners shared through Redis are sent on a tick (gw_a2a_acl).
         let shares_owners = config
             .a2a
             .as_ref()
@@ -136,7 +140,7 @@ impl FilterRoot for ToolAclRoot {
         self.config = Some(Rc::new(config));
         self.metrics = Rc::new(Metrics::define(h));
         if shares_owners {
-            if let Err(status) = h.set_tick_period(a2a_owners::OUTBOX_TICK) {
+            if let Err(status) = h.set_tick_period(gw_a2a_acl::OUTBOX_TICK) {
                 log::error!("tool_acl: cannot set the tick period: {status:?}");
             }
         }
@@ -145,7 +149,7 @@ impl FilterRoot for ToolAclRoot {
 
     fn tick(&mut self, h: &mut dyn Host) {
         if let Some(config) = &self.config {
-            a2a_owners::flush_outbox(h, config, &self.outbox);
+            gw_a2a_acl::flush_outbox(h, config, &self.outbox);
         }
     }
 

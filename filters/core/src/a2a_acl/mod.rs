@@ -11,7 +11,7 @@
 //! - [`request`]: the request-side decision, in the order the stage applies it
 //! - [`errors`]: the refusals, in the binding's own error format
 //!
-//! Nothing here touches the host: `filters/tool-acl/src/a2a.rs` moves the
+//! Nothing here touches the host: the adapter crate `filters/a2a-acl` moves the
 //! bytes. See `docs/a2a.md`.
 
 pub mod config;

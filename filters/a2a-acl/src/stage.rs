@@ -6,12 +6,12 @@
 //! tasks. See `docs/a2a.md`.
 //!
 //! This file: the request side (judge, decide, wait for Redis).
-//! `a2a_answers`: the answer side. `a2a_owners`: the ownership table and
-//! its Redis mirror.
+//! `answers`: the answer side. `owners`: the ownership table and its Redis
+//! mirror.
 
-use crate::a2a_answers::Answer;
-use crate::a2a_owners::{dispatch, exempt, owner_of, record_local, Outbox, MAX_STORE_ANSWER};
-use crate::{Metric, Metrics};
+use crate::answers::Answer;
+use crate::owners::{dispatch, exempt, owner_of, record_local, Outbox, MAX_STORE_ANSWER};
+use crate::Counters;
 use gw_core::a2a_acl::config::A2aAcl;
 use gw_core::a2a_acl::errors::Kind;
 use gw_core::a2a_acl::owner_store;
@@ -30,9 +30,9 @@ use proxy_wasm::types::{Action, BufferType};
 use serde_json::Value;
 use std::rc::Rc;
 
-pub(crate) struct A2aStage {
+pub struct A2aStage {
     pub(crate) config: Rc<ToolAclConfig>,
-    pub(crate) metrics: Rc<Metrics>,
+    pub(crate) counters: Counters,
     pub(crate) outbox: Outbox,
     pub(crate) http_method: String,
     pub(crate) path: String,
@@ -65,10 +65,10 @@ struct Waiting {
 impl A2aStage {
     /// The stage for this request, if it is an A2A one the config governs,
     /// with the action for its headers.
-    pub(crate) fn start(
+    pub fn start(
         h: &mut dyn Host,
         config: &Rc<ToolAclConfig>,
-        metrics: &Rc<Metrics>,
+        counters: Counters,
         outbox: &Outbox,
         headers: &[(String, String)],
         end_of_stream: bool,
@@ -81,7 +81,7 @@ impl A2aStage {
         }
         let mut stage = Self {
             config: config.clone(),
-            metrics: metrics.clone(),
+            counters,
             outbox: outbox.clone(),
             http_method: header(":method").unwrap_or_default(),
             path,
@@ -125,7 +125,7 @@ impl A2aStage {
         self
     }
 
-    pub(crate) fn on_request_body(
+    pub fn on_request_body(
         &mut self,
         h: &mut dyn Host,
         body_size: usize,
@@ -273,13 +273,13 @@ impl A2aStage {
         });
         match outcome {
             Verdict::Pass(plan) => {
-                self.metrics.add(h, Metric::Allowed, 1);
+                self.counters.allowed.inc(h);
                 self.plan = plan;
                 Action::Continue
             }
             Verdict::Refuse { reply: r, log } => {
                 log::info!("tool_acl: a2a {log}");
-                self.metrics.add(h, Metric::Denied, 1);
+                self.counters.denied.inc(h);
                 state::set_decision(
                     h,
                     match r.kind {
@@ -299,7 +299,7 @@ impl A2aStage {
     }
 
     /// Redis answered (or not) about the owner of a waiting request's task.
-    pub(crate) fn on_call_response(&mut self, h: &mut dyn Host, token: u32, body_size: usize) {
+    pub fn on_call_response(&mut self, h: &mut dyn Host, token: u32, body_size: usize) {
         if self.waiting.as_ref().map(|w| w.token) != Some(token) {
             return;
         }
