@@ -21,19 +21,20 @@ use crate::protocol::a2a::{A2aVersion, Binding};
 use crate::protocol::operation::Operation;
 use serde_json::{json, Value};
 
-/// One A2A request as the stage judges it.
-#[derive(Debug, Clone)]
-pub struct A2aCall<'a> {
+/// One A2A request as the stage judges it (owned: it may wait for the
+/// owner store's answer before it is decided).
+#[derive(Debug, Clone, PartialEq)]
+pub struct A2aCall {
     pub operation: Operation,
     pub binding: Binding,
     /// JSON-RPC method name (`None` on REST).
-    pub method: Option<&'a str>,
+    pub method: Option<String>,
     /// Version of a REST route (`/v1`: 0.3).
     pub rest_version: Option<A2aVersion>,
     /// JSON-RPC id, for the error.
-    pub id: Option<&'a Value>,
+    pub id: Option<Value>,
     /// The task the request is about.
-    pub task_id: Option<&'a str>,
+    pub task_id: Option<String>,
     /// Skill hints of a send (see [`skill_hints`]).
     pub skills: Vec<String>,
     /// A REST send whose body is not strict JSON (duplicate keys, `NaN`,
@@ -102,9 +103,9 @@ pub fn skill_hints(params: &Value) -> Vec<String> {
     out
 }
 
-fn refuse(acl: &A2aAcl, call: &A2aCall<'_>, kind: Kind, detail: Detail, log: String) -> Verdict {
+fn refuse(acl: &A2aAcl, call: &A2aCall, kind: Kind, detail: Detail, log: String) -> Verdict {
     let reply = match call.binding {
-        Binding::JsonRpc => errors::jsonrpc(kind, call.id, &detail, acl.denied_code),
+        Binding::JsonRpc => errors::jsonrpc(kind, call.id.as_ref(), &detail, acl.denied_code),
         Binding::HttpJson => errors::rest(kind, &detail),
     };
     Verdict::Refuse { reply, log }
@@ -114,14 +115,14 @@ fn refuse(acl: &A2aAcl, call: &A2aCall<'_>, kind: Kind, detail: Detail, log: Str
 /// looks a task up in the ownership table.
 pub fn decide(
     acl: &A2aAcl,
-    call: &A2aCall<'_>,
+    call: &A2aCall,
     version_header: Option<&str>,
     caller: Option<Caller<'_>>,
     mut owner_of: impl FnMut(&str) -> Option<String>,
 ) -> Verdict {
     if let Err(v) = acl
         .versions
-        .check(version_header, call.method, call.rest_version)
+        .check(version_header, call.method.as_deref(), call.rest_version)
     {
         let mut detail = Detail {
             message: format!(
@@ -182,7 +183,7 @@ pub fn decide(
         plan.list_owner = Some(ListView::Owner(owner));
         return Verdict::Pass(plan);
     }
-    let Some(task) = call.task_id else {
+    let Some(task) = call.task_id.as_deref() else {
         return Verdict::Pass(plan);
     };
     let found = owner_of(task);
@@ -231,14 +232,14 @@ taskIsolation:
   exemptAgents: ["admin-*"]
 "#;
 
-    fn call(op: Operation, task: Option<&str>) -> A2aCall<'_> {
+    fn call(op: Operation, task: Option<&str>) -> A2aCall {
         A2aCall {
             operation: op,
             binding: Binding::JsonRpc,
             method: None,
             rest_version: None,
             id: None,
-            task_id: task,
+            task_id: task.map(str::to_string),
             skills: Vec::new(),
             unreadable_body: false,
         }
@@ -386,7 +387,7 @@ taskIsolation:
     fn versions_first_in_the_binding_format() {
         let a = acl(SHIPPED);
         let mut c = call(Operation::A2aSend, None);
-        c.method = Some("tasks/send");
+        c.method = Some("tasks/send".into());
         c.id = None;
         match decide(&a, &c, None, who("intern"), owners) {
             Verdict::Refuse { reply, .. } => {
