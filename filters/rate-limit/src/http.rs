@@ -13,12 +13,11 @@ use crate::metrics::{Counter, Metrics};
 use gw_core::filter_state::decision;
 use gw_core::protocol::a2a;
 use gw_core::protocol::request_facts::RequestFacts;
-use gw_core::rate_limit::admission;
+use gw_core::rate_limit::admission::{self, Admission};
 use gw_core::rate_limit::bill::{self, Bill, Charge, OperationCall};
 use gw_core::rate_limit::config::RateLimitConfig;
-use gw_core::rate_limit::headers::{self, LimitStatus};
+use gw_core::rate_limit::headers;
 use gw_core::rate_limit::response;
-use gw_core::rate_limit::sliding_window::WindowState;
 use gw_host::clock::now_ms;
 use gw_host::filter::Filter;
 use gw_host::port::Host;
@@ -69,14 +68,6 @@ pub struct RateLimitHttp {
     pub(crate) body_len: usize,
     /// A GET stream, watched for the answers our deferred refusals replace.
     pub(crate) stream: Option<gw_host::legacy_sse::StreamWatch>,
-}
-
-/// Common answer shape of both stores (local slots, Redis).
-pub(crate) struct StoreAnswer {
-    pub(crate) admitted: bool,
-    pub(crate) retry_after_ms: u64,
-    pub(crate) binding: usize,
-    pub(crate) windows: Vec<Vec<WindowState>>,
 }
 
 impl RateLimitHttp {
@@ -138,21 +129,11 @@ impl RateLimitHttp {
             metrics: &self.metrics,
         };
         match admission::decide(&mut slots, &self.config, charges, now) {
-            Ok(outcome) => {
-                if outcome.table_full {
+            Ok(admission) => {
+                if admission.table_full {
                     self.metrics.inc(h, Counter::TableFull);
                 }
-                self.apply(
-                    h,
-                    agent_id,
-                    charges,
-                    StoreAnswer {
-                        admitted: outcome.admitted,
-                        retry_after_ms: outcome.retry_after_ms,
-                        binding: outcome.binding,
-                        windows: outcome.windows,
-                    },
-                )
+                self.apply(h, agent_id, charges, admission)
             }
             Err(message) => {
                 log::error!("rate_limit: shared data: {message}");
@@ -187,23 +168,9 @@ impl RateLimitHttp {
         h: &mut dyn Host,
         agent_id: &str,
         charges: &[Charge],
-        d: StoreAnswer,
+        d: Admission,
     ) -> Action {
-        let statuses: Vec<LimitStatus> = charges
-            .iter()
-            .zip(d.windows)
-            .filter_map(|(c, windows)| {
-                Some(LimitStatus {
-                    name: self.config.limits.get(c.limit)?.name.clone(),
-                    windows,
-                })
-            })
-            .collect();
-        let headers = if self.config.headers_enabled {
-            headers::headers(&statuses)
-        } else {
-            Vec::new()
-        };
+        let headers = headers::for_charges(&self.config, charges, d.windows);
         if d.admitted {
             self.metrics.inc(h, Counter::Admitted);
             return self.pass(h, headers);

@@ -2,11 +2,11 @@
 //! at once (`gw_core::rate_limit::redis`); the request waits paused, and
 //! only the answer resumes or refuses it.
 
-use crate::http::{Pending, Phase, RateLimitHttp, StoreAnswer};
+use crate::http::{Pending, Phase, RateLimitHttp};
 use crate::metrics::Counter;
 use gw_core::rate_limit::bill::Charge;
 use gw_core::rate_limit::config::OnUnavailable;
-use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
+use gw_core::rate_limit::redis::{self, RedisReply};
 use gw_host::clock::now_ms;
 use gw_host::port::Host;
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -27,16 +27,7 @@ impl RateLimitHttp {
             .as_ref()
             .map(|p| p.nonce.clone())
             .unwrap_or_else(|| format!("{}.{}.{}", self.request_id, self.context_id, now_ms(h)));
-        let windows: Vec<RedisWindow<'_>> = charges
-            .iter()
-            .filter_map(|c| {
-                Some(RedisWindow {
-                    key: format!("{}{}", redis.key_prefix, c.id.hex()),
-                    slots: c.slots,
-                    policy: &self.config.limits.get(c.limit)?.policy,
-                })
-            })
-            .collect();
+        let windows = redis::windows(&self.config, &charges);
         let body = redis::command_body(&windows, &nonce, with_script);
         let call = h.dispatch_http_call(
             &redis.upstream.cluster,
@@ -100,20 +91,11 @@ impl RateLimitHttp {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let policies: Vec<_> = pending
-            .charges
-            .iter()
-            .filter_map(|c| self.config.limits.get(c.limit).map(|l| &l.policy))
-            .collect();
+        let policies = redis::policies(&self.config, &pending.charges);
         match redis::parse_reply(status.as_deref(), &body, &policies) {
-            RedisReply::Decided(d) => {
-                let decision = StoreAnswer {
-                    admitted: d.admitted,
-                    retry_after_ms: d.retry_after_ms,
-                    binding: d.binding(),
-                    windows: d.windows,
-                };
-                self.apply(h, &pending.agent_id, &pending.charges, decision);
+            RedisReply::Decided(answer) => {
+                let admission = answer.into_admission();
+                self.apply(h, &pending.agent_id, &pending.charges, admission);
             }
             RedisReply::NoScript if !pending.sent_script => {
                 let Pending {

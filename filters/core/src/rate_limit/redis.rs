@@ -27,6 +27,9 @@
 //! or `{"EVALSHA": [false, "NOSCRIPT …"]}` after a Redis restart, in which
 //! case the filter sends the same call as `EVAL` with the script once.
 
+use crate::rate_limit::admission::Admission;
+use crate::rate_limit::bill::Charge;
+use crate::rate_limit::config::RateLimitConfig;
 use crate::rate_limit::sliding_window::{Window, WindowPolicy, WindowState};
 use crate::webdis::push_segment;
 use serde_json::Value;
@@ -146,6 +149,30 @@ pub struct RedisWindow<'a> {
     pub policy: &'a WindowPolicy,
 }
 
+/// The windows of `charges` as the script sees them (a charge whose limit
+/// is not in `config` is left out, as [`policies`] leaves it out).
+pub fn windows<'a>(config: &'a RateLimitConfig, charges: &[Charge]) -> Vec<RedisWindow<'a>> {
+    let prefix = config.redis.as_ref().map_or("", |r| r.key_prefix.as_str());
+    charges
+        .iter()
+        .filter_map(|c| {
+            Some(RedisWindow {
+                key: format!("{prefix}{}", c.id.hex()),
+                slots: c.slots,
+                policy: &config.limits.get(c.limit)?.policy,
+            })
+        })
+        .collect()
+}
+
+/// The window policies of `charges`, in the call's order (to read the reply).
+pub fn policies<'a>(config: &'a RateLimitConfig, charges: &[Charge]) -> Vec<&'a WindowPolicy> {
+    charges
+        .iter()
+        .filter_map(|c| config.limits.get(c.limit).map(|l| &l.policy))
+        .collect()
+}
+
 /// Body of the webdis call: `EVALSHA/<sha>/…` or, with `with_script`, `EVAL/<script>/…`.
 pub fn command_body(windows: &[RedisWindow<'_>], nonce: &str, with_script: bool) -> String {
     let mut out = String::from(if with_script { "EVAL" } else { "EVALSHA" });
@@ -196,6 +223,18 @@ impl RedisAnswer {
             .enumerate()
             .min_by_key(|(_, w)| w.iter().map(|s| s.remaining).min().unwrap_or(0))
             .map_or(0, |(i, _)| i)
+    }
+
+    /// The same answer as the local store gives it (Redis has no slot
+    /// table to fill).
+    pub fn into_admission(self) -> Admission {
+        Admission {
+            admitted: self.admitted,
+            retry_after_ms: self.retry_after_ms,
+            binding: self.binding(),
+            windows: self.windows,
+            table_full: false,
+        }
     }
 }
 
@@ -284,6 +323,52 @@ pub fn parse_reply(status: Option<&str>, body: &[u8], policies: &[&WindowPolicy]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request's charges under `yaml`, and the config.
+    fn charged(yaml: &str) -> (RateLimitConfig, Vec<Charge>) {
+        use crate::protocol::request_facts::{RequestFacts, VerifiedIdentity};
+        use crate::rate_limit::bill::{bill, Bill, OperationCall};
+        let config = RateLimitConfig::load(yaml.as_bytes()).unwrap();
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
+        let calls = OperationCall::from_facts(&RequestFacts::inspect(body).unwrap().1);
+        let who = VerifiedIdentity {
+            agent_id: "a".into(),
+            ..Default::default()
+        };
+        let Bill::Charges { charges, .. } = bill(&config, Some(&who), &calls) else {
+            panic!("not charged");
+        };
+        (config, charges)
+    }
+
+    #[test]
+    fn windows_and_policies_of_the_charges() {
+        let (config, charges) = charged(
+            "limits:\n  - {path: /mcp/tools/call, maxRequests: 5, windowSeconds: 60}\nredisStore: {cluster: webdis, keyPrefix: 'p:'}\n",
+        );
+        let w = windows(&config, &charges);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].key, format!("p:{}", charges[0].id.hex()));
+        assert_eq!(w[0].slots, 1);
+        assert_eq!(policies(&config, &charges), [&config.limits[0].policy]);
+    }
+
+    #[test]
+    fn a_redis_answer_is_an_admission() {
+        let p = WindowPolicy::new(1, 60, 0);
+        let full = crate::rate_limit::sliding_window::decide(&p, &mut vec![], 0, 1).windows;
+        let free = crate::rate_limit::sliding_window::decide(&p, &mut vec![], 0, 0).windows;
+        let a = RedisAnswer {
+            admitted: false,
+            retry_after_ms: 5,
+            windows: vec![free, full],
+        }
+        .into_admission();
+        assert_eq!(
+            (a.admitted, a.retry_after_ms, a.binding, a.table_full),
+            (false, 5, 1, false)
+        );
+    }
 
     #[test]
     fn command_is_percent_encoded_webdis_path() {
