@@ -185,6 +185,24 @@ pub fn bill(
     }
 }
 
+/// For other modules' tests: `yaml`'s config, and the charges of one
+/// `tools/call` by agent `a` under it.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+pub(crate) fn one_tool_call(yaml: &str) -> (RateLimitConfig, Vec<Charge>) {
+    let config = RateLimitConfig::load(yaml.as_bytes()).unwrap();
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
+    let calls = OperationCall::from_facts(&RequestFacts::inspect(body).unwrap().1);
+    let who = VerifiedIdentity {
+        agent_id: "a".into(),
+        ..Default::default()
+    };
+    let Bill::Charges { charges, .. } = bill(&config, Some(&who), &calls) else {
+        panic!("one tools/call is not charged under {yaml}");
+    };
+    (config, charges)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,21 +113,10 @@ mod tests {
 
     #[test]
     fn fields_for_charges_follow_the_config() {
-        use crate::protocol::request_facts::{RequestFacts, VerifiedIdentity};
-        use crate::rate_limit::bill::{bill, Bill, OperationCall};
-        let load = |yaml: &str| RateLimitConfig::load(yaml.as_bytes()).unwrap();
+        use crate::rate_limit::bill::one_tool_call;
         let limits = "limits:\n  - {name: calls, path: /mcp/tools/call, maxRequests: 5, windowSeconds: 60}\n";
-        let on = load(limits);
-        let off = load(&format!("{limits}rateLimitHeaders: {{enabled: false}}\n"));
-        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
-        let calls = OperationCall::from_facts(&RequestFacts::inspect(body).unwrap().1);
-        let who = VerifiedIdentity {
-            agent_id: "a".into(),
-            ..Default::default()
-        };
-        let Bill::Charges { charges, .. } = bill(&on, Some(&who), &calls) else {
-            panic!("not charged");
-        };
+        let (on, charges) = one_tool_call(limits);
+        let (off, _) = one_tool_call(&format!("{limits}rateLimitHeaders: {{enabled: false}}\n"));
         let windows = || vec![decide(&on.limits[0].policy, &mut vec![], 0, 1).windows];
         let fields = for_charges(&on, &charges, windows());
         assert_eq!(

@@ -324,26 +324,9 @@ pub fn parse_reply(status: Option<&str>, body: &[u8], policies: &[&WindowPolicy]
 mod tests {
     use super::*;
 
-    /// A request's charges under `yaml`, and the config.
-    fn charged(yaml: &str) -> (RateLimitConfig, Vec<Charge>) {
-        use crate::protocol::request_facts::{RequestFacts, VerifiedIdentity};
-        use crate::rate_limit::bill::{bill, Bill, OperationCall};
-        let config = RateLimitConfig::load(yaml.as_bytes()).unwrap();
-        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
-        let calls = OperationCall::from_facts(&RequestFacts::inspect(body).unwrap().1);
-        let who = VerifiedIdentity {
-            agent_id: "a".into(),
-            ..Default::default()
-        };
-        let Bill::Charges { charges, .. } = bill(&config, Some(&who), &calls) else {
-            panic!("not charged");
-        };
-        (config, charges)
-    }
-
     #[test]
     fn windows_and_policies_of_the_charges() {
-        let (config, charges) = charged(
+        let (config, charges) = crate::rate_limit::bill::one_tool_call(
             "limits:\n  - {path: /mcp/tools/call, maxRequests: 5, windowSeconds: 60}\nredisStore: {cluster: webdis, keyPrefix: 'p:'}\n",
         );
         let w = windows(&config, &charges);
