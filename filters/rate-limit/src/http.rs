@@ -9,7 +9,7 @@
 //! admitted request.
 
 use crate::local_store::SharedSlots;
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::Metrics;
 use gw_core::filter_state::decision;
 use gw_core::protocol::a2a;
 use gw_core::protocol::request_facts::RequestFacts;
@@ -131,13 +131,13 @@ impl RateLimitHttp {
         match admission::decide(&mut slots, &self.config, charges, now) {
             Ok(admission) => {
                 if admission.table_full {
-                    self.metrics.inc(h, Counter::TableFull);
+                    self.metrics.table_full.inc(h);
                 }
                 self.apply(h, agent_id, charges, admission)
             }
             Err(message) => {
                 log::error!("rate_limit: shared data: {message}");
-                self.metrics.inc(h, Counter::StoreErrors);
+                self.metrics.store_errors.inc(h);
                 self.unavailable(h, "the rate-limit store failed")
             }
         }
@@ -172,10 +172,10 @@ impl RateLimitHttp {
     ) -> Action {
         let headers = headers::for_charges(&self.config, charges, d.windows);
         if d.admitted {
-            self.metrics.inc(h, Counter::Admitted);
+            self.metrics.admitted.inc(h);
             return self.pass(h, headers);
         }
-        self.metrics.inc(h, Counter::Limited);
+        self.metrics.limited.inc(h);
         let config = Rc::clone(&self.config);
         let Some(refusal) =
             response::refusal(&config, charges, d.binding, d.retry_after_ms, agent_id)
@@ -241,7 +241,7 @@ impl Filter for RateLimitHttp {
             self.phase = Phase::Done;
             return Action::Continue;
         }
-        self.metrics.inc(h, Counter::Requests);
+        self.metrics.requests.inc(h);
         self.path = gw_host::state::request_header(h, ":path").unwrap_or_default();
         self.http_method = gw_host::state::request_header(h, ":method").unwrap_or_default();
         self.request_id = gw_host::state::request_header(h, "x-request-id").unwrap_or_default();

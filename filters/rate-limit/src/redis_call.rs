@@ -3,7 +3,6 @@
 //! only the answer resumes or refuses it.
 
 use crate::http::{Pending, Phase, RateLimitHttp};
-use crate::metrics::Counter;
 use gw_core::rate_limit::bill::Charge;
 use gw_core::rate_limit::config::OnUnavailable;
 use gw_core::rate_limit::redis::{self, RedisReply};
@@ -64,7 +63,7 @@ impl RateLimitHttp {
         charges: &[Charge],
         mode: OnUnavailable,
     ) -> Action {
-        self.metrics.inc(h, Counter::RedisUnavailable);
+        self.metrics.redis_unavailable.inc(h);
         match mode {
             OnUnavailable::Local => self.decide_locally(h, agent_id, charges),
             OnUnavailable::Deny => {

@@ -2,7 +2,7 @@
 
 use crate::http::RateLimitHttp;
 use crate::local_store::SharedSlots;
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::Metrics;
 use gw_core::rate_limit::admission;
 use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
 use gw_host::clock::now_ms;
@@ -86,7 +86,7 @@ impl FilterRoot for RateLimitRoot {
         };
         let reclaimed = admission::sweep(&mut slots, &store, self.sweep_cursor, batch, now);
         self.sweep_cursor = (self.sweep_cursor + batch) % store.slots.max(1);
-        self.metrics.add(h, Counter::Reclaimed, reclaimed);
+        self.metrics.reclaimed.add(h, reclaimed);
     }
 
     fn new_filter(&self, context_id: u32) -> Box<dyn Filter> {

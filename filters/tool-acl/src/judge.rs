@@ -2,7 +2,6 @@
 //! protocol versions, and the ACL's verdict on every governed message.
 
 use crate::http::ToolAclHttp;
-use crate::Metric;
 use gw_core::filter_state::decision;
 use gw_core::protocol::jsonrpc;
 use gw_core::protocol::operation::Operation;
@@ -105,7 +104,7 @@ impl ToolAclHttp {
                     first.agent_id,
                     first.reason
                 );
-                self.metrics.add(h, Metric::Denied, 1);
+                self.metrics.denied.inc(h);
                 state::set_decision(h, decision::TOOL_DENIED);
                 if let Some(action) =
                     self.deny_on_legacy_stream(h, config, facts, &reply.body, body_len)

@@ -15,11 +15,12 @@ mod http;
 mod judge;
 mod legacy;
 mod lists;
+mod metrics;
 
 use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};
 use gw_host::filter::{Filter, FilterRoot};
-use gw_host::metrics::Counter;
 use gw_host::port::Host;
+use metrics::Metrics;
 use std::rc::Rc;
 
 /// A fresh root of the filter (the module is `filters/wasm/tool-acl`).
@@ -29,89 +30,6 @@ pub fn new_root() -> Box<dyn FilterRoot> {
         metrics: Rc::new(Metrics::default()),
         outbox: gw_a2a_acl::Outbox::default(),
     })
-}
-
-/// Counters, visible as `wasmcustom.gw.tool_acl.*` in Envoy's stats.
-#[derive(Debug, Default)]
-pub(crate) struct Metrics {
-    requests: Counter,
-    inspected: Counter,
-    allowed: Counter,
-    denied: Counter,
-    bad_request: Counter,
-    no_identity: Counter,
-    list_filtered: Counter,
-    tools_hidden: Counter,
-    cache_hit: Counter,
-    cache_miss: Counter,
-    cache_store: Counter,
-    cache_invalidated: Counter,
-    version_refused: Counter,
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Metric {
-    Requests,
-    Inspected,
-    Allowed,
-    Denied,
-    BadRequest,
-    NoIdentity,
-    ListFiltered,
-    ToolsHidden,
-    CacheHit,
-    CacheMiss,
-    CacheStore,
-    CacheInvalidated,
-    VersionRefused,
-}
-
-impl Metrics {
-    fn define(h: &mut dyn Host) -> Self {
-        let mut counter = |name: &str| Counter::define(h, &format!("gw.tool_acl.{name}"));
-        Self {
-            requests: counter("requests"),
-            inspected: counter("mcp_requests"),
-            allowed: counter("allowed"),
-            denied: counter("denied"),
-            bad_request: counter("bad_request"),
-            no_identity: counter("no_identity"),
-            list_filtered: counter("tools_list_filtered"),
-            tools_hidden: counter("tools_hidden"),
-            cache_hit: counter("tools_list_cache_hit"),
-            cache_miss: counter("tools_list_cache_miss"),
-            cache_store: counter("tools_list_cache_store"),
-            cache_invalidated: counter("tools_list_cache_invalidated"),
-            version_refused: counter("protocol_version_refused"),
-        }
-    }
-
-    /// The counters the A2A stage counts its decisions in.
-    pub(crate) fn a2a(&self) -> gw_a2a_acl::Counters {
-        gw_a2a_acl::Counters {
-            allowed: self.allowed,
-            denied: self.denied,
-        }
-    }
-
-    pub(crate) fn add(&self, h: &mut dyn Host, metric: Metric, n: u64) {
-        let counter = match metric {
-            Metric::Requests => self.requests,
-            Metric::Inspected => self.inspected,
-            Metric::Allowed => self.allowed,
-            Metric::Denied => self.denied,
-            Metric::BadRequest => self.bad_request,
-            Metric::NoIdentity => self.no_identity,
-            Metric::ListFiltered => self.list_filtered,
-            Metric::ToolsHidden => self.tools_hidden,
-            Metric::CacheHit => self.cache_hit,
-            Metric::CacheMiss => self.cache_miss,
-            Metric::CacheStore => self.cache_store,
-            Metric::CacheInvalidated => self.cache_invalidated,
-            Metric::VersionRefused => self.version_refused,
-        };
-        counter.add(h, n);
-    }
 }
 
 struct ToolAclRoot {
