@@ -313,10 +313,21 @@ impl Filter for ToolAclHttp {
             }
         };
         let single_id = facts.single().and_then(|m| m.id.clone());
-        if let Err(r) = self.check_shape(&config, &facts) {
+        let shape = request_guard::check_shape(
+            config.batches,
+            self.headers.mcp_method.as_deref(),
+            self.headers.mcp_name.as_deref(),
+            &facts,
+        );
+        if let Err(r) = shape {
             return self.refuse(h, &r, single_id.as_ref());
         }
-        if let Err(r) = self.check_versions(&config, &facts, parsed.as_ref(), &body) {
+        let has_version = self.headers.protocol_version.is_some();
+        let versions =
+            config
+                .protocol_versions
+                .check_body(has_version, &facts, parsed.as_ref(), &body);
+        if let Err(r) = versions {
             return self.refuse_version(h, r, single_id.as_ref());
         }
         if let Some(action) = self.authorize(h, &config, &facts, body.len()) {
