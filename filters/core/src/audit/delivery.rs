@@ -1,7 +1,7 @@
 //! How the audit sender delivers to its [`Destination`]: the batching
 //! policy, how often it must wake up, what a POST carries, and which of the
 //! two senders Envoy starts delivers. The sender adapter
-//! (`filters/audit/src/sender.rs`) only moves these through the host.
+//! (`filters/audit-sender/src/sender.rs`) only moves these through the host.
 
 use crate::audit::batch::{encode_json_batch, BatchPolicy};
 use crate::audit::config::{Destination, DestinationType};

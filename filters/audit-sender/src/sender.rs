@@ -17,11 +17,11 @@
 //! the batching policy and the tick period are `gw_core::audit::delivery`'s.
 
 use crate::metrics::SenderMetrics;
-use crate::QUEUE_NAME;
 use gw_core::audit::batch::{BatchSender, Outcome};
 use gw_core::audit::config::{Destination, DestinationType};
 use gw_core::audit::delivery::still_leading;
 use gw_core::audit::outbox::frame_events;
+use gw_core::audit::outbox::QUEUE_NAME;
 use gw_host::clock::now_ms;
 use gw_host::port::Host;
 use proxy_wasm::types::MapType;
