@@ -11,22 +11,21 @@
 //!   it holds a batch or on the worker's next tick (≤ 250 ms). See [`http`].
 //! - `role: sender`, a singleton `bootstrap_extensions` Wasm service with
 //!   the same `vm_id`: drains the queue into a bounded buffer and POSTs
-//!   batches to the collector cluster with retries. See [`sender`].
+//!   batches to the collector cluster with retries: its own adapter crate,
+//!   `gw_audit_sender` (`filters/audit-sender`), run by this root.
 //!
 //! All policy (captures, events, batching, retries, OTLP) lives in
 //! `gw_core`; this crate only adapts host calls.
 
 mod http;
 mod metrics;
-mod sender;
 
 use gw_core::audit::config::{AuditConfig, AuditConfigSpec, Role};
 use gw_host::filter::{Filter, FilterRoot};
 use gw_host::port::Host;
 use std::rc::Rc;
 
-/// Name of the shared queue between the HTTP filters and the sender.
-pub const QUEUE_NAME: &str = "gw_audit_events";
+pub use gw_core::audit::outbox::QUEUE_NAME;
 /// vm_id of both roles when the host does not tell us.
 pub const DEFAULT_VM_ID: &str = "gw_audit";
 
@@ -41,7 +40,7 @@ pub fn new_root() -> Box<dyn FilterRoot> {
 enum RootRole {
     Unconfigured,
     Filter(Rc<http::FilterShared>),
-    Sender(Box<sender::Sender>),
+    Sender(Box<gw_audit_sender::Sender>),
 }
 
 struct AuditRoot {
@@ -80,7 +79,7 @@ impl FilterRoot for AuditRoot {
                 // buffered events, take the new destination.
                 match &mut self.role {
                     RootRole::Sender(sender) => sender.reconfigure(h, config.destination),
-                    _ => match sender::Sender::start(h, config.destination) {
+                    _ => match gw_audit_sender::Sender::start(h, config.destination) {
                         Some(sender) => self.role = RootRole::Sender(Box::new(sender)),
                         None => return false,
                     },

@@ -26,11 +26,11 @@ use gw_core::identity::protected_resource::RequestInfo;
 use gw_core::protocol::jsonrpc;
 use gw_core::protocol::request_facts::{RequestFacts, VerifiedIdentity};
 use gw_core::rate_limit::admission::{self, MemorySlots, SlotStore};
+use gw_core::rate_limit::bill::{self, Bill, Charge, OperationCall};
 use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
 use gw_core::rate_limit::headers::{self, LimitStatus};
-use gw_core::rate_limit::plan::{self, Charge, OperationCall, Plan};
 use gw_core::rate_limit::sliding_window::{self, Admissions, WindowPolicy};
-use gw_core::rate_limit::window_table::{self, KeyId, SlotDecision};
+use gw_core::rate_limit::window_table::{self, KeyId, SlotAnswer};
 use gw_core::tool_acl::authorize::{self, Verdict as AclVerdict};
 use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};
 use gw_core::tool_acl::list_plan::{self, ResponsePlan};
@@ -122,7 +122,7 @@ fn slot_with_log(id: &KeyId, policy: &WindowPolicy, timestamps: &[u64]) -> Resul
     let mut value = window_table::EMPTY_SLOT.to_vec();
     for &t in timestamps {
         match window_table::admit(&value, id, policy, t, 1, 32).0 {
-            SlotDecision::Admitted { value: v, .. } => value = v,
+            SlotAnswer::Admitted { value: v, .. } => value = v,
             other => return Err(format!("building the slot: refused at {t}: {other:?}")),
         }
     }
@@ -350,18 +350,18 @@ fn main() -> Result<(), String> {
     // ----------------------------------------------------------- rate limit
     println!("\n-- rate limit (on_http_request_body, local store)");
     let ns = per_op(
-        "OperationCall::from_facts + plan::plan (1 SHA-256 KeyId)",
+        "OperationCall::from_facts + bill::bill (1 SHA-256 KeyId)",
         200_000,
         || {
             let calls = OperationCall::from_facts(black_box(&facts));
-            black_box(plan::plan(&rate, Some(black_box(&verified)), &calls));
+            black_box(bill::bill(&rate, Some(black_box(&verified)), &calls));
         },
     );
-    total.add("rate limit: plan", ns, 1);
+    total.add("rate limit: bill", ns, 1);
     let calls = OperationCall::from_facts(&facts);
-    let charge: Charge = match plan::plan(&rate, Some(&verified), &calls) {
-        Plan::Charges { charges, .. } => {
-            charges.into_iter().next().ok_or("the plan has no charge")?
+    let charge: Charge = match bill::bill(&rate, Some(&verified), &calls) {
+        Bill::Charges { charges, .. } => {
+            charges.into_iter().next().ok_or("the bill has no charge")?
         }
         other => return Err(format!("tools/call is not charged: {other:?}")),
     };
@@ -437,7 +437,7 @@ fn main() -> Result<(), String> {
     )
     .0
     {
-        SlotDecision::Admitted { verdict, .. } => verdict.windows,
+        SlotAnswer::Admitted { answer, .. } => answer.windows,
         other => return Err(format!("not admitted: {other:?}")),
     };
     total.add(
@@ -448,8 +448,8 @@ fn main() -> Result<(), String> {
     // The filter's own decision path (gw_core::rate_limit::admission, CAS
     // loop included) over in-memory slots; the filter's store is Envoy
     // shared data, two host calls not counted here.
-    let charges = match plan::plan(&rate, Some(&verified), &calls) {
-        Plan::Charges { charges, .. } => charges,
+    let charges = match bill::bill(&rate, Some(&verified), &calls) {
+        Bill::Charges { charges, .. } => charges,
         other => return Err(format!("not charged: {other:?}")),
     };
     let slot = charges

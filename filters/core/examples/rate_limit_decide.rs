@@ -11,7 +11,7 @@
 //! Prints numbers; asserts nothing. ./dev bench puts the output in BENCHMARKS.md.
 
 use gw_core::rate_limit::sliding_window::WindowPolicy;
-use gw_core::rate_limit::window_table::{self, KeyId, SlotDecision};
+use gw_core::rate_limit::window_table::{self, KeyId, SlotAnswer};
 use std::time::Instant;
 
 /// Neighbours sharing the slot (other agents hashed to it).
@@ -24,7 +24,7 @@ fn run(policy: &WindowPolicy, step_ms: u64, decisions: u32) -> (f64, usize, u32)
     let long = WindowPolicy::new(1_000, 7 * 24 * 3600, 0);
     for k in 0..NEIGHBOURS {
         let id = KeyId::of("tools/call", &format!("neighbour-{k}"));
-        if let (SlotDecision::Admitted { value, .. }, _) =
+        if let (SlotAnswer::Admitted { value, .. }, _) =
             window_table::admit(&slot, &id, &long, t0, 1, 64)
         {
             slot = value;
@@ -36,7 +36,7 @@ fn run(policy: &WindowPolicy, step_ms: u64, decisions: u32) -> (f64, usize, u32)
     let fill = (2 * policy.window_ms / step_ms.max(1)).min(4_000_000);
     let admit = |slot: &mut Vec<u8>, now: u64| -> bool {
         match window_table::admit(slot, &id, policy, now, 1, 64).0 {
-            SlotDecision::Admitted { value, .. } => {
+            SlotAnswer::Admitted { value, .. } => {
                 *slot = value;
                 true
             }

@@ -8,7 +8,7 @@
 //! measures the same inside a running Envoy.
 
 use gw_core::rate_limit::sliding_window::WindowPolicy;
-use gw_core::rate_limit::window_table::{self, KeyId, SlotDecision};
+use gw_core::rate_limit::window_table::{self, KeyId, SlotAnswer};
 use std::time::Instant;
 
 fn arg(n: usize, default: u32) -> u32 {
@@ -56,7 +56,7 @@ fn main() {
                 let (decision, _) = window_table::admit(slot, &id, &policy, now, 1, keys_per_slot);
                 decisions += 1;
                 match decision {
-                    SlotDecision::Admitted { value, .. } => *slot = value,
+                    SlotAnswer::Admitted { value, .. } => *slot = value,
                     _ => refused += 1,
                 }
             }

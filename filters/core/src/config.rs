@@ -7,6 +7,19 @@
 //! "invalid config". Validation that needs more than types (globs, templates,
 //! ranges) happens in `TryFrom<Spec>` conversions at load time, never per
 //! request.
+//!
+//! One style for every spec struct of the four filters (and the A2A ACL):
+//!
+//! - `#[serde(rename_all = "camelCase", deny_unknown_fields)]` on every
+//!   struct (`rename_all = "camelCase"` on enums): keys are written as in the
+//!   recipe, and a typo is an error naming the key, never a silent default.
+//! - A struct whose every key is optional carries `#[serde(default)]` on the
+//!   struct itself and states its defaults once, in its `Default` impl
+//!   (derived when every default is the type's own). A section written empty
+//!   then means exactly the section left out (`tests/config_style.rs`).
+//! - A struct with a required key marks each optional field
+//!   `#[serde(default)]`; a default other than the type's own is a
+//!   `default_<key>()` function next to the struct.
 
 use serde::de::DeserializeOwned;
 use std::fmt;

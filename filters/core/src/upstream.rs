@@ -4,6 +4,7 @@
 //! they always have (a URL and an optional cluster; or a cluster and an
 //! optional authority); all become an [`Upstream`]: the Envoy cluster the
 //! call goes to, and the `:authority`, `:path` and timeout of the request.
+//! The A2A task-owner store (webdis, like the rate limiter's) is one too.
 
 /// An HTTP callout's destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,24 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// The pseudo-headers and content type of a POST to this upstream; a
+    /// caller appends its own headers (credentials, `accept`, ...).
+    pub fn post_headers<'a>(&'a self, content_type: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            (":method", "POST"),
+            (":path", &self.path),
+            (":authority", &self.authority),
+            ("content-type", content_type),
+        ]
+    }
+
+    /// The call's deadline.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -141,6 +160,16 @@ mod tests {
         );
         let r = Upstream::new("redis".into(), None, "/".into(), 250).unwrap();
         assert_eq!(r.authority, "redis");
+        assert_eq!(
+            r.post_headers("text/plain"),
+            [
+                (":method", "POST"),
+                (":path", "/"),
+                (":authority", "redis"),
+                ("content-type", "text/plain")
+            ]
+        );
+        assert_eq!(r.timeout(), std::time::Duration::from_millis(250));
         assert!(Upstream::new(" ".into(), None, "/".into(), 1).is_err());
     }
 }

@@ -10,7 +10,7 @@ use gw_core::identity::config::IdentityConfig;
 use gw_core::identity::credentials::CredentialKind;
 use gw_core::identity::denial::Denial;
 use gw_core::identity::policy::{Begin, Pending, Verdict};
-use gw_core::identity::protected_resource::RequestInfo;
+use gw_core::identity::protected_resource::RequestLine;
 use gw_core::{filter_state, identity::api_key, identity::introspection};
 use gw_host::clock::now;
 use gw_host::filter::Filter;
@@ -44,49 +44,6 @@ impl Drop for CalloutSlot {
     }
 }
 
-/// The request line as the policy needs it (owned: it outlives the headers
-/// callback while a callout is pending).
-struct Request {
-    method: String,
-    path: String,
-    scheme: String,
-    authority: String,
-}
-
-impl Request {
-    /// From the request headers already read (one host call for all of
-    /// them: each single-header read is a host round trip of its own).
-    fn from_headers(headers: &[(String, String)]) -> Self {
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let path = get(":path");
-        let path = path
-            .split_once('?')
-            .map_or(path.as_str(), |(p, _)| p)
-            .to_string();
-        Self {
-            method: get(":method"),
-            path,
-            scheme: get(":scheme"),
-            authority: get(":authority"),
-        }
-    }
-
-    fn info(&self) -> RequestInfo<'_> {
-        RequestInfo {
-            method: &self.method,
-            path: &self.path,
-            scheme: &self.scheme,
-            authority: &self.authority,
-        }
-    }
-}
-
 enum State {
     /// Headers not seen yet.
     Start,
@@ -94,7 +51,7 @@ enum State {
     Waiting {
         token: u32,
         pending: Box<Pending>,
-        request: Request,
+        request: RequestLine,
         /// Released when this state is left or dropped.
         _slot: CalloutSlot,
     },
@@ -157,7 +114,7 @@ impl IdentityHttp {
     }
 
     /// Apply a verdict. Returns true when the request may continue.
-    fn apply(&mut self, h: &mut dyn Host, verdict: Verdict, request: &Request) -> bool {
+    fn apply(&mut self, h: &mut dyn Host, verdict: Verdict, request: &RequestLine) -> bool {
         self.state = State::Done;
         match verdict {
             Verdict::Allow(allowed) => {
@@ -179,7 +136,7 @@ impl IdentityHttp {
         }
     }
 
-    fn deny(&mut self, h: &mut dyn Host, denial: &Denial, request: &Request) {
+    fn deny(&mut self, h: &mut dyn Host, denial: &Denial, request: &RequestLine) {
         self.state = State::Done;
         if denial.status == 503 {
             log::warn!(
@@ -204,7 +161,7 @@ impl IdentityHttp {
         gw_host::reply::send_local(h, &reply);
     }
 
-    fn check(&mut self, h: &mut dyn Host, pending: Pending, request: Request) -> Action {
+    fn check(&mut self, h: &mut dyn Host, pending: Pending, request: RequestLine) -> Action {
         if let Some(outcome) = self.cached(h, &pending.hash) {
             self.metrics.cache_hits.inc(h);
             let verdict =
@@ -319,7 +276,7 @@ impl Filter for IdentityHttp {
         for name in self.config.headers_to_strip(&headers) {
             gw_host::headers::remove_request_header(h, &name);
         }
-        let request = Request::from_headers(&headers);
+        let request = RequestLine::from_headers(&headers);
         let begin = self
             .config
             .begin(&request.info(), &headers, now(h).as_secs());

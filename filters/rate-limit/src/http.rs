@@ -2,23 +2,22 @@
 //!
 //! Headers: nothing to decide until the body is known (a request with no
 //! body is decided here from its recipe path). Body: buffered to the end,
-//! its facts read from filter state (or parsed and published), the plan
+//! its facts read from filter state (or parsed and published), the bill
 //! made, then decided against the local slots or, in multi-replica mode,
 //! with one call to Redis (the request waits paused; only the callback
 //! resumes or answers it). Response headers: the RateLimit fields of an
 //! admitted request.
 
 use crate::local_store::SharedSlots;
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::Metrics;
 use gw_core::filter_state::decision;
 use gw_core::protocol::a2a;
 use gw_core::protocol::request_facts::RequestFacts;
-use gw_core::rate_limit::admission;
+use gw_core::rate_limit::admission::{self, Admission};
+use gw_core::rate_limit::bill::{self, Bill, Charge, OperationCall};
 use gw_core::rate_limit::config::RateLimitConfig;
-use gw_core::rate_limit::headers::{self, LimitStatus};
-use gw_core::rate_limit::plan::{self, Charge, OperationCall, Plan};
+use gw_core::rate_limit::headers;
 use gw_core::rate_limit::response;
-use gw_core::rate_limit::sliding_window::WindowState;
 use gw_host::clock::now_ms;
 use gw_host::filter::Filter;
 use gw_host::port::Host;
@@ -40,7 +39,7 @@ pub(crate) struct Pending {
 
 /// Where the request is.
 #[derive(PartialEq, Eq)]
-pub(crate) enum Stage {
+pub(crate) enum Phase {
     Headers,
     Body,
     Waiting,
@@ -51,7 +50,7 @@ pub struct RateLimitHttp {
     pub(crate) config: Rc<RateLimitConfig>,
     pub(crate) metrics: Metrics,
     pub(crate) context_id: u32,
-    pub(crate) stage: Stage,
+    pub(crate) phase: Phase,
     pub(crate) path: String,
     /// `:method`: with the path, it names an A2A REST operation.
     pub(crate) http_method: String,
@@ -71,21 +70,13 @@ pub struct RateLimitHttp {
     pub(crate) stream: Option<gw_host::legacy_sse::StreamWatch>,
 }
 
-/// Common decision shape of both stores.
-pub(crate) struct Decision {
-    pub(crate) admitted: bool,
-    pub(crate) retry_after_ms: u64,
-    pub(crate) binding: usize,
-    pub(crate) windows: Vec<Vec<WindowState>>,
-}
-
 impl RateLimitHttp {
     pub fn new(config: Rc<RateLimitConfig>, metrics: Metrics, context_id: u32) -> Self {
         Self {
             config,
             metrics,
             context_id,
-            stage: Stage::Headers,
+            phase: Phase::Headers,
             path: String::new(),
             http_method: String::new(),
             request_id: String::new(),
@@ -102,9 +93,9 @@ impl RateLimitHttp {
     /// the callback that got us here.
     pub(crate) fn enforce(&mut self, h: &mut dyn Host, calls: Vec<OperationCall>) -> Action {
         let identity = gw_host::state::verified_identity(h);
-        match plan::plan(&self.config, identity.as_ref(), &calls) {
-            Plan::Unlimited => self.pass(h, Vec::new()),
-            Plan::MissingIdentity => {
+        match bill::bill(&self.config, identity.as_ref(), &calls) {
+            Bill::Unlimited => self.pass(h, Vec::new()),
+            Bill::MissingIdentity => {
                 gw_host::state::set_decision(h, decision::UNAUTHENTICATED);
                 gw_host::reply::json_error(
                     h,
@@ -113,10 +104,10 @@ impl RateLimitHttp {
                     "a verified agent identity is required for this operation",
                     &[],
                 );
-                self.stage = Stage::Done;
+                self.phase = Phase::Done;
                 Action::Pause
             }
-            Plan::Charges { agent_id, charges } => {
+            Bill::Charges { agent_id, charges } => {
                 if self.config.redis.is_some() {
                     self.ask_redis(h, agent_id, charges, false)
                 } else {
@@ -138,25 +129,15 @@ impl RateLimitHttp {
             metrics: &self.metrics,
         };
         match admission::decide(&mut slots, &self.config, charges, now) {
-            Ok(outcome) => {
-                if outcome.table_full {
-                    self.metrics.inc(h, Counter::TableFull);
+            Ok(admission) => {
+                if admission.table_full {
+                    self.metrics.table_full.inc(h);
                 }
-                self.apply(
-                    h,
-                    agent_id,
-                    charges,
-                    Decision {
-                        admitted: outcome.admitted,
-                        retry_after_ms: outcome.retry_after_ms,
-                        binding: outcome.binding,
-                        windows: outcome.windows,
-                    },
-                )
+                self.apply(h, agent_id, charges, admission)
             }
             Err(message) => {
                 log::error!("rate_limit: shared data: {message}");
-                self.metrics.inc(h, Counter::StoreErrors);
+                self.metrics.store_errors.inc(h);
                 self.unavailable(h, "the rate-limit store failed")
             }
         }
@@ -165,15 +146,15 @@ impl RateLimitHttp {
     pub(crate) fn unavailable(&mut self, h: &mut dyn Host, message: &str) -> Action {
         gw_host::state::set_decision(h, decision::UNAVAILABLE);
         gw_host::reply::json_error(h, 503, "rate_limit_unavailable", message, &[]);
-        self.stage = Stage::Done;
+        self.phase = Phase::Done;
         Action::Pause
     }
 
     /// Let the request through; remember the RateLimit fields for the response.
     pub(crate) fn pass(&mut self, h: &mut dyn Host, headers: Vec<(String, String)>) -> Action {
         self.response_headers = headers;
-        let resume = self.stage == Stage::Waiting;
-        self.stage = Stage::Done;
+        let resume = self.phase == Phase::Waiting;
+        self.phase = Phase::Done;
         if resume {
             if let Err(status) = h.resume_request() {
                 log::warn!("rate_limit: cannot resume request: {status:?}");
@@ -187,28 +168,14 @@ impl RateLimitHttp {
         h: &mut dyn Host,
         agent_id: &str,
         charges: &[Charge],
-        d: Decision,
+        d: Admission,
     ) -> Action {
-        let statuses: Vec<LimitStatus> = charges
-            .iter()
-            .zip(d.windows)
-            .filter_map(|(c, windows)| {
-                Some(LimitStatus {
-                    name: self.config.limits.get(c.limit)?.name.clone(),
-                    windows,
-                })
-            })
-            .collect();
-        let headers = if self.config.headers_enabled {
-            headers::headers(&statuses)
-        } else {
-            Vec::new()
-        };
+        let headers = headers::for_charges(&self.config, charges, d.windows);
         if d.admitted {
-            self.metrics.inc(h, Counter::Admitted);
+            self.metrics.admitted.inc(h);
             return self.pass(h, headers);
         }
-        self.metrics.inc(h, Counter::Limited);
+        self.metrics.limited.inc(h);
         let config = Rc::clone(&self.config);
         let Some(refusal) =
             response::refusal(&config, charges, d.binding, d.retry_after_ms, agent_id)
@@ -223,7 +190,7 @@ impl RateLimitHttp {
             return self.pass(h, Vec::new());
         }
         gw_host::reply::send_local(h, &reply);
-        self.stage = Stage::Done;
+        self.phase = Phase::Done;
         Action::Pause
     }
 
@@ -271,10 +238,10 @@ impl Filter for RateLimitHttp {
         end_of_stream: bool,
     ) -> Action {
         if self.config.limits.is_empty() {
-            self.stage = Stage::Done;
+            self.phase = Phase::Done;
             return Action::Continue;
         }
-        self.metrics.inc(h, Counter::Requests);
+        self.metrics.requests.inc(h);
         self.path = gw_host::state::request_header(h, ":path").unwrap_or_default();
         self.http_method = gw_host::state::request_header(h, ":method").unwrap_or_default();
         self.request_id = gw_host::state::request_header(h, "x-request-id").unwrap_or_default();
@@ -286,7 +253,7 @@ impl Filter for RateLimitHttp {
         // The body callbacks buffer and decide. Held headers (StopIteration,
         // allowed by allow_on_headers_stop_iteration) go on with the body
         // once it is counted; otherwise they go on now.
-        self.stage = Stage::Body;
+        self.phase = Phase::Body;
         if self.config.hold_request_headers {
             Action::Pause
         } else {
@@ -295,10 +262,10 @@ impl Filter for RateLimitHttp {
     }
 
     fn request_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
-        match self.stage {
-            Stage::Body => {}
-            Stage::Waiting => return Action::Pause,
-            Stage::Headers | Stage::Done => return Action::Continue,
+        match self.phase {
+            Phase::Body => {}
+            Phase::Waiting => return Action::Pause,
+            Phase::Headers | Phase::Done => return Action::Continue,
         }
         if !end_of_stream {
             return Action::Pause;
@@ -308,7 +275,7 @@ impl Filter for RateLimitHttp {
             // The tool ACL denied this 2024-11-05 message and forwards a
             // ping in its place: a denied call does not use the tool's
             // window (on Streamable HTTP it never reaches this filter).
-            self.stage = Stage::Done;
+            self.phase = Phase::Done;
             return Action::Continue;
         }
         // Facts published by an earlier filter spare us the body copy.
@@ -345,7 +312,7 @@ impl Filter for RateLimitHttp {
                     &err.to_string(),
                     None,
                 );
-                self.stage = Stage::Done;
+                self.phase = Phase::Done;
                 Action::Pause
             }
         }

@@ -2,7 +2,7 @@
 //! `gw_core::rate_limit::admission`, which decides (all-or-nothing, CAS
 //! loops) over any [`SlotStore`]. This store only moves bytes and counts.
 
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::Metrics;
 use gw_core::rate_limit::admission::{SlotStore, StoreEvent, WriteError};
 use gw_host::port::Host;
 use proxy_wasm::types::Status;
@@ -28,10 +28,10 @@ impl SlotStore for SharedSlots<'_> {
 
     fn note(&mut self, event: StoreEvent) {
         match event {
-            StoreEvent::CasRetry => self.metrics.inc(self.host, Counter::CasRetries),
+            StoreEvent::CasRetry => self.metrics.cas_retries.inc(self.host),
             StoreEvent::SlotReset { key, problem } => {
                 log::warn!("rate_limit: slot {key} reset: {problem}");
-                self.metrics.inc(self.host, Counter::StoreErrors);
+                self.metrics.store_errors.inc(self.host);
             }
             StoreEvent::MissingSlot { key } => {
                 log::warn!("rate_limit: creating missing slot {key}");

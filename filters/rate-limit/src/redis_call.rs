@@ -2,15 +2,13 @@
 //! at once (`gw_core::rate_limit::redis`); the request waits paused, and
 //! only the answer resumes or refuses it.
 
-use crate::http::{Decision, Pending, RateLimitHttp, Stage};
-use crate::metrics::Counter;
+use crate::http::{Pending, Phase, RateLimitHttp};
+use gw_core::rate_limit::bill::Charge;
 use gw_core::rate_limit::config::OnUnavailable;
-use gw_core::rate_limit::plan::Charge;
-use gw_core::rate_limit::redis::{self, RedisReply, RedisWindow};
+use gw_core::rate_limit::redis::{self, RedisReply};
 use gw_host::clock::now_ms;
 use gw_host::port::Host;
 use proxy_wasm::types::{Action, BufferType, MapType};
-use std::time::Duration;
 
 impl RateLimitHttp {
     pub(crate) fn ask_redis(
@@ -28,27 +26,13 @@ impl RateLimitHttp {
             .as_ref()
             .map(|p| p.nonce.clone())
             .unwrap_or_else(|| format!("{}.{}.{}", self.request_id, self.context_id, now_ms(h)));
-        let windows: Vec<RedisWindow<'_>> = charges
-            .iter()
-            .filter_map(|c| {
-                Some(RedisWindow {
-                    key: format!("{}{}", redis.key_prefix, c.id.hex()),
-                    slots: c.slots,
-                    policy: &self.config.limits.get(c.limit)?.policy,
-                })
-            })
-            .collect();
+        let windows = redis::windows(&self.config, &charges);
         let body = redis::command_body(&windows, &nonce, with_script);
         let call = h.dispatch_http_call(
             &redis.upstream.cluster,
-            &[
-                (":method", "POST"),
-                (":path", &redis.upstream.path),
-                (":authority", &redis.upstream.authority),
-                ("content-type", "text/plain"),
-            ],
+            &redis.upstream.post_headers("text/plain"),
             Some(body.as_bytes()),
-            Duration::from_millis(redis.upstream.timeout_ms),
+            redis.upstream.timeout(),
         );
         match call {
             Ok(token) => {
@@ -59,7 +43,7 @@ impl RateLimitHttp {
                     nonce,
                     sent_script: with_script,
                 });
-                self.stage = Stage::Waiting;
+                self.phase = Phase::Waiting;
                 Action::Pause
             }
             Err(status) => {
@@ -79,7 +63,7 @@ impl RateLimitHttp {
         charges: &[Charge],
         mode: OnUnavailable,
     ) -> Action {
-        self.metrics.inc(h, Counter::RedisUnavailable);
+        self.metrics.redis_unavailable.inc(h);
         match mode {
             OnUnavailable::Local => self.decide_locally(h, agent_id, charges),
             OnUnavailable::Deny => {
@@ -93,7 +77,7 @@ impl RateLimitHttp {
         let Some(pending) = self.pending.take() else {
             return;
         };
-        if pending.token != token || self.stage != Stage::Waiting {
+        if pending.token != token || self.phase != Phase::Waiting {
             self.pending = Some(pending);
             return;
         }
@@ -106,20 +90,11 @@ impl RateLimitHttp {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let policies: Vec<_> = pending
-            .charges
-            .iter()
-            .filter_map(|c| self.config.limits.get(c.limit).map(|l| &l.policy))
-            .collect();
+        let policies = redis::policies(&self.config, &pending.charges);
         match redis::parse_reply(status.as_deref(), &body, &policies) {
-            RedisReply::Decided(d) => {
-                let decision = Decision {
-                    admitted: d.admitted,
-                    retry_after_ms: d.retry_after_ms,
-                    binding: d.binding(),
-                    windows: d.windows,
-                };
-                self.apply(h, &pending.agent_id, &pending.charges, decision);
+            RedisReply::Decided(answer) => {
+                let admission = answer.into_admission();
+                self.apply(h, &pending.agent_id, &pending.charges, admission);
             }
             RedisReply::NoScript if !pending.sent_script => {
                 let Pending {

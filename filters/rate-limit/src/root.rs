@@ -2,8 +2,8 @@
 
 use crate::http::RateLimitHttp;
 use crate::local_store::SharedSlots;
-use crate::metrics::{Counter, Metrics};
-use gw_core::rate_limit::admission;
+use crate::metrics::Metrics;
+use gw_core::rate_limit::admission::{self, SweepCursor};
 use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
 use gw_host::clock::now_ms;
 use gw_host::filter::{Filter, FilterRoot, Unconfigured};
@@ -11,17 +11,15 @@ use gw_host::port::Host;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// How often a VM sweeps part of the table, and how long a full pass takes:
-/// every slot is swept at least once per `SWEEP_PASS_TICKS` seconds by every
-/// VM, so expired windows are reclaimed even for agents that never return.
+/// How often a VM sweeps its share of the table (`admission::SweepCursor`:
+/// a full pass every minute).
 const TICK: Duration = Duration::from_secs(1);
-const SWEEP_PASS_TICKS: u32 = 60;
 
 #[derive(Default)]
 pub struct RateLimitRoot {
     config: Option<Rc<RateLimitConfig>>,
     metrics: Metrics,
-    sweep_cursor: u32,
+    sweep: SweepCursor,
 }
 
 impl FilterRoot for RateLimitRoot {
@@ -52,8 +50,7 @@ impl FilterRoot for RateLimitRoot {
                     return false;
                 }
             }
-            // Start each VM's sweep somewhere else so the VMs share the work.
-            self.sweep_cursor = (now_ms(h) % u64::from(config.local.slots)) as u32;
+            self.sweep = SweepCursor::start(&config.local, now_ms(h));
             if let Err(status) = h.set_tick_period(TICK) {
                 log::warn!(
                     "rate_limit: no tick, expired windows are reclaimed only on writes: {status:?}"
@@ -77,16 +74,13 @@ impl FilterRoot for RateLimitRoot {
         let Some(config) = &self.config else {
             return;
         };
-        let store = config.local;
-        let batch = store.slots.div_ceil(SWEEP_PASS_TICKS);
         let now = now_ms(h);
         let mut slots = SharedSlots {
             host: &mut *h,
             metrics: &self.metrics,
         };
-        let reclaimed = admission::sweep(&mut slots, &store, self.sweep_cursor, batch, now);
-        self.sweep_cursor = (self.sweep_cursor + batch) % store.slots.max(1);
-        self.metrics.add(h, Counter::Reclaimed, reclaimed);
+        let reclaimed = self.sweep.tick(&mut slots, &config.local, now);
+        self.metrics.reclaimed.add(h, reclaimed);
     }
 
     fn new_filter(&self, context_id: u32) -> Box<dyn Filter> {

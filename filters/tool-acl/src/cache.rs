@@ -36,8 +36,8 @@ pub(crate) fn shared_key(upstream: &str) -> String {
     format!("gw_tool_acl.tools_list.v1|{upstream}")
 }
 
-/// A fresh entry for this request (shared first, then this agent's private
-/// one) and the document's generation.
+/// A fresh entry for this request (`CacheDoc::find`) and the document's
+/// generation.
 pub(crate) fn lookup(
     h: &mut dyn Host,
     shared_key: &str,
@@ -48,12 +48,9 @@ pub(crate) fn lookup(
 ) -> (Option<CacheEntry>, u64) {
     let (bytes, _) = shared_data::get(h, shared_key);
     let doc = CacheDoc::from_bytes(bytes.as_deref());
-    let public = tools_list::entry_key(protocol_version, cursor, None);
-    let found = doc.lookup(&public, now_ms).cloned().or_else(|| {
-        let agent = agent_id?;
-        let private = tools_list::entry_key(protocol_version, cursor, Some(agent));
-        doc.lookup(&private, now_ms).cloned()
-    });
+    let found = doc
+        .find(protocol_version, cursor, agent_id, now_ms)
+        .cloned();
     (found, doc.generation)
 }
 
@@ -68,34 +65,24 @@ pub(crate) fn store(
     config: &CacheConfig,
     now_ms: u64,
 ) -> bool {
-    let Some(ttl) = tools_list::entry_ttl_ms(result, config.ttl_ms) else {
+    let Some(entry) = tools_list::entry_for(
+        result,
+        &plan.protocol_version,
+        plan.cursor.as_deref(),
+        agent_id,
+        form,
+        config.ttl_ms,
+        now_ms,
+    ) else {
         return false;
     };
-    let private_agent = if tools_list::is_private(result) {
-        match agent_id {
-            Some(agent) => Some(agent),
-            None => return false,
-        }
-    } else {
-        None
-    };
-    let entry = CacheEntry {
-        key: tools_list::entry_key(
-            &plan.protocol_version,
-            plan.cursor.as_deref(),
-            private_agent,
-        ),
-        stored_at_ms: now_ms,
-        expires_at_ms: now_ms.saturating_add(ttl),
-        result: result.clone(),
-        form,
-    };
     shared_data::update(h, &plan.shared_key, CAS_ATTEMPTS, |current| {
-        let mut doc = CacheDoc::from_bytes(current);
-        if doc.generation != plan.generation {
-            return None;
-        }
-        doc.insert(entry.clone(), now_ms, config.limits)
+        CacheDoc::from_bytes(current).store_since(
+            plan.generation,
+            entry.clone(),
+            now_ms,
+            config.limits,
+        )
     })
 }
 

@@ -11,10 +11,9 @@
 //! rewritten; every SSE stream under an MCP endpoint is rewritten event by
 //! event as it passes (tool lists filtered, `list_changed` seen).
 
-use crate::a2a::A2aStage;
-use crate::a2a_owners::Outbox;
 use crate::cache::{self, Plan};
-use crate::{Metric, Metrics};
+use crate::Metrics;
+use gw_a2a_acl::{A2aStage, Outbox};
 use gw_core::filter_state::decision;
 use gw_core::protocol::operation::Operation;
 use gw_core::protocol::request_facts::VerifiedIdentity;
@@ -128,7 +127,7 @@ impl ToolAclHttp {
         if self.identity.is_none() {
             let found = state::verified_identity(h).filter(|i| !i.agent_id.is_empty());
             if found.is_none() {
-                self.metrics.add(h, Metric::NoIdentity, 1);
+                self.metrics.no_identity.inc(h);
             }
             self.identity = Some(found);
         }
@@ -142,7 +141,7 @@ impl ToolAclHttp {
     }
 
     pub(crate) fn refuse(&self, h: &mut dyn Host, refusal: &Refusal, id: Option<&Value>) -> Action {
-        self.metrics.add(h, Metric::BadRequest, 1);
+        self.metrics.bad_request.inc(h);
         state::set_decision(h, decision::BAD_REQUEST);
         let body = jsonrpc_error_response(
             id,
@@ -164,8 +163,8 @@ impl ToolAclHttp {
         refusal: VersionRefusal,
         id: Option<&Value>,
     ) -> Action {
-        self.metrics.add(h, Metric::VersionRefused, 1);
-        self.metrics.add(h, Metric::BadRequest, 1);
+        self.metrics.version_refused.inc(h);
+        self.metrics.bad_request.inc(h);
         state::set_decision(h, decision::BAD_REQUEST);
         let body = jsonrpc_error_response(id, refusal.error);
         reply::send(
@@ -202,7 +201,7 @@ impl Filter for ToolAclHttp {
     }
 
     fn request_headers(&mut self, h: &mut dyn Host, _: usize, end_of_stream: bool) -> Action {
-        self.metrics.add(h, Metric::Requests, 1);
+        self.metrics.requests.inc(h);
         let Some(config) = self.config.clone() else {
             return self.fail_closed(h);
         };
@@ -211,9 +210,14 @@ impl Filter for ToolAclHttp {
         // behind a first one that looks fine.
         let all = gw_host::headers::request_headers(h);
         let header = |name: &str| gw_core::protocol::http::joined_header(&all, name);
-        if let Some((stage, action)) =
-            A2aStage::start(h, &config, &self.metrics, &self.outbox, &all, end_of_stream)
-        {
+        if let Some((stage, action)) = A2aStage::start(
+            h,
+            &config,
+            self.metrics.a2a(),
+            &self.outbox,
+            &all,
+            end_of_stream,
+        ) {
             self.a2a = Some(stage);
             return action;
         }
@@ -229,7 +233,7 @@ impl Filter for ToolAclHttp {
         self.governed = true;
         self.legacy_session = legacy_sse::session_of(&path);
         self.path_operation = request_guard::path_operation(&canonical, endpoint);
-        self.metrics.add(h, Metric::Inspected, 1);
+        self.metrics.inspected.inc(h);
         // Tool lists in the answer are filtered here, so the answer must
         // be readable: ask the upstream for an uncompressed one (an answer
         // compressed anyway is refused, never passed on unfiltered).
@@ -309,16 +313,27 @@ impl Filter for ToolAclHttp {
             }
         };
         let single_id = facts.single().and_then(|m| m.id.clone());
-        if let Err(r) = self.check_shape(&config, &facts) {
+        let shape = request_guard::check_shape(
+            config.batches,
+            self.headers.mcp_method.as_deref(),
+            self.headers.mcp_name.as_deref(),
+            &facts,
+        );
+        if let Err(r) = shape {
             return self.refuse(h, &r, single_id.as_ref());
         }
-        if let Err(r) = self.check_versions(&config, &facts, parsed.as_ref(), &body) {
+        let has_version = self.headers.protocol_version.is_some();
+        let versions =
+            config
+                .protocol_versions
+                .check_body(has_version, &facts, parsed.as_ref(), &body);
+        if let Err(r) = versions {
             return self.refuse_version(h, r, single_id.as_ref());
         }
         if let Some(action) = self.authorize(h, &config, &facts, body.len()) {
             return action;
         }
-        self.metrics.add(h, Metric::Allowed, 1);
+        self.metrics.allowed.inc(h);
         self.prepare_tools_list(h, &config, &facts, parsed, &body)
     }
 

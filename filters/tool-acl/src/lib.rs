@@ -7,23 +7,20 @@
 //! modules: `http` (the callbacks), `judge` (the request body's verdict),
 //! `lists` (list answers and their cache, `cache`), `legacy` (the
 //! 2024-11-05 transport's denials). Under `/a2a`, with an `a2a:` section,
-//! the A2A stage (policy `gw_core::a2a_acl`): `a2a` (requests), `a2a_answers`
-//! (answers), `a2a_owners` (the task-ownership table and its Redis mirror).
+//! the A2A stage: its own adapter crate, `gw_a2a_acl` (`filters/a2a-acl`).
 //! See `docs/tool-acl.md` and `docs/a2a.md`.
 
-mod a2a;
-mod a2a_answers;
-mod a2a_owners;
 mod cache;
 mod http;
 mod judge;
 mod legacy;
 mod lists;
+mod metrics;
 
 use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};
 use gw_host::filter::{Filter, FilterRoot};
-use gw_host::metrics::Counter;
 use gw_host::port::Host;
+use metrics::Metrics;
 use std::rc::Rc;
 
 /// A fresh root of the filter (the module is `filters/wasm/tool-acl`).
@@ -31,90 +28,15 @@ pub fn new_root() -> Box<dyn FilterRoot> {
     Box::new(ToolAclRoot {
         config: None,
         metrics: Rc::new(Metrics::default()),
-        outbox: a2a_owners::Outbox::default(),
+        outbox: gw_a2a_acl::Outbox::default(),
     })
-}
-
-/// Counters, visible as `wasmcustom.gw.tool_acl.*` in Envoy's stats.
-#[derive(Debug, Default)]
-pub(crate) struct Metrics {
-    requests: Counter,
-    inspected: Counter,
-    allowed: Counter,
-    denied: Counter,
-    bad_request: Counter,
-    no_identity: Counter,
-    list_filtered: Counter,
-    tools_hidden: Counter,
-    cache_hit: Counter,
-    cache_miss: Counter,
-    cache_store: Counter,
-    cache_invalidated: Counter,
-    version_refused: Counter,
-}
-
-#[derive(Clone, Copy)]
-pub(crate) enum Metric {
-    Requests,
-    Inspected,
-    Allowed,
-    Denied,
-    BadRequest,
-    NoIdentity,
-    ListFiltered,
-    ToolsHidden,
-    CacheHit,
-    CacheMiss,
-    CacheStore,
-    CacheInvalidated,
-    VersionRefused,
-}
-
-impl Metrics {
-    fn define(h: &mut dyn Host) -> Self {
-        let mut counter = |name: &str| Counter::define(h, &format!("gw.tool_acl.{name}"));
-        Self {
-            requests: counter("requests"),
-            inspected: counter("mcp_requests"),
-            allowed: counter("allowed"),
-            denied: counter("denied"),
-            bad_request: counter("bad_request"),
-            no_identity: counter("no_identity"),
-            list_filtered: counter("tools_list_filtered"),
-            tools_hidden: counter("tools_hidden"),
-            cache_hit: counter("tools_list_cache_hit"),
-            cache_miss: counter("tools_list_cache_miss"),
-            cache_store: counter("tools_list_cache_store"),
-            cache_invalidated: counter("tools_list_cache_invalidated"),
-            version_refused: counter("protocol_version_refused"),
-        }
-    }
-
-    pub(crate) fn add(&self, h: &mut dyn Host, metric: Metric, n: u64) {
-        let counter = match metric {
-            Metric::Requests => self.requests,
-            Metric::Inspected => self.inspected,
-            Metric::Allowed => self.allowed,
-            Metric::Denied => self.denied,
-            Metric::BadRequest => self.bad_request,
-            Metric::NoIdentity => self.no_identity,
-            Metric::ListFiltered => self.list_filtered,
-            Metric::ToolsHidden => self.tools_hidden,
-            Metric::CacheHit => self.cache_hit,
-            Metric::CacheMiss => self.cache_miss,
-            Metric::CacheStore => self.cache_store,
-            Metric::CacheInvalidated => self.cache_invalidated,
-            Metric::VersionRefused => self.version_refused,
-        };
-        counter.add(h, n);
-    }
 }
 
 struct ToolAclRoot {
     config: Option<Rc<ToolAclConfig>>,
     metrics: Rc<Metrics>,
     /// A2A task owners the filters recorded, sent to Redis on the tick.
-    outbox: a2a_owners::Outbox,
+    outbox: gw_a2a_acl::Outbox,
 }
 
 impl FilterRoot for ToolAclRoot {
@@ -128,7 +50,7 @@ impl FilterRoot for ToolAclRoot {
         else {
             return false;
         };
-        // Task owners shared through Redis are sent on a tick (a2a.rs).
+        // Task owners shared through Redis are sent on a tick (gw_a2a_acl).
         let shares_owners = config
             .a2a
             .as_ref()
@@ -136,7 +58,7 @@ impl FilterRoot for ToolAclRoot {
         self.config = Some(Rc::new(config));
         self.metrics = Rc::new(Metrics::define(h));
         if shares_owners {
-            if let Err(status) = h.set_tick_period(a2a_owners::OUTBOX_TICK) {
+            if let Err(status) = h.set_tick_period(gw_a2a_acl::OUTBOX_TICK) {
                 log::error!("tool_acl: cannot set the tick period: {status:?}");
             }
         }
@@ -145,7 +67,7 @@ impl FilterRoot for ToolAclRoot {
 
     fn tick(&mut self, h: &mut dyn Host) {
         if let Some(config) = &self.config {
-            a2a_owners::flush_outbox(h, config, &self.outbox);
+            gw_a2a_acl::flush_outbox(h, config, &self.outbox);
         }
     }
 

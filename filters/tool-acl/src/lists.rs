@@ -5,7 +5,6 @@
 
 use crate::cache::{self, Plan};
 use crate::http::{ResponseMode, ToolAclHttp, INTERNAL_ERROR};
-use crate::Metric;
 use gw_core::protocol::jsonrpc;
 use gw_core::protocol::request_facts::RequestFacts;
 use gw_core::tool_acl::config::ToolAclConfig;
@@ -56,14 +55,14 @@ impl ToolAclHttp {
             now,
         );
         if let Some(entry) = entry {
-            self.metrics.add(h, Metric::CacheHit, 1);
+            self.metrics.cache_hit.inc(h);
             let identity = self.identity(h).cloned();
             let view = config.acl.view(identity.as_ref().map(|i| Agent {
                 id: &i.agent_id,
                 name: &i.agent_name,
             }));
             let json = tools_list::cached_response(&entry, &id, &view, now);
-            self.metrics.add(h, Metric::ListFiltered, 1);
+            self.metrics.list_filtered.inc(h);
             // In the form the upstream answered, so a cached answer looks
             // like a fresh one (unless the client takes only the other).
             match tools_list::reply_form(self.headers.accept.as_deref(), entry.form) {
@@ -85,7 +84,7 @@ impl ToolAclHttp {
             }
             return Action::Pause;
         }
-        self.metrics.add(h, Metric::CacheMiss, 1);
+        self.metrics.cache_miss.inc(h);
         self.plan = Some(Plan {
             shared_key,
             id,
@@ -116,14 +115,13 @@ impl ToolAclHttp {
         if filtered.list_changed {
             if let Some(key) = self.shared_key(h) {
                 if cache::invalidate(h, &key) {
-                    self.metrics.add(h, Metric::CacheInvalidated, 1);
+                    self.metrics.cache_invalidated.inc(h);
                 }
             }
         }
         if filtered.rewritten.is_some() {
-            self.metrics.add(h, Metric::ListFiltered, 1);
-            self.metrics
-                .add(h, Metric::ToolsHidden, filtered.removed as u64);
+            self.metrics.list_filtered.inc(h);
+            self.metrics.tools_hidden.add(h, filtered.removed as u64);
         }
         if let (Some(plan), Some(cache_config)) = (self.plan.take(), config.tools_list.cache) {
             let ok_status = self.response_status == 200;
@@ -139,7 +137,7 @@ impl ToolAclHttp {
                         &cache_config,
                         now,
                     ) {
-                        self.metrics.add(h, Metric::CacheStore, 1);
+                        self.metrics.cache_store.inc(h);
                     }
                 }
                 // Not this event: keep waiting for the answer.

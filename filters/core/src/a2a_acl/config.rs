@@ -31,21 +31,14 @@ use crate::tool_acl::rules::{AgentField, DefaultDecision, PatternList};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct A2aAclSpec {
-    #[serde(default)]
     pub access_rules: Vec<A2aRuleSpec>,
-    #[serde(default)]
     pub match_agent_by: AgentFieldSpec,
-    #[serde(default)]
     pub default_decision: DefaultDecisionSpec,
-    #[serde(default)]
     pub versions: Option<Vec<String>>,
-    #[serde(default)]
     pub task_isolation: TaskIsolationSpec,
-    #[serde(default)]
     pub denied_response: A2aDeniedSpec,
-    #[serde(default)]
     pub max_response_bytes: Option<usize>,
 }
 
@@ -64,18 +57,13 @@ pub struct A2aRuleSpec {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskIsolationSpec {
-    #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(default)]
     pub exempt_agents: Vec<String>,
-    #[serde(default = "default_ttl")]
     pub ttl_seconds: u64,
-    #[serde(default = "default_max_tasks")]
     pub max_tasks: usize,
     /// Share owners across replicas (`owner_store`).
-    #[serde(default)]
     pub redis_store: Option<crate::a2a_acl::owner_store::OwnerStoreSpec>,
 }
 
@@ -84,17 +72,16 @@ impl Default for TaskIsolationSpec {
         Self {
             enabled: true,
             exempt_agents: Vec::new(),
-            ttl_seconds: default_ttl(),
-            max_tasks: default_max_tasks(),
+            ttl_seconds: 86_400,
+            max_tasks: 50_000,
             redis_store: None,
         }
     }
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct A2aDeniedSpec {
-    #[serde(default = "default_denied_code")]
     pub json_rpc_code: i64,
 }
 
@@ -104,19 +91,6 @@ impl Default for A2aDeniedSpec {
             json_rpc_code: DEFAULT_DENIED_CODE,
         }
     }
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_ttl() -> u64 {
-    86_400
-}
-fn default_max_tasks() -> usize {
-    50_000
-}
-fn default_denied_code() -> i64 {
-    DEFAULT_DENIED_CODE
 }
 
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 << 20;

@@ -41,6 +41,17 @@ pub enum Kind {
     InvalidRequest,
 }
 
+impl Kind {
+    /// The audit trail's decision (`filter_state::decision`) for it.
+    pub fn decision(self) -> &'static str {
+        use crate::filter_state::decision;
+        match self {
+            Kind::VersionNotSupported | Kind::InvalidRequest => decision::BAD_REQUEST,
+            Kind::TaskNotFound | Kind::AccessDenied => decision::FORBIDDEN,
+        }
+    }
+}
+
 /// A refusal ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct A2aReply {

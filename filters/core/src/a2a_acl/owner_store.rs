@@ -19,6 +19,7 @@
 //! allows only `EVAL`/`EVALSHA` (what the rate limiter needs).
 
 use crate::config::ConfigError;
+use crate::upstream::Upstream;
 use crate::webdis::push_segment;
 use serde::Deserialize;
 use serde_json::Value;
@@ -46,9 +47,9 @@ fn default_prefix() -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnerStore {
-    pub cluster: String,
-    pub authority: String,
-    pub timeout_ms: u32,
+    /// webdis: the cluster, `:authority` (default: the cluster name), path
+    /// `/` and timeout of every call.
+    pub upstream: Upstream,
     pub key_prefix: String,
 }
 
@@ -69,10 +70,15 @@ impl TryFrom<OwnerStoreSpec> for OwnerStore {
         if spec.key_prefix.is_empty() {
             return Err(ConfigError::at(at("keyPrefix"), "must not be empty"));
         }
+        let upstream = Upstream::new(
+            spec.cluster,
+            spec.authority,
+            "/".into(),
+            u64::from(spec.timeout_ms),
+        )
+        .map_err(|m| ConfigError::at(at("cluster"), m))?;
         Ok(Self {
-            authority: spec.authority.unwrap_or_else(|| spec.cluster.clone()),
-            cluster: spec.cluster,
-            timeout_ms: spec.timeout_ms,
+            upstream,
             key_prefix: spec.key_prefix,
         })
     }
@@ -144,7 +150,7 @@ mod tests {
     #[test]
     fn commands_are_escaped() {
         let s = store();
-        assert_eq!(s.authority, "redis");
+        assert_eq!(s.upstream.authority, "redis");
         assert_eq!(
             s.get_body("t-1"),
             "EVAL/return%20redis.call%28%27GET%27%2C%20KEYS%5B1%5D%29/1/gw%3Aa2a%3Atask%3At-1"

@@ -21,19 +21,20 @@ use crate::protocol::a2a::{A2aVersion, Binding};
 use crate::protocol::operation::Operation;
 use serde_json::{json, Value};
 
-/// One A2A request as the stage judges it.
-#[derive(Debug, Clone)]
-pub struct A2aCall<'a> {
+/// One A2A request as the stage judges it (owned: it may wait for the
+/// owner store's answer before it is decided).
+#[derive(Debug, Clone, PartialEq)]
+pub struct A2aCall {
     pub operation: Operation,
     pub binding: Binding,
     /// JSON-RPC method name (`None` on REST).
-    pub method: Option<&'a str>,
+    pub method: Option<String>,
     /// Version of a REST route (`/v1`: 0.3).
     pub rest_version: Option<A2aVersion>,
     /// JSON-RPC id, for the error.
-    pub id: Option<&'a Value>,
+    pub id: Option<Value>,
     /// The task the request is about.
-    pub task_id: Option<&'a str>,
+    pub task_id: Option<String>,
     /// Skill hints of a send (see [`skill_hints`]).
     pub skills: Vec<String>,
     /// A REST send whose body is not strict JSON (duplicate keys, `NaN`,
@@ -68,7 +69,7 @@ pub enum ListView {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Verdict {
     Pass(Plan),
     Refuse { reply: A2aReply, log: String },
 }
@@ -102,26 +103,26 @@ pub fn skill_hints(params: &Value) -> Vec<String> {
     out
 }
 
-fn refuse(acl: &A2aAcl, call: &A2aCall<'_>, kind: Kind, detail: Detail, log: String) -> Outcome {
+fn refuse(acl: &A2aAcl, call: &A2aCall, kind: Kind, detail: Detail, log: String) -> Verdict {
     let reply = match call.binding {
-        Binding::JsonRpc => errors::jsonrpc(kind, call.id, &detail, acl.denied_code),
+        Binding::JsonRpc => errors::jsonrpc(kind, call.id.as_ref(), &detail, acl.denied_code),
         Binding::HttpJson => errors::rest(kind, &detail),
     };
-    Outcome::Refuse { reply, log }
+    Verdict::Refuse { reply, log }
 }
 
 /// Judge `call` by `caller` (`None`: no verified identity). `owner_of`
 /// looks a task up in the ownership table.
 pub fn decide(
     acl: &A2aAcl,
-    call: &A2aCall<'_>,
+    call: &A2aCall,
     version_header: Option<&str>,
     caller: Option<Caller<'_>>,
     mut owner_of: impl FnMut(&str) -> Option<String>,
-) -> Outcome {
+) -> Verdict {
     if let Err(v) = acl
         .versions
-        .check(version_header, call.method, call.rest_version)
+        .check(version_header, call.method.as_deref(), call.rest_version)
     {
         let mut detail = Detail {
             message: format!(
@@ -176,18 +177,18 @@ pub fn decide(
         plan.record_owner.clone_from(&owner);
     }
     if !iso.enabled || caller.is_some_and(|c| iso.exempt.matches(c.id)) {
-        return Outcome::Pass(plan);
+        return Verdict::Pass(plan);
     }
     if call.operation == Operation::A2aListTasks {
         plan.list_owner = Some(ListView::Owner(owner));
-        return Outcome::Pass(plan);
+        return Verdict::Pass(plan);
     }
-    let Some(task) = call.task_id else {
-        return Outcome::Pass(plan);
+    let Some(task) = call.task_id.as_deref() else {
+        return Verdict::Pass(plan);
     };
     let found = owner_of(task);
     if found.is_some() && found == owner {
-        return Outcome::Pass(plan);
+        return Verdict::Pass(plan);
     }
     let detail = Detail {
         message: format!("Task not found: {task}"),
@@ -231,14 +232,14 @@ taskIsolation:
   exemptAgents: ["admin-*"]
 "#;
 
-    fn call(op: Operation, task: Option<&str>) -> A2aCall<'_> {
+    fn call(op: Operation, task: Option<&str>) -> A2aCall {
         A2aCall {
             operation: op,
             binding: Binding::JsonRpc,
             method: None,
             rest_version: None,
             id: None,
-            task_id: task,
+            task_id: task.map(str::to_string),
             skills: Vec::new(),
             unreadable_body: false,
         }
@@ -256,10 +257,10 @@ taskIsolation:
         }
     }
 
-    fn kind(o: &Outcome) -> Option<Kind> {
+    fn kind(o: &Verdict) -> Option<Kind> {
         match o {
-            Outcome::Pass(_) => None,
-            Outcome::Refuse { reply, .. } => Some(reply.kind),
+            Verdict::Pass(_) => None,
+            Verdict::Refuse { reply, .. } => Some(reply.kind),
         }
     }
 
@@ -270,7 +271,7 @@ taskIsolation:
         let o = decide(&a, &send, Some("1.0"), who("sentinel-1"), owners);
         assert_eq!(
             o,
-            Outcome::Pass(Plan {
+            Verdict::Pass(Plan {
                 record_owner: Some("sentinel-1".into()),
                 list_owner: None
             })
@@ -361,7 +362,7 @@ taskIsolation:
         }
         let list = call(Operation::A2aListTasks, None);
         match decide(&a, &list, None, who("alchemy-1"), owners) {
-            Outcome::Pass(p) => {
+            Verdict::Pass(p) => {
                 assert_eq!(
                     p.list_owner,
                     Some(ListView::Owner(Some("alchemy-1".into())))
@@ -370,7 +371,7 @@ taskIsolation:
             o => panic!("{o:?}"),
         }
         match decide(&a, &list, None, who("admin-1"), owners) {
-            Outcome::Pass(p) => assert_eq!(p.list_owner, None),
+            Verdict::Pass(p) => assert_eq!(p.list_owner, None),
             o => panic!("{o:?}"),
         }
         // Isolation off: nothing checked, sends still recorded.
@@ -386,10 +387,10 @@ taskIsolation:
     fn versions_first_in_the_binding_format() {
         let a = acl(SHIPPED);
         let mut c = call(Operation::A2aSend, None);
-        c.method = Some("tasks/send");
+        c.method = Some("tasks/send".into());
         c.id = None;
         match decide(&a, &c, None, who("intern"), owners) {
-            Outcome::Refuse { reply, .. } => {
+            Verdict::Refuse { reply, .. } => {
                 assert_eq!(reply.kind, Kind::VersionNotSupported);
                 let v: Value = serde_json::from_str(&reply.body).unwrap();
                 assert_eq!(v["error"]["code"], -32009);
@@ -401,13 +402,13 @@ taskIsolation:
         rest.binding = Binding::HttpJson;
         rest.rest_version = Some(A2aVersion::V1_0);
         match decide(&a, &rest, Some("1.0"), who("sentinel-1"), owners) {
-            Outcome::Refuse { reply, .. } => {
+            Verdict::Refuse { reply, .. } => {
                 assert_eq!((reply.kind, reply.status), (Kind::TaskNotFound, 404))
             }
             o => panic!("{o:?}"),
         }
         match decide(&a, &rest, Some("2.0"), who("sentinel-1"), owners) {
-            Outcome::Refuse { reply, .. } => {
+            Verdict::Refuse { reply, .. } => {
                 assert_eq!((reply.kind, reply.status), (Kind::VersionNotSupported, 400))
             }
             o => panic!("{o:?}"),
@@ -439,7 +440,7 @@ taskIsolation:
         c.binding = Binding::HttpJson;
         c.unreadable_body = true;
         match decide(&a, &c, None, who("admin-1"), owners) {
-            Outcome::Refuse { reply, .. } => {
+            Verdict::Refuse { reply, .. } => {
                 assert_eq!((reply.kind, reply.status), (Kind::InvalidRequest, 400));
                 let v: Value = serde_json::from_str(&reply.body).unwrap();
                 assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");

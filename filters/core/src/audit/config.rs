@@ -16,7 +16,7 @@ use crate::json_path::JsonPath;
 use crate::protocol::http::is_header_name;
 use crate::protocol::identity::VERIFIED_HEADER_PREFIX;
 use crate::protocol::operation::Operation;
-use crate::upstream::Url;
+use crate::upstream::Upstream;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,85 +31,47 @@ pub enum Role {
     Sender,
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Every key is optional: the defaults are the `Default` impls below.
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditConfigSpec {
-    #[serde(default)]
     pub role: Role,
-    #[serde(default)]
     pub log_destination: LogDestinationSpec,
-    #[serde(default)]
     pub capture_fields: CaptureFieldsSpec,
-    #[serde(default)]
     pub event_format: EventFormatSpec,
     /// Request bodies up to this size are parsed (JSON-RPC method, id,
     /// captures); larger ones pass unparsed and the event says so.
-    #[serde(default = "defaults::max_body_bytes")]
     pub max_request_body_bytes: usize,
     /// A JSON response body is copied (never held) up to this size for
     /// response captures; one SSE event is parsed up to this size.
-    #[serde(default = "defaults::max_response_bytes")]
     pub max_response_body_bytes: usize,
     /// Longest captured string value; longer ones are cut (end in `…`,
     /// named in the event's `truncated` list).
-    #[serde(default = "defaults::max_capture_chars")]
     pub max_capture_chars: usize,
     /// Largest event (bytes of JSON); beyond it the optional parts are
     /// dropped (see `audit::bounds`).
-    #[serde(default = "defaults::max_event_bytes")]
     pub max_event_bytes: usize,
 }
 
-mod defaults {
-    /// Half of Envoy's default `per_connection_buffer_limit_bytes` (1 MiB):
-    /// buffering up to this plus one read never makes Envoy answer 413.
-    pub fn max_body_bytes() -> usize {
-        512 << 10
-    }
-    /// Our own copy, not Envoy's buffer: only memory per request.
-    pub fn max_response_bytes() -> usize {
-        1 << 20
-    }
-    pub fn max_capture_chars() -> usize {
-        256
-    }
-    /// Room for the fixed part (at most `bounds::CORE_EVENT_BYTES`) and the
-    /// recipe's captures at full length, well under any collector's limits.
-    pub fn max_event_bytes() -> usize {
-        16 << 10
-    }
-    pub fn url() -> String {
-        "http://audit-collector/v1/agent-events".into()
-    }
-    pub fn cluster() -> String {
-        "audit_collector".into()
-    }
-    pub fn batch_size() -> usize {
-        50
-    }
-    pub fn flush_interval_ms() -> u64 {
-        5000
-    }
-    pub fn timeout_ms() -> u64 {
-        5000
-    }
-    pub fn max_buffered_events() -> usize {
-        10_000
-    }
-    pub fn initial_backoff_ms() -> u64 {
-        500
-    }
-    pub fn max_backoff_ms() -> u64 {
-        30_000
-    }
-    pub fn service_name() -> String {
-        "mcp-a2a-gateway".into()
-    }
-    pub fn yes() -> bool {
-        true
-    }
-    pub fn format() -> String {
-        "structured-json".into()
+impl Default for AuditConfigSpec {
+    fn default() -> Self {
+        Self {
+            role: Role::default(),
+            log_destination: LogDestinationSpec::default(),
+            capture_fields: CaptureFieldsSpec::default(),
+            event_format: EventFormatSpec::default(),
+            // Half of Envoy's default `per_connection_buffer_limit_bytes`
+            // (1 MiB): buffering up to this plus one read never makes Envoy
+            // answer 413.
+            max_request_body_bytes: 512 << 10,
+            // Our own copy, not Envoy's buffer: only memory per request.
+            max_response_body_bytes: 1 << 20,
+            max_capture_chars: 256,
+            // Room for the fixed part (at most `bounds::CORE_EVENT_BYTES`)
+            // and the recipe's captures at full length, well under any
+            // collector's limits.
+            max_event_bytes: 16 << 10,
+        }
     }
 }
 
@@ -124,35 +86,26 @@ pub enum DestinationType {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogDestinationSpec {
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: DestinationType,
     /// Where events go. Its host becomes the `:authority` of the POST and
     /// its path the `:path`; the connection goes to the Envoy `cluster`.
-    #[serde(default = "defaults::url")]
     pub url: String,
     /// The Envoy cluster that reaches `url` (TLS is the cluster's business).
-    #[serde(default = "defaults::cluster")]
     pub cluster: String,
-    #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
-    #[serde(default = "defaults::flush_interval_ms")]
     pub flush_interval_ms: u64,
     /// Deadline of one POST; a timeout is a failed batch (retried).
-    #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
     /// Events held by the sender (waiting or in flight). When full, new
     /// events are dropped and counted.
-    #[serde(default = "defaults::max_buffered_events")]
     pub max_buffered_events: usize,
-    #[serde(default)]
     pub retry: RetrySpec,
     /// Extra headers on every POST (e.g. a collector token).
-    #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// OTLP `service.name` resource attribute.
-    #[serde(default = "defaults::service_name")]
     pub service_name: String,
 }
 
@@ -160,43 +113,39 @@ impl Default for LogDestinationSpec {
     fn default() -> Self {
         Self {
             kind: DestinationType::default(),
-            url: defaults::url(),
-            cluster: defaults::cluster(),
-            batch_size: defaults::batch_size(),
-            flush_interval_ms: defaults::flush_interval_ms(),
-            timeout_ms: defaults::timeout_ms(),
-            max_buffered_events: defaults::max_buffered_events(),
+            url: "http://audit-collector/v1/agent-events".into(),
+            cluster: "audit_collector".into(),
+            batch_size: 50,
+            flush_interval_ms: 5000,
+            timeout_ms: 5000,
+            max_buffered_events: 10_000,
             retry: RetrySpec::default(),
             headers: BTreeMap::new(),
-            service_name: defaults::service_name(),
+            service_name: "mcp-a2a-gateway".into(),
         }
     }
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetrySpec {
-    #[serde(default = "defaults::initial_backoff_ms")]
     pub initial_backoff_ms: u64,
-    #[serde(default = "defaults::max_backoff_ms")]
     pub max_backoff_ms: u64,
 }
 
 impl Default for RetrySpec {
     fn default() -> Self {
         Self {
-            initial_backoff_ms: defaults::initial_backoff_ms(),
-            max_backoff_ms: defaults::max_backoff_ms(),
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
         }
     }
 }
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaptureFieldsSpec {
-    #[serde(default)]
     pub request: Vec<CaptureSpec>,
-    #[serde(default)]
     pub response: Vec<CaptureSpec>,
 }
 
@@ -214,24 +163,20 @@ pub struct CaptureSpec {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventFormatSpec {
-    #[serde(default = "defaults::format", rename = "type")]
+    #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default = "defaults::yes")]
     pub include_timestamp: bool,
-    #[serde(default = "defaults::yes")]
     pub include_correlation_id: bool,
-    #[serde(default = "defaults::yes")]
     pub include_duration: bool,
-    #[serde(default = "defaults::yes")]
     pub include_request_path: bool,
 }
 
 impl Default for EventFormatSpec {
     fn default() -> Self {
         Self {
-            kind: defaults::format(),
+            kind: "structured-json".into(),
             include_timestamp: true,
             include_correlation_id: true,
             include_duration: true,
@@ -266,16 +211,12 @@ pub struct EventFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     pub kind: DestinationType,
-    pub cluster: String,
-    /// `:authority` of the POST (the URL's host[:port]).
-    pub authority: String,
-    /// `:path` of the POST (the URL's path and query).
-    pub path: String,
-    /// `http` or `https`, informative (the cluster decides TLS).
-    pub scheme: String,
+    /// The `cluster`; the URL's host[:port] as `:authority` and its path and
+    /// query as `:path` (its scheme is the cluster's business: TLS); the
+    /// deadline of one POST.
+    pub upstream: Upstream,
     pub batch_size: usize,
     pub flush_interval_ms: u64,
-    pub timeout_ms: u64,
     pub max_buffered_events: usize,
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
@@ -604,14 +545,11 @@ impl TryFrom<LogDestinationSpec> for Destination {
     type Error = ConfigError;
 
     fn try_from(spec: LogDestinationSpec) -> Result<Self, ConfigError> {
-        let Url {
-            scheme,
-            authority,
-            path,
-        } = Url::parse(&spec.url).map_err(|m| ConfigError::at("url", m))?;
         if spec.cluster.trim().is_empty() {
             return Err(ConfigError::at("cluster", "must name an Envoy cluster"));
         }
+        let upstream = Upstream::from_url(&spec.url, Some(&spec.cluster), spec.timeout_ms)
+            .map_err(|m| ConfigError::at("url", m))?;
         if !(1..=10_000).contains(&spec.batch_size) {
             return Err(ConfigError::at("batchSize", "must be between 1 and 10000"));
         }
@@ -664,13 +602,9 @@ impl TryFrom<LogDestinationSpec> for Destination {
         }
         Ok(Destination {
             kind: spec.kind,
-            cluster: spec.cluster,
-            authority,
-            path,
-            scheme,
+            upstream,
             batch_size: spec.batch_size,
             flush_interval_ms: spec.flush_interval_ms,
-            timeout_ms: spec.timeout_ms,
             max_buffered_events: spec.max_buffered_events,
             initial_backoff_ms: spec.retry.initial_backoff_ms,
             max_backoff_ms: spec.retry.max_backoff_ms,
@@ -702,10 +636,9 @@ mod tests {
         assert_eq!(c.role, Role::Filter);
         let d = &c.destination;
         assert_eq!(d.kind, DestinationType::Http);
-        assert_eq!(d.scheme, "https");
-        assert_eq!(d.authority, "audit.internal.example.com");
-        assert_eq!(d.path, "/v1/agent-events");
-        assert_eq!(d.cluster, "audit_collector");
+        assert_eq!(d.upstream.authority, "audit.internal.example.com");
+        assert_eq!(d.upstream.path, "/v1/agent-events");
+        assert_eq!(d.upstream.cluster, "audit_collector");
         assert_eq!((d.batch_size, d.flush_interval_ms), (50, 5000));
         assert_eq!(c.request_captures.len(), 6);
         assert_eq!(
@@ -752,7 +685,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.role, Role::Sender);
         assert_eq!(c.destination.kind, DestinationType::Otlp);
-        assert_eq!(c.destination.authority, "otel:4318");
+        assert_eq!(c.destination.upstream.authority, "otel:4318");
         assert_eq!(
             c.destination.headers,
             vec![("authorization".to_string(), "Bearer x".to_string())]

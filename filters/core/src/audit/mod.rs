@@ -7,11 +7,13 @@
 //! - [`response_capture`]: response captures from JSON and SSE bodies, by JSON-RPC id
 //! - [`outbox`]: events a worker collects and enqueues in frames
 //! - [`batch`]: the sender's batching / retry / backoff state machine
+//! - [`delivery`]: what the sender POSTs where, how often it wakes, which sender leads
 //! - [`otlp`]: audit events as OTLP/HTTP JSON logs
 
 pub mod batch;
 pub mod bounds;
 pub mod config;
+pub mod delivery;
 pub mod event;
 pub mod event_json;
 pub mod otlp;

@@ -7,6 +7,10 @@
 //! (serde_json escapes every control character inside strings), so the
 //! separator cannot occur inside an event.
 
+/// Name of the shared queue between the HTTP filters (they enqueue
+/// frames) and the sender (it registers and drains it).
+pub const QUEUE_NAME: &str = "gw_audit_events";
+
 /// Events waiting to be enqueued, bounded by `max_events`.
 #[derive(Debug)]
 pub struct Outbox {

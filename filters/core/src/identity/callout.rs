@@ -5,7 +5,7 @@
 //! third one, [`Outcome::Unavailable`], is the fail-closed path: the filter
 //! answers 503 and never lets the request through.
 
-use crate::identity::config::Endpoint;
+use crate::upstream::Upstream;
 use serde_json::{Map, Value};
 
 /// Largest callout response the filter reads; anything longer is garbage.
@@ -22,7 +22,7 @@ pub struct Callout {
 
 impl Callout {
     pub fn post(
-        endpoint: &Endpoint,
+        endpoint: &Upstream,
         content_type: &str,
         extra: Vec<(String, String)>,
         body: Vec<u8>,

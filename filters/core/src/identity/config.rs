@@ -71,26 +71,35 @@ const HEADER_VARS: &[&str] = &[
 
 // ------------------------------------------------------------------ spec
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Every key has a default (`authMethods` must still name one method: the
+/// conversion checks it).
+#[derive(Debug, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdentitySpec {
-    #[serde(default)]
     pub auth_methods: Vec<AuthMethodSpec>,
-    #[serde(default)]
     pub identity_extraction: Option<IdentityExtractionSpec>,
-    #[serde(default)]
     pub add_headers: Option<BTreeMap<String, String>>,
     /// Pass `Authorization` / the API key header on to the upstream.
-    #[serde(default)]
     pub forward_credentials: bool,
     /// Paths served without authentication (exact, or a prefix ending in `*`).
-    #[serde(default)]
     pub public_paths: Option<Vec<String>>,
-    #[serde(default)]
     pub cache: CacheSpec,
     /// Validation / introspection callouts in flight per Envoy worker.
-    #[serde(default = "default_max_callouts")]
     pub max_callouts_in_flight: u32,
+}
+
+impl Default for IdentitySpec {
+    fn default() -> Self {
+        Self {
+            auth_methods: Vec::new(),
+            identity_extraction: None,
+            add_headers: None,
+            forward_credentials: false,
+            public_paths: None,
+            cache: CacheSpec::default(),
+            max_callouts_in_flight: DEFAULT_MAX_CALLOUTS_IN_FLIGHT,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,18 +112,13 @@ pub enum AuthMethodSpec {
 }
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiKeySpec {
-    #[serde(default)]
     pub header_name: Option<String>,
-    #[serde(default)]
     pub validation_endpoint: Option<String>,
-    #[serde(default)]
     pub validation_cluster: Option<String>,
-    #[serde(default)]
     pub timeout_ms: Option<u64>,
     /// Agents known without a callout, keys stored as SHA-256 hashes.
-    #[serde(default)]
     pub agents: Vec<StaticAgentSpec>,
 }
 
@@ -183,15 +187,11 @@ pub enum ClientAuthMethod {
 }
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientAuthSpec {
-    #[serde(default)]
     pub method: ClientAuthMethod,
-    #[serde(default)]
     pub client_id: Option<String>,
-    #[serde(default)]
     pub client_secret: Option<String>,
-    #[serde(default)]
     pub token: Option<String>,
 }
 
@@ -217,15 +217,11 @@ pub struct IdentityExtractionSpec {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct CacheSpec {
-    #[serde(default = "default_cache_entries")]
     pub max_entries: u32,
-    #[serde(default = "default_api_key_ttl")]
     pub api_key_ttl_seconds: u64,
-    #[serde(default = "default_token_ttl")]
     pub token_ttl_seconds: u64,
-    #[serde(default = "default_negative_ttl")]
     pub negative_ttl_seconds: u64,
 }
 
@@ -240,63 +236,27 @@ impl Default for CacheSpec {
     }
 }
 
-fn default_cache_entries() -> u32 {
-    DEFAULT_CACHE_ENTRIES
-}
-fn default_api_key_ttl() -> u64 {
-    DEFAULT_API_KEY_TTL_SECONDS
-}
-fn default_token_ttl() -> u64 {
-    DEFAULT_TOKEN_TTL_SECONDS
-}
-fn default_max_callouts() -> u32 {
-    DEFAULT_MAX_CALLOUTS_IN_FLIGHT
-}
-fn default_negative_ttl() -> u64 {
-    DEFAULT_NEGATIVE_TTL_SECONDS
-}
-
 // ------------------------------------------------------------------ runtime
 
-/// Where an HTTP callout goes: an Envoy cluster, and the `:authority` and
-/// `:path` of the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub url: String,
-    pub cluster: String,
-    pub authority: String,
-    pub path: String,
-    pub timeout_ms: u64,
+/// A validation or introspection URL as a callout destination
+/// (`crate::upstream`: the URL's host is the cluster unless one is named).
+pub fn callout_upstream(
+    url: &str,
+    cluster: Option<&str>,
+    timeout_ms: Option<u64>,
+) -> Result<Upstream, String> {
+    let timeout_ms = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if timeout_ms == 0 || timeout_ms > 60_000 {
+        return Err(format!(
+            "timeoutMs must be between 1 and 60000, got {timeout_ms}"
+        ));
+    }
+    Upstream::from_url(url, cluster, timeout_ms)
 }
 
-impl Endpoint {
-    /// The URL as a callout destination (`crate::upstream`, the one parser
-    /// of every filter's callout URLs).
-    pub fn parse(
-        url: &str,
-        cluster: Option<&str>,
-        timeout_ms: Option<u64>,
-    ) -> Result<Self, String> {
-        let timeout_ms = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        if timeout_ms == 0 || timeout_ms > 60_000 {
-            return Err(format!(
-                "timeoutMs must be between 1 and 60000, got {timeout_ms}"
-            ));
-        }
-        let upstream = Upstream::from_url(url, cluster, timeout_ms)?;
-        Ok(Self {
-            url: url.to_string(),
-            cluster: upstream.cluster,
-            authority: upstream.authority,
-            path: upstream.path,
-            timeout_ms,
-        })
-    }
-
-    /// `scheme://host[:port]` of the URL.
-    pub fn origin(url: &str) -> Option<String> {
-        Url::parse(url).ok().map(|u| u.origin())
-    }
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> Option<String> {
+    Url::parse(url).ok().map(|u| u.origin())
 }
 
 /// A static agent: its claims, found by the SHA-256 of its key.
@@ -313,7 +273,7 @@ pub struct StaticAgent {
 #[derive(Debug, Clone)]
 pub struct ApiKeyMethod {
     pub header_name: String,
-    pub validation: Option<Endpoint>,
+    pub validation: Option<Upstream>,
     /// Lower-case hex SHA-256 of the key -> agent.
     pub agents: HashMap<String, StaticAgent>,
 }
@@ -374,7 +334,7 @@ impl ScopeRule {
 
 #[derive(Debug, Clone)]
 pub struct OAuth2Method {
-    pub introspection: Endpoint,
+    pub introspection: Upstream,
     pub client_auth: ClientAuth,
     pub required_scopes: Vec<String>,
     pub scope_rules: Vec<ScopeRule>,
@@ -527,7 +487,7 @@ impl TryFrom<ApiKeySpec> for ApiKeyMethod {
         }
         let validation = match spec.validation_endpoint {
             Some(url) => Some(
-                Endpoint::parse(&url, spec.validation_cluster.as_deref(), spec.timeout_ms)
+                callout_upstream(&url, spec.validation_cluster.as_deref(), spec.timeout_ms)
                     .map_err(|m| ConfigError::at("validationEndpoint", m))?,
             ),
             None if spec.validation_cluster.is_some() => {
@@ -588,7 +548,7 @@ impl TryFrom<ApiKeySpec> for ApiKeyMethod {
 impl TryFrom<OAuth2Spec> for OAuth2Method {
     type Error = ConfigError;
     fn try_from(spec: OAuth2Spec) -> Result<Self, ConfigError> {
-        let introspection = Endpoint::parse(
+        let introspection = callout_upstream(
             &spec.introspection_url,
             spec.introspection_cluster.as_deref(),
             spec.timeout_ms,
@@ -651,14 +611,14 @@ impl TryFrom<OAuth2Spec> for OAuth2Method {
             spec.token_url
                 .as_deref()
                 .or(Some(spec.introspection_url.as_str()))
-                .and_then(Endpoint::origin)
+                .and_then(origin)
                 .into_iter()
                 .collect()
         } else {
             spec.authorization_servers
         };
         if let Some(url) = &spec.token_url {
-            Endpoint::origin(url)
+            origin(url)
                 .ok_or_else(|| ConfigError::at("tokenUrl", format!("`{url}` is not a URL")))?;
         }
         let audiences = audience_list(spec.audiences)?;
@@ -825,16 +785,12 @@ fn fingerprint(api_key: &Option<ApiKeyMethod>, oauth2: &Option<OAuth2Method>) ->
     if let Some(k) = api_key {
         hasher.update(b"apiKey\0");
         if let Some(v) = &k.validation {
-            hasher.update(v.url.as_bytes());
-            hasher.update(b"\0");
-            hasher.update(v.cluster.as_bytes());
+            upstream_digest(&mut hasher, v);
         }
     }
     if let Some(o) = oauth2 {
         hasher.update(b"\0oauth2\0");
-        hasher.update(o.introspection.url.as_bytes());
-        hasher.update(b"\0");
-        hasher.update(o.introspection.cluster.as_bytes());
+        upstream_digest(&mut hasher, &o.introspection);
         hasher.update(b"\0");
         hasher.update(o.client_auth.client_id.as_bytes());
     }
@@ -842,6 +798,14 @@ fn fingerprint(api_key: &Option<ApiKeyMethod>, oauth2: &Option<OAuth2Method>) ->
         .get(..8)
         .unwrap_or_default()
         .to_string()
+}
+
+/// Where a callout goes (the URL's scheme is the cluster's business).
+fn upstream_digest(hasher: &mut Sha256, u: &Upstream) {
+    for part in [&u.authority, &u.path, &u.cluster] {
+        hasher.update(part.as_bytes());
+        hasher.update(b"\0");
+    }
 }
 
 impl IdentityConfig {
@@ -1090,17 +1054,17 @@ maxCalloutsInFlight: 7
 
     #[test]
     fn endpoints_parse() {
-        let e = Endpoint::parse("http://svc:8080", None, Some(100)).unwrap();
+        let e = callout_upstream("http://svc:8080", None, Some(100)).unwrap();
         assert_eq!(
             (e.cluster.as_str(), e.authority.as_str(), e.path.as_str()),
             ("svc", "svc:8080", "/")
         );
-        let e = Endpoint::parse("https://a.b/x?y=1", Some("c"), None).unwrap();
+        let e = callout_upstream("https://a.b/x?y=1", Some("c"), None).unwrap();
         assert_eq!((e.cluster.as_str(), e.path.as_str()), ("c", "/x?y=1"));
-        assert!(Endpoint::parse("https:///x", None, None).is_err());
-        assert!(Endpoint::parse("https://u@h/x", None, None).is_err());
+        assert!(callout_upstream("https:///x", None, None).is_err());
+        assert!(callout_upstream("https://u@h/x", None, None).is_err());
         assert_eq!(
-            Endpoint::origin("https://a.b:1/x/y").as_deref(),
+            origin("https://a.b:1/x/y").as_deref(),
             Some("https://a.b:1")
         );
     }

@@ -23,6 +23,50 @@ pub struct RequestInfo<'a> {
     pub authority: &'a str,
 }
 
+/// The request line, owned: the identity filter keeps it while a callout
+/// is pending, after the headers callback has returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestLine {
+    pub method: String,
+    /// `:path` without the query string.
+    pub path: String,
+    pub scheme: String,
+    pub authority: String,
+}
+
+impl RequestLine {
+    /// From the request headers read at once (one host call for all of
+    /// them); a repeated pseudo-header counts by its first value.
+    pub fn from_headers(headers: &[(String, String)]) -> Self {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let path = get(":path");
+        Self {
+            method: get(":method"),
+            path: path
+                .split_once('?')
+                .map_or(path.as_str(), |(p, _)| p)
+                .to_string(),
+            scheme: get(":scheme"),
+            authority: get(":authority"),
+        }
+    }
+
+    pub fn info(&self) -> RequestInfo<'_> {
+        RequestInfo {
+            method: &self.method,
+            path: &self.path,
+            scheme: &self.scheme,
+            authority: &self.authority,
+        }
+    }
+}
+
 impl RequestInfo<'_> {
     /// `scheme://authority`, with anything that does not belong in a host
     /// name dropped (the authority comes from the client).
@@ -93,6 +137,27 @@ pub fn serve(oauth: &OAuth2Method, req: &RequestInfo<'_>) -> Option<LocalReply> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_line_from_headers() {
+        let headers: Vec<(String, String)> = [
+            (":method", "POST"),
+            (":path", "/mcp/x?key=secret"),
+            (":Scheme", "https"),
+            (":authority", "gw.test"),
+            (":authority", "other"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let line = RequestLine::from_headers(&headers);
+        let info = line.info();
+        assert_eq!(
+            (info.method, info.path, info.scheme, info.authority),
+            ("POST", "/mcp/x", "https", "gw.test")
+        );
+        assert_eq!(RequestLine::from_headers(&[]), RequestLine::default());
+    }
     use crate::config::load;
     use crate::identity::config::{IdentityConfig, IdentitySpec};
     use serde_json::Value;

@@ -12,10 +12,10 @@
 //! taken are given back and the rest are only looked at, to compute the
 //! Retry-After of the whole request.
 
+use crate::rate_limit::bill::Charge;
 use crate::rate_limit::config::{LocalStore, RateLimitConfig};
-use crate::rate_limit::plan::Charge;
 use crate::rate_limit::sliding_window::WindowState;
-use crate::rate_limit::window_table::{self, SlotDecision};
+use crate::rate_limit::window_table::{self, SlotAnswer};
 
 /// Give up after this many lost races on one slot (never seen in practice:
 /// it would take other workers writing the same slot continuously).
@@ -121,13 +121,13 @@ enum Step {
     Full(u64),
 }
 
-fn step(decision: SlotDecision) -> (Step, Option<Vec<u8>>) {
+fn step(decision: SlotAnswer) -> (Step, Option<Vec<u8>>) {
     match decision {
-        SlotDecision::Admitted { verdict, value } => (Step::Admitted(verdict.windows), Some(value)),
-        SlotDecision::Refused { verdict } => {
-            (Step::Refused(verdict.retry_after_ms, verdict.windows), None)
+        SlotAnswer::Admitted { answer, value } => (Step::Admitted(answer.windows), Some(value)),
+        SlotAnswer::Refused { answer } => {
+            (Step::Refused(answer.retry_after_ms, answer.windows), None)
         }
-        SlotDecision::Full { retry_after_ms } => (Step::Full(retry_after_ms), None),
+        SlotAnswer::Full { retry_after_ms } => (Step::Full(retry_after_ms), None),
     }
 }
 
@@ -260,6 +260,31 @@ pub fn sweep(
     reclaimed
 }
 
+/// Where a VM's background sweep stands. Every tick sweeps the next
+/// `slots / SWEEP_PASS_TICKS` slots (rounded up), so each VM passes over the
+/// whole table every `SWEEP_PASS_TICKS` ticks and expired windows are
+/// reclaimed even for agents that never return; each VM starts somewhere
+/// else (`seed`) so the VMs share the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepCursor(u32);
+
+/// Ticks for one VM's full pass over the table.
+pub const SWEEP_PASS_TICKS: u32 = 60;
+
+impl SweepCursor {
+    pub fn start(store: &LocalStore, seed: u64) -> Self {
+        Self((seed % u64::from(store.slots.max(1))) as u32)
+    }
+
+    /// Sweep this tick's share of the table; returns the records reclaimed.
+    pub fn tick(&mut self, slots: &mut dyn SlotStore, store: &LocalStore, now: u64) -> u64 {
+        let batch = store.slots.div_ceil(SWEEP_PASS_TICKS);
+        let reclaimed = sweep(slots, store, self.0, batch, now);
+        self.0 = (self.0 + batch) % store.slots.max(1);
+        reclaimed
+    }
+}
+
 /// Slots in memory, with the same CAS rule as Envoy's shared data: a write
 /// with a token succeeds only if nobody wrote since it was read. For tests
 /// and host-side benchmarks.
@@ -314,8 +339,37 @@ impl SlotStore for MemorySlots {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sweep_passes_over_the_whole_table_in_its_ticks() {
+        let store = LocalStore {
+            slots: 120,
+            keys_per_slot: 4,
+        };
+        let mut slots = MemorySlots::default();
+        let mut cursor = SweepCursor::start(&store, 1_000_010);
+        assert_eq!(cursor, SweepCursor(50));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..SWEEP_PASS_TICKS {
+            let before = cursor.0;
+            cursor.tick(&mut slots, &store, 0);
+            seen.insert(before);
+        }
+        assert_eq!(cursor, SweepCursor(50), "one pass, back where it began");
+        assert_eq!(seen.len(), 60, "2 slots a tick");
+        assert_eq!(
+            SweepCursor::start(
+                &LocalStore {
+                    slots: 0,
+                    keys_per_slot: 1
+                },
+                7
+            ),
+            SweepCursor(0)
+        );
+    }
     use crate::protocol::request_facts::{RequestFacts, VerifiedIdentity};
-    use crate::rate_limit::plan::{plan, OperationCall, Plan};
+    use crate::rate_limit::bill::{bill, Bill, OperationCall};
 
     /// Two limits on one operation: a roomy one first, a tight one second.
     const TWO_LIMITS: &str = r#"
@@ -339,8 +393,8 @@ limits:
             agent_id: "a-1".into(),
             ..Default::default()
         };
-        match plan(config, Some(&identity), &OperationCall::from_facts(&facts)) {
-            Plan::Charges { charges, .. } => charges,
+        match bill(config, Some(&identity), &OperationCall::from_facts(&facts)) {
+            Bill::Charges { charges, .. } => charges,
             other => panic!("{other:?}"),
         }
     }

@@ -68,26 +68,20 @@ pub use crate::protocol::identity::IdentityField;
 
 // ------------------------------------------------------------------ spec
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Every key is optional (no `limits`: nothing is limited).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimitConfigSpec {
-    #[serde(default)]
     pub limits: Vec<LimitSpec>,
-    #[serde(default)]
     pub rate_limit_response: ResponseSpec,
-    #[serde(default)]
     pub rate_limit_headers: HeadersSpec,
-    #[serde(default)]
     pub on_missing_identity: MissingIdentity,
-    #[serde(default)]
     pub local_store: LocalStoreSpec,
-    #[serde(default)]
     pub redis_store: Option<RedisStoreSpec>,
     /// Hold the request headers until the body has been counted, so that a
     /// limited request never reaches the upstream, not even its headers.
     /// Needs `allow_on_headers_stop_iteration: true` on the Wasm filter in
     /// Envoy's config (without it, held requests would hang): off by default.
-    #[serde(default)]
     pub hold_request_headers: bool,
 }
 
@@ -109,23 +103,22 @@ pub struct LimitSpec {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResponseSpec {
-    #[serde(default = "default_status")]
     pub status_code: u32,
-    #[serde(default = "default_body")]
     pub body: String,
+    /// Absent section: `Retry-After` (the `Default` below). A section
+    /// written without `headers` sends none: the operator chose the reply.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    #[serde(default)]
     pub json_rpc_error: Option<JsonRpcErrorSpec>,
 }
 
 impl Default for ResponseSpec {
     fn default() -> Self {
         Self {
-            status_code: default_status(),
-            body: default_body(),
+            status_code: 429,
+            body: DEFAULT_BODY.to_string(),
             headers: BTreeMap::from([("Retry-After".into(), "#[vars.retryAfter]".into())]),
             json_rpc_error: None,
         }
@@ -133,23 +126,29 @@ impl Default for ResponseSpec {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct JsonRpcErrorSpec {
-    #[serde(default = "default_jsonrpc_code")]
     pub code: i64,
-    #[serde(default = "default_jsonrpc_message")]
     pub message: String,
     /// HTTP status of the JSON-RPC error reply. 200 keeps MCP client sessions
     /// alive (the official clients treat an HTTP 4xx as a transport failure).
-    #[serde(default = "default_jsonrpc_status")]
     pub status_code: u32,
 }
 
+impl Default for JsonRpcErrorSpec {
+    fn default() -> Self {
+        Self {
+            code: crate::protocol::jsonrpc::codes::RATE_LIMITED,
+            message: DEFAULT_JSONRPC_MESSAGE.to_string(),
+            status_code: 200,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeadersSpec {
     /// Send `RateLimit-Policy` and `RateLimit` on allowed and limited responses.
-    #[serde(default = "yes")]
     pub enabled: bool,
 }
 
@@ -171,19 +170,17 @@ pub enum MissingIdentity {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalStoreSpec {
-    #[serde(default = "default_slots")]
     pub slots: u32,
-    #[serde(default = "default_keys_per_slot")]
     pub keys_per_slot: u32,
 }
 
 impl Default for LocalStoreSpec {
     fn default() -> Self {
         Self {
-            slots: default_slots(),
-            keys_per_slot: default_keys_per_slot(),
+            slots: 16_384,
+            keys_per_slot: 32,
         }
     }
 }
@@ -216,30 +213,6 @@ pub enum OnUnavailable {
     Local,
 }
 
-fn default_status() -> u32 {
-    429
-}
-fn default_body() -> String {
-    DEFAULT_BODY.to_string()
-}
-fn default_jsonrpc_code() -> i64 {
-    crate::protocol::jsonrpc::codes::RATE_LIMITED
-}
-fn default_jsonrpc_message() -> String {
-    DEFAULT_JSONRPC_MESSAGE.to_string()
-}
-fn default_jsonrpc_status() -> u32 {
-    200
-}
-fn yes() -> bool {
-    true
-}
-fn default_slots() -> u32 {
-    16_384
-}
-fn default_keys_per_slot() -> u32 {
-    32
-}
 fn default_redis_timeout() -> u32 {
     250
 }

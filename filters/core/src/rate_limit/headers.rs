@@ -10,6 +10,8 @@
 //! `r` next grows; 0 when nothing is counted). Both are exact: they are read
 //! from the same log the decision used.
 
+use crate::rate_limit::bill::Charge;
+use crate::rate_limit::config::RateLimitConfig;
 use crate::rate_limit::sliding_window::{ceil_secs, WindowState};
 
 pub const POLICY_HEADER: &str = "ratelimit-policy";
@@ -52,6 +54,30 @@ fn merged(statuses: &[LimitStatus]) -> Vec<LimitStatus> {
     out
 }
 
+/// The fields for a request's `charges` and their windows after the
+/// decision (one list per charge, in order); none when the configuration
+/// turns them off.
+pub fn for_charges(
+    config: &RateLimitConfig,
+    charges: &[Charge],
+    windows: Vec<Vec<WindowState>>,
+) -> Vec<(String, String)> {
+    if !config.headers_enabled {
+        return Vec::new();
+    }
+    let statuses: Vec<LimitStatus> = charges
+        .iter()
+        .zip(windows)
+        .filter_map(|(c, windows)| {
+            Some(LimitStatus {
+                name: config.limits.get(c.limit)?.name.clone(),
+                windows,
+            })
+        })
+        .collect();
+    headers(&statuses)
+}
+
 /// `RateLimit-Policy` and `RateLimit` for the limits that counted a request.
 pub fn headers(statuses: &[LimitStatus]) -> Vec<(String, String)> {
     let statuses = merged(statuses);
@@ -84,6 +110,22 @@ pub fn headers(statuses: &[LimitStatus]) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_for_charges_follow_the_config() {
+        use crate::rate_limit::bill::one_tool_call;
+        let limits = "limits:\n  - {name: calls, path: /mcp/tools/call, maxRequests: 5, windowSeconds: 60}\n";
+        let (on, charges) = one_tool_call(limits);
+        let (off, _) = one_tool_call(&format!("{limits}rateLimitHeaders: {{enabled: false}}\n"));
+        let windows = || vec![decide(&on.limits[0].policy, &mut vec![], 0, 1).windows];
+        let fields = for_charges(&on, &charges, windows());
+        assert_eq!(
+            fields[0],
+            (POLICY_HEADER.to_string(), "\"calls\";q=5;w=60".to_string())
+        );
+        assert_eq!(fields[1].0, STATE_HEADER);
+        assert!(for_charges(&off, &charges, windows()).is_empty());
+    }
     use crate::rate_limit::sliding_window::{decide, Admissions, WindowPolicy};
 
     fn status(

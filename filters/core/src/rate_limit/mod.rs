@@ -4,7 +4,7 @@
 //! - [`window_table`]: windows packed into bounded shared-data slots
 //! - [`admission`]: all-or-nothing admission of a request's charges, over any slot store with CAS
 //! - [`config`]: the recipe's `limits` / `rateLimitResponse` block
-//! - [`plan`]: which windows (verified agent × operation) a request counts in
+//! - [`bill`]: which windows (verified agent × operation) a request counts in
 //! - [`headers`]: IETF `RateLimit-Policy` / `RateLimit` fields
 //! - [`response`]: the 429 / JSON-RPC error reply of a limited request
 //! - [`a2a_rest`]: that 429 in the A2A HTTP+JSON binding's error format
@@ -12,9 +12,9 @@
 
 pub mod a2a_rest;
 pub mod admission;
+pub mod bill;
 pub mod config;
 pub mod headers;
-pub mod plan;
 pub mod redis;
 pub mod response;
 pub mod sliding_window;

@@ -27,6 +27,9 @@
 //! or `{"EVALSHA": [false, "NOSCRIPT …"]}` after a Redis restart, in which
 //! case the filter sends the same call as `EVAL` with the script once.
 
+use crate::rate_limit::admission::Admission;
+use crate::rate_limit::bill::Charge;
+use crate::rate_limit::config::RateLimitConfig;
 use crate::rate_limit::sliding_window::{Window, WindowPolicy, WindowState};
 use crate::webdis::push_segment;
 use serde_json::Value;
@@ -146,6 +149,30 @@ pub struct RedisWindow<'a> {
     pub policy: &'a WindowPolicy,
 }
 
+/// The windows of `charges` as the script sees them (a charge whose limit
+/// is not in `config` is left out, as [`policies`] leaves it out).
+pub fn windows<'a>(config: &'a RateLimitConfig, charges: &[Charge]) -> Vec<RedisWindow<'a>> {
+    let prefix = config.redis.as_ref().map_or("", |r| r.key_prefix.as_str());
+    charges
+        .iter()
+        .filter_map(|c| {
+            Some(RedisWindow {
+                key: format!("{prefix}{}", c.id.hex()),
+                slots: c.slots,
+                policy: &config.limits.get(c.limit)?.policy,
+            })
+        })
+        .collect()
+}
+
+/// The window policies of `charges`, in the call's order (to read the reply).
+pub fn policies<'a>(config: &'a RateLimitConfig, charges: &[Charge]) -> Vec<&'a WindowPolicy> {
+    charges
+        .iter()
+        .filter_map(|c| config.limits.get(c.limit).map(|l| &l.policy))
+        .collect()
+}
+
 /// Body of the webdis call: `EVALSHA/<sha>/…` or, with `with_script`, `EVAL/<script>/…`.
 pub fn command_body(windows: &[RedisWindow<'_>], nonce: &str, with_script: bool) -> String {
     let mut out = String::from(if with_script { "EVAL" } else { "EVALSHA" });
@@ -180,14 +207,14 @@ pub fn command_body(windows: &[RedisWindow<'_>], nonce: &str, with_script: bool)
 
 /// What Redis decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisDecision {
+pub struct RedisAnswer {
     pub admitted: bool,
     pub retry_after_ms: u64,
     /// Per window of the call, in order: its windows' states.
     pub windows: Vec<Vec<WindowState>>,
 }
 
-impl RedisDecision {
+impl RedisAnswer {
     /// Redis decides all windows at once: the charge that binds is the one
     /// whose window is fullest.
     pub fn binding(&self) -> usize {
@@ -197,11 +224,23 @@ impl RedisDecision {
             .min_by_key(|(_, w)| w.iter().map(|s| s.remaining).min().unwrap_or(0))
             .map_or(0, |(i, _)| i)
     }
+
+    /// The same answer as the local store gives it (Redis has no slot
+    /// table to fill).
+    pub fn into_admission(self) -> Admission {
+        Admission {
+            admitted: self.admitted,
+            retry_after_ms: self.retry_after_ms,
+            binding: self.binding(),
+            windows: self.windows,
+            table_full: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisReply {
-    Decided(RedisDecision),
+    Decided(RedisAnswer),
     /// Redis lost the script cache (restart, `SCRIPT FLUSH`): send `EVAL`.
     NoScript,
     /// Anything else: the store is unavailable for this request.
@@ -274,7 +313,7 @@ pub fn parse_reply(status: Option<&str>, body: &[u8], policies: &[&WindowPolicy]
         })
         .collect();
     let retry = get(1);
-    RedisReply::Decided(RedisDecision {
+    RedisReply::Decided(RedisAnswer {
         admitted: get(0) == 1,
         retry_after_ms: if retry < 0 { u64::MAX } else { retry as u64 },
         windows,
@@ -284,6 +323,35 @@ pub fn parse_reply(status: Option<&str>, body: &[u8], policies: &[&WindowPolicy]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_and_policies_of_the_charges() {
+        let (config, charges) = crate::rate_limit::bill::one_tool_call(
+            "limits:\n  - {path: /mcp/tools/call, maxRequests: 5, windowSeconds: 60}\nredisStore: {cluster: webdis, keyPrefix: 'p:'}\n",
+        );
+        let w = windows(&config, &charges);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].key, format!("p:{}", charges[0].id.hex()));
+        assert_eq!(w[0].slots, 1);
+        assert_eq!(policies(&config, &charges), [&config.limits[0].policy]);
+    }
+
+    #[test]
+    fn a_redis_answer_is_an_admission() {
+        let p = WindowPolicy::new(1, 60, 0);
+        let full = crate::rate_limit::sliding_window::decide(&p, &mut vec![], 0, 1).windows;
+        let free = crate::rate_limit::sliding_window::decide(&p, &mut vec![], 0, 0).windows;
+        let a = RedisAnswer {
+            admitted: false,
+            retry_after_ms: 5,
+            windows: vec![free, full],
+        }
+        .into_admission();
+        assert_eq!(
+            (a.admitted, a.retry_after_ms, a.binding, a.table_full),
+            (false, 5, 1, false)
+        );
+    }
 
     #[test]
     fn command_is_percent_encoded_webdis_path() {

@@ -8,15 +8,15 @@ use crate::json_path::JsonPath;
 use crate::protocol::a2a::Binding;
 use crate::protocol::request_facts::RequestFacts;
 use crate::rate_limit::a2a_rest;
+use crate::rate_limit::bill::Charge;
 use crate::rate_limit::config::{Limit, RateLimitConfig};
-use crate::rate_limit::plan::Charge;
 use crate::rate_limit::sliding_window::ceil_secs;
 use crate::template::{Bindings, Escape};
 use serde_json::{json, Value};
 
 /// Why a request is refused.
 #[derive(Debug, Clone)]
-pub struct Refusal<'a> {
+pub struct Limited<'a> {
     /// The limit whose window frees last (the one that decides Retry-After).
     pub limit: &'a Limit,
     pub agent_id: &'a str,
@@ -26,7 +26,7 @@ pub struct Refusal<'a> {
 
 pub use crate::reply::LocalReply as Reply;
 
-impl Bindings for Refusal<'_> {
+impl Bindings for Limited<'_> {
     fn var(&self, name: &str, _: &JsonPath) -> Option<String> {
         Some(match name {
             "agentId" => self.agent_id.to_string(),
@@ -54,7 +54,7 @@ pub fn refusal<'a>(
     binding: usize,
     retry_after_ms: u64,
     agent_id: &'a str,
-) -> Option<Refusal<'a>> {
+) -> Option<Limited<'a>> {
     let charge = charges.get(binding).or_else(|| charges.first());
     let limit = charge.and_then(|c| config.limits.get(c.limit))?;
     let retry_ms = if retry_after_ms == u64::MAX {
@@ -62,7 +62,7 @@ pub fn refusal<'a>(
     } else {
         retry_after_ms
     };
-    Some(Refusal {
+    Some(Limited {
         limit,
         agent_id,
         tool_name: charge.and_then(|c| c.tool_name.as_deref()),
@@ -74,7 +74,7 @@ pub fn refusal<'a>(
 /// fields (empty when disabled); `facts` the request body's, if it had one.
 pub fn refusal_reply(
     config: &RateLimitConfig,
-    refusal: &Refusal<'_>,
+    refusal: &Limited<'_>,
     facts: Option<&RequestFacts>,
     rate_limit_headers: Vec<(String, String)>,
 ) -> Reply {
@@ -182,8 +182,8 @@ mod tests {
 
     const RECIPE: &str = include_str!("../../../../examples/recipe/agent-rate-limit.yaml");
 
-    fn refusal<'a>(c: &'a RateLimitConfig, agent: &'static str) -> Refusal<'a> {
-        Refusal {
+    fn refusal<'a>(c: &'a RateLimitConfig, agent: &'static str) -> Limited<'a> {
+        Limited {
             limit: &c.limits[0],
             agent_id: agent,
             tool_name: Some("search_patterns"),

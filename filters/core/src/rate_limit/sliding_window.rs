@@ -78,7 +78,7 @@ pub struct WindowState {
 
 /// Outcome of [`decide`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub struct WindowAnswer {
     pub admitted: bool,
     /// Milliseconds until the request could be admitted (0 when admitted;
     /// `u64::MAX` when it never can: `n` exceeds a window's quota).
@@ -86,7 +86,7 @@ pub struct Verdict {
     pub windows: Vec<WindowState>,
 }
 
-impl Verdict {
+impl WindowAnswer {
     /// Whole seconds until a slot frees, as `Retry-After` wants them
     /// (rounded up, so that retrying after that many seconds succeeds).
     pub fn retry_after_secs(&self) -> u64 {
@@ -241,7 +241,12 @@ impl<'a> Counted<'a> {
 /// `history` of earlier admissions; on admission, record them and drop
 /// buckets older than the policy's retention. Cost: a few passes over at
 /// most [`WindowPolicy::max_buckets`] buckets.
-pub fn decide(policy: &WindowPolicy, history: &mut Vec<Admissions>, now: u64, n: u32) -> Verdict {
+pub fn decide(
+    policy: &WindowPolicy,
+    history: &mut Vec<Admissions>,
+    now: u64,
+    n: u32,
+) -> WindowAnswer {
     let n64 = u64::from(n);
     let bucket_ms = policy.bucket_ms();
     let windows = policy.windows();
@@ -259,7 +264,7 @@ pub fn decide(policy: &WindowPolicy, history: &mut Vec<Admissions>, now: u64, n:
     }
     prune(history, now, policy);
     let counted = Counted::new(history, bucket_ms);
-    Verdict {
+    WindowAnswer {
         admitted,
         retry_after_ms: match earliest {
             Some(t) => t - now,

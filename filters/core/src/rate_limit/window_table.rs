@@ -8,7 +8,7 @@
 //! records of the keys that hash to it; each write of a slot drops the records
 //! that have expired (reclamation), and a slot holds at most `keys_per_slot`
 //! live records, which bounds the tracked keys to `slots × keys_per_slot`.
-//! A new key arriving at a full slot is refused ([`SlotDecision::Full`]):
+//! A new key arriving at a full slot is refused ([`SlotAnswer::Full`]):
 //! live windows are never evicted, so a full table can never let an agent
 //! exceed its limit.
 //!
@@ -30,7 +30,7 @@
 //! (Format 1 is read as garbage: a module upgrade starts windows afresh
 //! once.)
 
-use crate::rate_limit::sliding_window::{self, Admissions, Verdict, WindowPolicy};
+use crate::rate_limit::sliding_window::{self, Admissions, WindowAnswer, WindowPolicy};
 use sha2::{Digest, Sha256};
 
 const FORMAT: u8 = 2;
@@ -73,11 +73,14 @@ pub fn slot_key(slot: u32) -> String {
 
 /// Outcome of [`admit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SlotDecision {
+pub enum SlotAnswer {
     /// Admitted: write `value` back (compare-and-swap).
-    Admitted { verdict: Verdict, value: Vec<u8> },
+    Admitted {
+        answer: WindowAnswer,
+        value: Vec<u8>,
+    },
     /// The window is full; nothing to write.
-    Refused { verdict: Verdict },
+    Refused { answer: WindowAnswer },
     /// The key is new and its slot already holds `keys_per_slot` live
     /// records: refused until the soonest of them expires.
     Full { retry_after_ms: u64 },
@@ -228,7 +231,7 @@ pub fn admit(
     now: u64,
     n: u32,
     keys_per_slot: u32,
-) -> (SlotDecision, Option<String>) {
+) -> (SlotAnswer, Option<String>) {
     let (records, problem) = match records(value) {
         Ok(r) => (r, None),
         Err(e) => (Vec::new(), Some(e)),
@@ -244,19 +247,19 @@ pub fn admit(
         if live.len() >= keys_per_slot as usize {
             let soonest = live.iter().copied().min().unwrap_or(now);
             return (
-                SlotDecision::Full {
+                SlotAnswer::Full {
                     retry_after_ms: soonest.saturating_sub(now).max(1),
                 },
                 problem,
             );
         }
     }
-    let verdict = sliding_window::decide(policy, &mut history, now, n);
-    let decision = if verdict.admitted {
+    let answer = sliding_window::decide(policy, &mut history, now, n);
+    let decision = if answer.admitted {
         let value = rebuild(&records, now, id, &history, policy);
-        SlotDecision::Admitted { verdict, value }
+        SlotAnswer::Admitted { answer, value }
     } else {
-        SlotDecision::Refused { verdict }
+        SlotAnswer::Refused { answer }
     };
     (decision, problem)
 }
@@ -314,9 +317,9 @@ pub fn record_size(words: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn admitted(d: &SlotDecision) -> Option<&Vec<u8>> {
+    fn admitted(d: &SlotAnswer) -> Option<&Vec<u8>> {
         match d {
-            SlotDecision::Admitted { value, .. } => Some(value),
+            SlotAnswer::Admitted { value, .. } => Some(value),
             _ => None,
         }
     }
@@ -343,7 +346,7 @@ mod tests {
             value = admitted(&d).expect("a admitted").clone();
         }
         let (d, _) = admit(&value, &a, &p, 1_002, 1, 8);
-        assert!(matches!(d, SlotDecision::Refused { .. }));
+        assert!(matches!(d, SlotAnswer::Refused { .. }));
         // b shares the slot value but not the window.
         for t in [1_003, 1_004] {
             let (d, _) = admit(&value, &b, &p, t, 1, 8);
@@ -389,7 +392,7 @@ mod tests {
         // k0 expires at 1_000 + 10_000.
         assert_eq!(
             d,
-            SlotDecision::Full {
+            SlotAnswer::Full {
                 retry_after_ms: 9_000
             }
         );
@@ -410,7 +413,7 @@ mod tests {
             .clone();
         assert!(matches!(
             admit(&value, &id, &p, 5_001, 1, 4).0,
-            SlotDecision::Refused { .. }
+            SlotAnswer::Refused { .. }
         ));
         let value = release(&value, &id, &p, 5_000, 1, 5_001).unwrap();
         assert!(admitted(&admit(&value, &id, &p, 5_002, 1, 4).0).is_some());

@@ -9,7 +9,7 @@ use crate::protocol::request_facts::{MessageFacts, RequestFacts, VerifiedIdentit
 use crate::tool_acl::config::ToolAclConfig;
 use crate::tool_acl::denial::{jsonrpc_error_response, DenialContext, DenialFormat, Reply};
 use crate::tool_acl::request_guard::{Refusal, INVALID_PARAMS};
-use crate::tool_acl::rules::{Agent, Decision, TargetKind};
+use crate::tool_acl::rules::{Agent, Ruling, TargetKind};
 use serde_json::{json, Value};
 
 #[derive(Debug)]
@@ -76,7 +76,7 @@ pub fn authorize(
                 id: message.id.clone(),
             };
         };
-        if let Decision::Deny { reason, rule } = config.acl.decide(agent, kind, target) {
+        if let Ruling::Deny { reason, rule } = config.acl.decide(agent, kind, target) {
             denied.push((
                 message,
                 DenialContext {

@@ -17,26 +17,18 @@ use crate::tool_acl::versions::ProtocolVersions;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Every key is optional (no rules: every tool allowed, lists unfiltered).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolAclSpec {
-    #[serde(default)]
     pub access_rules: Vec<AccessRuleSpec>,
-    #[serde(default)]
     pub apply_to: ApplyToSpec,
-    #[serde(default)]
     pub tool_name_extractor: Option<String>,
-    #[serde(default)]
     pub denied_response: DeniedResponseSpec,
-    #[serde(default)]
     pub match_agent_by: AgentFieldSpec,
-    #[serde(default)]
     pub default_decision: DefaultDecisionSpec,
-    #[serde(default)]
     pub max_body_bytes: Option<usize>,
-    #[serde(default)]
     pub batches: BatchPolicy,
-    #[serde(default)]
     pub tools_list: ToolsListSpec,
     /// Hold the request headers until the body has been judged, so that a
     /// denied call never reaches the upstream, not even its headers (without
@@ -44,26 +36,21 @@ pub struct ToolAclSpec {
     /// `allow_on_headers_stop_iteration: true` in the Wasm filter's Envoy
     /// config; without that flag every inspected request would hang, hence
     /// off by default.
-    #[serde(default)]
     pub hold_request_headers: bool,
     /// MCP revisions accepted (version pinning, `versions.rs`); default:
     /// every revision the official SDK and the example server speak.
-    #[serde(default)]
     pub protocol_versions: Option<Vec<String>>,
     /// A2A governance under `/a2a` (`crate::a2a_acl`); absent: MCP only.
-    #[serde(default)]
     pub a2a: Option<crate::a2a_acl::config::A2aAclSpec>,
     /// The 2024-11-05 HTTP+SSE transport (`legacy_sse.rs`).
-    #[serde(default)]
     pub legacy_sse: LegacySseSpec,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct LegacySseSpec {
     /// Routes that serve the transport under another prefix than the
     /// upstream's (`prefix_rewrite`): the `endpoint` event is rewritten.
-    #[serde(default)]
     pub prefix_rewrites: Vec<PrefixRewriteSpec>,
 }
 
@@ -93,54 +80,36 @@ pub struct AccessRuleSpec {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApplyToSpec {
     /// The recipe's per-operation paths naming what is governed.
-    #[serde(default)]
     pub paths: Vec<String>,
     /// The same, by JSON-RPC method (`resources/read`, `prompts/get`).
-    #[serde(default)]
     pub methods: Vec<String>,
     /// Path prefixes whose requests are inspected (default `/mcp`).
-    #[serde(default)]
     pub endpoints: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeniedResponseSpec {
-    #[serde(default = "default_status")]
     pub status_code: u16,
-    #[serde(default = "default_body")]
     pub body: String,
-    #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    #[serde(default)]
     pub format: DenialFormatSpec,
-    #[serde(default = "default_jsonrpc_code")]
     pub json_rpc_code: i64,
 }
 
 impl Default for DeniedResponseSpec {
     fn default() -> Self {
         Self {
-            status_code: default_status(),
-            body: default_body(),
+            status_code: 403,
+            body: DEFAULT_BODY.to_string(),
             headers: BTreeMap::new(),
             format: DenialFormatSpec::default(),
-            json_rpc_code: default_jsonrpc_code(),
+            json_rpc_code: DEFAULT_JSONRPC_CODE,
         }
     }
-}
-
-fn default_status() -> u16 {
-    403
-}
-fn default_body() -> String {
-    DEFAULT_BODY.to_string()
-}
-fn default_jsonrpc_code() -> i64 {
-    DEFAULT_JSONRPC_CODE
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -184,13 +153,10 @@ pub enum BatchPolicy {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolsListSpec {
-    #[serde(default = "yes")]
     pub filter: bool,
-    #[serde(default)]
     pub cache: ToolsListCacheSpec,
-    #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
 }
 
@@ -199,21 +165,17 @@ impl Default for ToolsListSpec {
         Self {
             filter: true,
             cache: ToolsListCacheSpec::default(),
-            max_response_bytes: default_max_response(),
+            max_response_bytes: 4 << 20,
         }
     }
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolsListCacheSpec {
-    #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(default = "default_ttl")]
     pub ttl_seconds: u64,
-    #[serde(default = "default_max_entries")]
     pub max_entries: usize,
-    #[serde(default = "default_cache_bytes")]
     pub max_bytes: usize,
 }
 
@@ -221,27 +183,11 @@ impl Default for ToolsListCacheSpec {
     fn default() -> Self {
         Self {
             enabled: true,
-            ttl_seconds: default_ttl(),
-            max_entries: default_max_entries(),
-            max_bytes: default_cache_bytes(),
+            ttl_seconds: 300,
+            max_entries: 32,
+            max_bytes: 1 << 20,
         }
     }
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_ttl() -> u64 {
-    300
-}
-fn default_max_entries() -> usize {
-    32
-}
-fn default_cache_bytes() -> usize {
-    1 << 20
-}
-fn default_max_response() -> usize {
-    4 << 20
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;

@@ -14,6 +14,7 @@
 
 use crate::protocol::operation::Operation;
 use crate::protocol::request_facts::RequestFacts;
+use crate::tool_acl::config::BatchPolicy;
 use base64::Engine as _;
 
 pub use crate::protocol::jsonrpc::codes::{HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST};
@@ -141,6 +142,27 @@ pub fn decode_header_value(value: &str) -> Option<String> {
     }
 }
 
+/// Everything about a body's shape the ACL does not judge: a batch where
+/// the configuration refuses them, and the `Mcp-Method` / `Mcp-Name`
+/// headers against the body. (A recipe per-operation path does not have to
+/// agree with the body's method: the ACL judges the body, which is what the
+/// server executes.)
+pub fn check_shape(
+    batches: BatchPolicy,
+    mcp_method: Option<&str>,
+    mcp_name: Option<&str>,
+    facts: &RequestFacts,
+) -> Result<(), Refusal> {
+    if facts.batch && batches == BatchPolicy::Reject {
+        return Err(Refusal::new(
+            400,
+            INVALID_REQUEST,
+            "JSON-RPC batches are not accepted",
+        ));
+    }
+    check_mcp_headers(mcp_method, mcp_name, facts)
+}
+
 /// `Mcp-Method` and `Mcp-Name` (MCP 2026-07-28) must agree with the body.
 /// They are optional for older clients; when present they must match, and
 /// a batch (which that revision does not allow) cannot match them.
@@ -185,6 +207,16 @@ pub fn check_mcp_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_refused_only_when_configured() {
+        let batch = RequestFacts::inspect(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#)
+            .unwrap()
+            .1;
+        let r = check_shape(BatchPolicy::Reject, None, None, &batch).unwrap_err();
+        assert_eq!((r.http_status, r.jsonrpc_code), (400, INVALID_REQUEST));
+        assert!(check_shape(BatchPolicy::default(), None, None, &batch).is_ok());
+    }
 
     #[test]
     fn path_tricks_canonicalize_to_the_same_path() {

@@ -148,19 +148,19 @@ impl Permissions {
     }
 
     /// Deny beats allow; anything not allowed is denied.
-    pub fn check(&self, name: &str) -> RuleVerdict {
+    pub fn check(&self, name: &str) -> RuleMatch {
         if self.denied.matches(name) {
-            RuleVerdict::Denied
+            RuleMatch::Denied
         } else if self.allowed.matches(name) {
-            RuleVerdict::Allowed
+            RuleMatch::Allowed
         } else {
-            RuleVerdict::NotAllowed
+            RuleMatch::NotAllowed
         }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleVerdict {
+pub enum RuleMatch {
     Allowed,
     /// Matched by the rule's denied list (wins over allowed).
     Denied,
@@ -252,7 +252,7 @@ impl DenyReason {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision<'a> {
+pub enum Ruling<'a> {
     Allow,
     Deny {
         reason: DenyReason,
@@ -261,9 +261,9 @@ pub enum Decision<'a> {
     },
 }
 
-impl Decision<'_> {
+impl Ruling<'_> {
     pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow)
+        matches!(self, Ruling::Allow)
     }
 }
 
@@ -313,22 +313,22 @@ impl ToolAcl {
     }
 
     /// Decide one call. `agent` is `None` when no verified identity exists.
-    pub fn decide(&self, agent: Option<Agent<'_>>, kind: TargetKind, name: &str) -> Decision<'_> {
+    pub fn decide(&self, agent: Option<Agent<'_>>, kind: TargetKind, name: &str) -> Ruling<'_> {
         match self.rule_for(agent) {
             Some(rule) => match rule.permissions(kind).check(name) {
-                RuleVerdict::Allowed => Decision::Allow,
-                RuleVerdict::Denied => Decision::Deny {
+                RuleMatch::Allowed => Ruling::Allow,
+                RuleMatch::Denied => Ruling::Deny {
                     reason: DenyReason::DeniedByRule,
                     rule: Some(rule),
                 },
-                RuleVerdict::NotAllowed => Decision::Deny {
+                RuleMatch::NotAllowed => Ruling::Deny {
                     reason: DenyReason::NotAllowed,
                     rule: Some(rule),
                 },
             },
             None => match self.default_decision {
-                DefaultDecision::Allow => Decision::Allow,
-                DefaultDecision::Deny => Decision::Deny {
+                DefaultDecision::Allow => Ruling::Allow,
+                DefaultDecision::Deny => Ruling::Deny {
                     reason: if agent.is_some() {
                         DenyReason::NoMatchingRule
                     } else {
@@ -360,7 +360,7 @@ pub struct AgentView<'a> {
 impl AgentView<'_> {
     pub fn permits(&self, kind: TargetKind, name: &str) -> bool {
         match self.rule {
-            Some(rule) => rule.permissions(kind).check(name) == RuleVerdict::Allowed,
+            Some(rule) => rule.permissions(kind).check(name) == RuleMatch::Allowed,
             None => self.default_allow,
         }
     }
@@ -427,11 +427,11 @@ pub(crate) mod tests {
             ("generate_video", DenyReason::NotAllowed),
         ] {
             match acl.decide(id("sentinel-1"), TargetKind::Tool, tool) {
-                Decision::Deny { reason: r, rule } => {
+                Ruling::Deny { reason: r, rule } => {
                     assert_eq!(r, reason, "{tool}");
                     assert_eq!(rule.unwrap().agent_pattern, "sentinel-*");
                 }
-                Decision::Allow => panic!("{tool} must be denied"),
+                Ruling::Allow => panic!("{tool} must be denied"),
             }
         }
     }
@@ -446,7 +446,7 @@ pub(crate) mod tests {
             assert!(
                 matches!(
                     acl.decide(id("alchemy-prod"), TargetKind::Tool, tool),
-                    Decision::Deny {
+                    Ruling::Deny {
                         reason: DenyReason::DeniedByRule,
                         ..
                     }
@@ -457,7 +457,7 @@ pub(crate) mod tests {
         // not a prefix match: `undelete_x` is just not allowed
         assert!(matches!(
             acl.decide(id("alchemy-prod"), TargetKind::Tool, "undelete_x"),
-            Decision::Deny {
+            Ruling::Deny {
                 reason: DenyReason::NotAllowed,
                 ..
             }
@@ -481,14 +481,14 @@ pub(crate) mod tests {
         let acl = recipe();
         assert_eq!(
             acl.decide(id("intern-1"), TargetKind::Tool, "search_patterns"),
-            Decision::Deny {
+            Ruling::Deny {
                 reason: DenyReason::NoMatchingRule,
                 rule: None
             }
         );
         assert_eq!(
             acl.decide(None, TargetKind::Tool, "search_patterns"),
-            Decision::Deny {
+            Ruling::Deny {
                 reason: DenyReason::NoIdentity,
                 rule: None
             }

@@ -177,6 +177,33 @@ pub fn entry_ttl_ms(result: &Value, configured_ms: u64) -> Option<u64> {
     (ttl > 0).then_some(ttl)
 }
 
+/// The entry to store for an upstream's unfiltered `result` of the page
+/// (`protocol_version`, `cursor`) asked by `agent_id`; `None` when it must
+/// not be cached (a TTL of 0, or private with no agent to keep it for).
+pub fn entry_for(
+    result: &Value,
+    protocol_version: &str,
+    cursor: Option<&str>,
+    agent_id: Option<&str>,
+    form: ReplyForm,
+    configured_ttl_ms: u64,
+    now_ms: u64,
+) -> Option<CacheEntry> {
+    let ttl = entry_ttl_ms(result, configured_ttl_ms)?;
+    let private_agent = if is_private(result) {
+        Some(agent_id?)
+    } else {
+        None
+    };
+    Some(CacheEntry {
+        key: entry_key(protocol_version, cursor, private_agent),
+        stored_at_ms: now_ms,
+        expires_at_ms: now_ms.saturating_add(ttl),
+        result: result.clone(),
+        form,
+    })
+}
+
 /// How an answer to a `tools/list` POST travels: a JSON body or one SSE
 /// `message` event. Streamable HTTP lets the server pick either; clients
 /// and conformance checks notice when the gateway answers in another form
@@ -255,6 +282,37 @@ impl CacheDoc {
         }
     }
 
+    /// The entry that answers a page request: the shared one first, then
+    /// the caller's private one (`cacheScope: private`).
+    pub fn find(
+        &self,
+        protocol_version: &str,
+        cursor: Option<&str>,
+        agent_id: Option<&str>,
+        now_ms: u64,
+    ) -> Option<&CacheEntry> {
+        self.lookup(&entry_key(protocol_version, cursor, None), now_ms)
+            .or_else(|| {
+                let private = entry_key(protocol_version, cursor, Some(agent_id?));
+                self.lookup(&private, now_ms)
+            })
+    }
+
+    /// Store `entry` unless the list changed since `generation` was read
+    /// (the answer may predate the change): the bytes to write, if any.
+    pub fn store_since(
+        &mut self,
+        generation: u64,
+        entry: CacheEntry,
+        now_ms: u64,
+        limits: CacheLimits,
+    ) -> Option<Vec<u8>> {
+        if self.generation != generation {
+            return None;
+        }
+        self.insert(entry, now_ms, limits)
+    }
+
     /// `notifications/tools/list_changed`: forget everything.
     pub fn invalidate(&mut self) {
         self.generation = self.generation.wrapping_add(1);
@@ -328,6 +386,44 @@ pub fn sse_message(json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_found_shared_first_then_private() {
+        let limits = CacheLimits {
+            max_entries: 8,
+            max_bytes: 1 << 20,
+        };
+        let public = json!({"tools": [{"name": "a"}]});
+        let private = json!({"tools": [{"name": "b"}], "cacheScope": "private"});
+        let mut doc = CacheDoc::default();
+        let mine = entry_for(&private, "v", None, Some("ag"), ReplyForm::Sse, 1000, 0).unwrap();
+        doc.store_since(0, mine, 0, limits).unwrap();
+        assert_eq!(doc.find("v", None, Some("ag"), 1).unwrap().result, private);
+        assert!(doc.find("v", None, Some("other"), 1).is_none());
+        assert!(doc.find("v", None, None, 1).is_none());
+        let shared = entry_for(&public, "v", None, Some("ag"), ReplyForm::Json, 1000, 0).unwrap();
+        doc.store_since(0, shared, 0, limits).unwrap();
+        assert_eq!(doc.find("v", None, Some("ag"), 1).unwrap().result, public);
+        // expired
+        assert!(doc.find("v", None, None, 1000).is_none());
+        // private without an agent, or a TTL of 0: not cached
+        assert!(entry_for(&private, "v", None, None, ReplyForm::Json, 1000, 0).is_none());
+        assert!(entry_for(
+            &json!({"ttlMs": 0}),
+            "v",
+            None,
+            None,
+            ReplyForm::Json,
+            1000,
+            0
+        )
+        .is_none());
+        // a list change between lookup and store voids the store
+        let generation = doc.generation;
+        doc.invalidate();
+        let late = entry_for(&public, "v", None, None, ReplyForm::Json, 1000, 0).unwrap();
+        assert!(doc.store_since(generation, late, 0, limits).is_none());
+    }
     use crate::tool_acl::rules::Agent;
 
     use crate::tool_acl::rules::tests::recipe as acl;

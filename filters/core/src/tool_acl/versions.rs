@@ -16,6 +16,9 @@
 //!   clients (2025-xx) read a JSON-RPC error only from a 200 (a 4xx becomes
 //!   a bare "Server returned an error response", see docs/tool-acl.md).
 
+use crate::protocol::jsonrpc::{self, JsonRpcBody};
+use crate::protocol::operation::Operation;
+use crate::protocol::request_facts::RequestFacts;
 use serde_json::{json, Value};
 
 /// What the official MCP SDKs of the test environment (Python `mcp` 2.3.0)
@@ -94,6 +97,49 @@ impl ProtocolVersions {
         &self.accepted
     }
 
+    /// Version pinning of a request with a body (`facts`; `parsed`, the
+    /// JSON-RPC body if an earlier step parsed it; `body`, its bytes):
+    /// without a header (`has_header` false), only an `initialize` may
+    /// leave it out; every `initialize` must ask for a listed revision.
+    /// (The header's own value is judged by [`Self::check_header`].)
+    pub fn check_body(
+        &self,
+        has_header: bool,
+        facts: &RequestFacts,
+        parsed: Option<&JsonRpcBody>,
+        body: &[u8],
+    ) -> Result<(), VersionRefusal> {
+        let is_initialize = |op: Option<Operation>| op == Some(Operation::McpInitialize);
+        let initializing = facts.single().is_some_and(|m| is_initialize(m.operation()));
+        if !has_header {
+            self.check_header(None, initializing)?;
+        }
+        if !facts.messages.iter().any(|m| is_initialize(m.operation())) {
+            return Ok(());
+        }
+        // The facts carry no params; an earlier filter may have parsed the
+        // body already, else parse it again (initialize is rare and small).
+        let reparsed;
+        let parsed = match parsed {
+            Some(p) => p,
+            None => match jsonrpc::parse(body) {
+                Ok(p) => {
+                    reparsed = p;
+                    &reparsed
+                }
+                // The earlier filter parsed it strictly, so this cannot
+                // happen; fail closed as an initialize naming no version.
+                Err(_) => return self.check_initialize(None),
+            },
+        };
+        for m in parsed.messages() {
+            if m.method() == Some("initialize") {
+                self.check_initialize(m.params())?;
+            }
+        }
+        Ok(())
+    }
+
     /// The `MCP-Protocol-Version` header of a request (`None`: absent).
     /// `initializing`: the request is an `initialize` (its version is in
     /// the body, judged by [`Self::check_initialize`]) or cannot be known
@@ -146,6 +192,36 @@ impl ProtocolVersions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_without_the_header_must_be_an_initialize_of_a_listed_revision() {
+        let v = only(&["2025-11-25"]);
+        let facts = |body: &str| RequestFacts::inspect(body.as_bytes()).unwrap().1;
+        let init = |ver: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"{ver}"}}}}"#
+            )
+        };
+        let ok = init("2025-11-25");
+        assert!(v
+            .check_body(false, &facts(&ok), None, ok.as_bytes())
+            .is_ok());
+        let old = init("2024-11-05");
+        assert!(v
+            .check_body(false, &facts(&old), None, old.as_bytes())
+            .is_err());
+        assert!(v
+            .check_body(true, &facts(&old), None, old.as_bytes())
+            .is_err());
+        let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x"}}"#;
+        // no header: 2025-03-26 assumed, not listed here
+        assert!(v
+            .check_body(false, &facts(call), None, call.as_bytes())
+            .is_err());
+        assert!(v
+            .check_body(true, &facts(call), None, call.as_bytes())
+            .is_ok());
+    }
 
     fn only(v: &[&str]) -> ProtocolVersions {
         ProtocolVersions::new(v.iter().map(|s| s.to_string()).collect()).unwrap()

@@ -6,33 +6,31 @@
 //! tasks. See `docs/a2a.md`.
 //!
 //! This file: the request side (judge, decide, wait for Redis).
-//! `a2a_answers`: the answer side. `a2a_owners`: the ownership table and
-//! its Redis mirror.
+//! `answers`: the answer side. `owners`: the ownership table and its Redis
+//! mirror.
 
-use crate::a2a_answers::Answer;
-use crate::a2a_owners::{dispatch, exempt, owner_of, record_local, Outbox, MAX_STORE_ANSWER};
-use crate::{Metric, Metrics};
+use crate::answers::Answer;
+use crate::owners::{dispatch, exempt, owner_of, record_local, Outbox, MAX_STORE_ANSWER};
+use crate::Counters;
 use gw_core::a2a_acl::config::A2aAcl;
-use gw_core::a2a_acl::errors::Kind;
+use gw_core::a2a_acl::judge::{self, Judgement};
 use gw_core::a2a_acl::owner_store;
-use gw_core::a2a_acl::request::{self, A2aCall, Outcome, Plan};
+use gw_core::a2a_acl::request::{self, A2aCall, Plan, Verdict};
 use gw_core::a2a_acl::rules::Caller;
 use gw_core::filter_state::decision;
-use gw_core::protocol::a2a::{self, Binding, A2A_PREFIX};
-use gw_core::protocol::jsonrpc::{self, JsonRpcBody};
-use gw_core::protocol::operation::Operation;
+use gw_core::protocol::a2a::{self, A2A_PREFIX};
+use gw_core::protocol::jsonrpc::JsonRpcBody;
 use gw_core::protocol::request_facts::RequestFacts;
 use gw_core::tool_acl::config::ToolAclConfig;
 use gw_core::tool_acl::request_guard;
 use gw_host::port::Host;
 use gw_host::{reply, state};
 use proxy_wasm::types::{Action, BufferType};
-use serde_json::Value;
 use std::rc::Rc;
 
-pub(crate) struct A2aStage {
+pub struct A2aStage {
     pub(crate) config: Rc<ToolAclConfig>,
-    pub(crate) metrics: Rc<Metrics>,
+    pub(crate) counters: Counters,
     pub(crate) outbox: Outbox,
     pub(crate) http_method: String,
     pub(crate) path: String,
@@ -44,31 +42,19 @@ pub(crate) struct A2aStage {
     waiting: Option<Waiting>,
 }
 
-/// What a judged request needs to be decided (owned: it may wait for a
-/// callout).
-struct Judged {
-    operation: Operation,
-    binding: Binding,
-    method: Option<String>,
-    rest_version: Option<a2a::A2aVersion>,
-    id: Option<Value>,
-    task_id: Option<String>,
-    skills: Vec<String>,
-    unreadable_body: bool,
-}
-
+/// A request waiting for the owner store to name its task's owner.
 struct Waiting {
     token: u32,
-    judged: Judged,
+    call: A2aCall,
 }
 
 impl A2aStage {
     /// The stage for this request, if it is an A2A one the config governs,
     /// with the action for its headers.
-    pub(crate) fn start(
+    pub fn start(
         h: &mut dyn Host,
         config: &Rc<ToolAclConfig>,
-        metrics: &Rc<Metrics>,
+        counters: Counters,
         outbox: &Outbox,
         headers: &[(String, String)],
         end_of_stream: bool,
@@ -81,7 +67,7 @@ impl A2aStage {
         }
         let mut stage = Self {
             config: config.clone(),
-            metrics: metrics.clone(),
+            counters,
             outbox: outbox.clone(),
             http_method: header(":method").unwrap_or_default(),
             path,
@@ -125,7 +111,7 @@ impl A2aStage {
         self
     }
 
-    pub(crate) fn on_request_body(
+    pub fn on_request_body(
         &mut self,
         h: &mut dyn Host,
         body_size: usize,
@@ -173,120 +159,57 @@ impl A2aStage {
         let Some(acl) = config.a2a.as_ref() else {
             return Action::Continue;
         };
-        let is_a2a = |m: &gw_core::protocol::request_facts::MessageFacts| {
-            m.operation().is_some_and(Operation::is_a2a)
-        };
-        if facts.batch {
-            if facts.messages.iter().any(is_a2a) {
+        let call = match judge::judge(acl, facts, parsed, body, &self.http_method, &self.path) {
+            Judgement::NotA2a => return Action::Continue,
+            Judgement::Batch => {
                 state::set_decision(h, decision::BAD_REQUEST);
-                reply::jsonrpc_error(
-                    h,
-                    400,
-                    None,
-                    -32600,
-                    "A2A does not use JSON-RPC batches",
-                    None,
-                );
+                reply::jsonrpc_error(h, 400, None, -32600, judge::BATCH_REFUSED, None);
                 return Action::Pause;
             }
-            return Action::Continue;
-        }
-        let Some(message) = facts.single().filter(|m| is_a2a(m)) else {
-            return Action::Continue;
-        };
-        let Some(operation) = message.operation() else {
-            return Action::Continue;
-        };
-        let binding = if facts.binding.as_deref() == Some(Binding::HttpJson.as_str()) {
-            Binding::HttpJson
-        } else {
-            Binding::JsonRpc
-        };
-        let rest_version = match binding {
-            Binding::HttpJson => a2a::rest_call(&self.http_method, &self.path).map(|c| c.version),
-            Binding::JsonRpc => None,
-        };
-        let skills = if acl.judges_skills
-            && matches!(operation, Operation::A2aSend | Operation::A2aStream)
-        {
-            send_params(parsed, body, binding)
-                .map(|p| request::skill_hints(&p))
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let judged = Judged {
-            operation,
-            binding,
-            method: match binding {
-                Binding::JsonRpc => message.method.clone(),
-                Binding::HttpJson => None,
-            },
-            rest_version,
-            id: message.id.clone(),
-            task_id: message.task_id.clone(),
-            skills,
-            unreadable_body: request::unreadable_send(operation, binding, body),
+            Judgement::Call(call) => call,
         };
         // A task this replica does not know may be known to Redis: ask it
         // before deciding (the request waits).
-        if let (Some(store), Some(task)) = (acl.isolation.redis.as_ref(), judged.task_id.as_deref())
-        {
+        if let Some((store, task)) = judge::owner_to_fetch(acl, &call) {
             let now = gw_host::clock::now_ms(h);
-            if acl.isolation.enabled && owner_of(h, task, now).is_none() && !exempt(h, acl) {
+            if owner_of(h, task, now).is_none() && !exempt(h, acl) {
                 if let Some(token) = dispatch(h, store, store.get_body(task)) {
-                    self.waiting = Some(Waiting { token, judged });
+                    self.waiting = Some(Waiting { token, call });
                     return Action::Pause;
                 }
                 log::warn!("tool_acl: a2a owner store unreachable; task `{task}` unknown here");
             }
         }
-        self.decide(h, acl, &judged, None)
+        self.decide(h, acl, &call, None)
     }
 
-    /// Decide `judged`; `fetched`: the owner Redis named, if it was asked.
+    /// Decide `call`; `fetched`: the owner Redis named, if it was asked.
     fn decide(
         &mut self,
         h: &mut dyn Host,
         acl: &A2aAcl,
-        judged: &Judged,
+        call: &A2aCall,
         fetched: Option<&str>,
     ) -> Action {
-        let call = A2aCall {
-            operation: judged.operation,
-            binding: judged.binding,
-            method: judged.method.as_deref(),
-            rest_version: judged.rest_version,
-            id: judged.id.as_ref(),
-            task_id: judged.task_id.as_deref(),
-            skills: judged.skills.clone(),
-            unreadable_body: judged.unreadable_body,
-        };
         let identity = state::verified_identity(h).filter(|i| !i.agent_id.is_empty());
         let caller = identity.as_ref().map(|i| Caller {
             id: &i.agent_id,
             name: &i.agent_name,
         });
         let now = gw_host::clock::now_ms(h);
-        let outcome = request::decide(acl, &call, self.version_header.as_deref(), caller, |task| {
+        let verdict = request::decide(acl, call, self.version_header.as_deref(), caller, |task| {
             owner_of(h, task, now).or_else(|| fetched.map(str::to_string))
         });
-        match outcome {
-            Outcome::Pass(plan) => {
-                self.metrics.add(h, Metric::Allowed, 1);
+        match verdict {
+            Verdict::Pass(plan) => {
+                self.counters.allowed.inc(h);
                 self.plan = plan;
                 Action::Continue
             }
-            Outcome::Refuse { reply: r, log } => {
+            Verdict::Refuse { reply: r, log } => {
                 log::info!("tool_acl: a2a {log}");
-                self.metrics.add(h, Metric::Denied, 1);
-                state::set_decision(
-                    h,
-                    match r.kind {
-                        Kind::VersionNotSupported | Kind::InvalidRequest => decision::BAD_REQUEST,
-                        Kind::TaskNotFound | Kind::AccessDenied => decision::FORBIDDEN,
-                    },
-                );
+                self.counters.denied.inc(h);
+                state::set_decision(h, r.kind.decision());
                 reply::send(
                     h,
                     u32::from(r.status),
@@ -299,7 +222,7 @@ impl A2aStage {
     }
 
     /// Redis answered (or not) about the owner of a waiting request's task.
-    pub(crate) fn on_call_response(&mut self, h: &mut dyn Host, token: u32, body_size: usize) {
+    pub fn on_call_response(&mut self, h: &mut dyn Host, token: u32, body_size: usize) {
         if self.waiting.as_ref().map(|w| w.token) != Some(token) {
             return;
         }
@@ -328,27 +251,14 @@ impl A2aStage {
                 None
             }
         };
-        if let (Some(owner), Some(task)) = (fetched.as_deref(), waiting.judged.task_id.as_deref()) {
+        if let (Some(owner), Some(task)) = (fetched.as_deref(), waiting.call.task_id.as_deref()) {
             // Cache it here; Redis already holds it.
             record_local(h, acl, task, owner);
         }
-        if self.decide(h, acl, &waiting.judged, fetched.as_deref()) == Action::Continue {
+        if self.decide(h, acl, &waiting.call, fetched.as_deref()) == Action::Continue {
             if let Err(status) = h.resume_request() {
                 log::warn!("tool_acl: a2a cannot resume the request: {status:?}");
             }
         }
-    }
-}
-
-/// The params of a send (for skill hints): the JSON-RPC `params`, or the
-/// REST body (its JSON-RPC view carries the body as params).
-fn send_params(parsed: Option<&JsonRpcBody>, body: &[u8], binding: Binding) -> Option<Value> {
-    if let Some(p) = parsed.and_then(|p| p.messages().first()?.params().cloned()) {
-        return Some(p);
-    }
-    let v = jsonrpc::parse_strict_json(body).ok()?;
-    match binding {
-        Binding::JsonRpc => v.get("params").cloned(),
-        Binding::HttpJson => Some(v),
     }
 }

@@ -88,7 +88,7 @@ pub struct Charge {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub enum Bill {
     /// No limit counts this request.
     Unlimited,
     /// The request must fit in all of these windows.
@@ -139,11 +139,11 @@ impl Bindings for KeyBindings<'_> {
 }
 
 /// Work out the windows a request is counted in.
-pub fn plan(
+pub fn bill(
     config: &RateLimitConfig,
     identity: Option<&VerifiedIdentity>,
     calls: &[OperationCall],
-) -> Plan {
+) -> Bill {
     let identity = identity.filter(|i| !i.agent_id.is_empty());
     let mut slots: BTreeMap<(usize, String), (u32, Option<String>)> = BTreeMap::new();
     for call in calls {
@@ -161,10 +161,10 @@ pub fn plan(
         }
     }
     if slots.is_empty() {
-        return Plan::Unlimited;
+        return Bill::Unlimited;
     }
     if identity.is_none() && config.on_missing_identity == MissingIdentity::Deny {
-        return Plan::MissingIdentity;
+        return Bill::MissingIdentity;
     }
     let charges = slots
         .into_iter()
@@ -179,10 +179,28 @@ pub fn plan(
             })
         })
         .collect();
-    Plan::Charges {
+    Bill::Charges {
         agent_id: identity.map_or_else(|| ANONYMOUS.to_string(), |i| i.agent_id.clone()),
         charges,
     }
+}
+
+/// For other modules' tests: `yaml`'s config, and the charges of one
+/// `tools/call` by agent `a` under it.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+pub(crate) fn one_tool_call(yaml: &str) -> (RateLimitConfig, Vec<Charge>) {
+    let config = RateLimitConfig::load(yaml.as_bytes()).unwrap();
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#;
+    let calls = OperationCall::from_facts(&RequestFacts::inspect(body).unwrap().1);
+    let who = VerifiedIdentity {
+        agent_id: "a".into(),
+        ..Default::default()
+    };
+    let Bill::Charges { charges, .. } = bill(&config, Some(&who), &calls) else {
+        panic!("one tools/call is not charged under {yaml}");
+    };
+    (config, charges)
 }
 
 #[cfg(test)]
@@ -212,7 +230,7 @@ mod tests {
         let calls = facts(
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_patterns"}}"#,
         );
-        let Plan::Charges { agent_id, charges } = plan(&c, Some(&identity("sentinel-1")), &calls)
+        let Bill::Charges { agent_id, charges } = bill(&c, Some(&identity("sentinel-1")), &calls)
         else {
             panic!()
         };
@@ -230,7 +248,7 @@ mod tests {
         let mut ids = Vec::new();
         for method in ["tasks/send", "message/send", "SendMessage"] {
             let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{}}}}"#);
-            let Plan::Charges { charges, .. } = plan(&c, Some(&who), &facts(&body)) else {
+            let Bill::Charges { charges, .. } = bill(&c, Some(&who), &facts(&body)) else {
                 panic!()
             };
             ids.push((charges[0].limit, charges[0].id));
@@ -242,7 +260,7 @@ mod tests {
             "SendStreamingMessage",
         ] {
             let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{}}}}"#);
-            let Plan::Charges { charges, .. } = plan(&c, Some(&who), &facts(&body)) else {
+            let Bill::Charges { charges, .. } = bill(&c, Some(&who), &facts(&body)) else {
                 panic!()
             };
             assert_eq!(charges[0].limit, 2, "{method}");
@@ -253,7 +271,7 @@ mod tests {
     fn unlimited_operations_and_paths() {
         let c = config(RECIPE_KEYS);
         let calls = facts(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
-        assert_eq!(plan(&c, Some(&identity("a")), &calls), Plan::Unlimited);
+        assert_eq!(bill(&c, Some(&identity("a")), &calls), Bill::Unlimited);
         assert_eq!(OperationCall::from_path("/mcp/tools/call").len(), 1);
         assert!(OperationCall::from_path("/mcp").is_empty());
         assert!(OperationCall::from_path("/tools/call").is_empty());
@@ -263,8 +281,8 @@ mod tests {
     fn rest_and_jsonrpc_sends_share_one_window() {
         let c = config(RECIPE_KEYS);
         let who = identity("alchemy-7");
-        let window = |calls: &[OperationCall]| match plan(&c, Some(&who), calls) {
-            Plan::Charges { charges, .. } => Some((charges[0].limit, charges[0].id)),
+        let window = |calls: &[OperationCall]| match bill(&c, Some(&who), calls) {
+            Bill::Charges { charges, .. } => Some((charges[0].limit, charges[0].id)),
             _ => None,
         };
         let jsonrpc = window(&facts(
@@ -308,7 +326,7 @@ mod tests {
         let calls = facts(
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}},{"jsonrpc":"2.0","id":3,"method":"tools/list"}]"#,
         );
-        let Plan::Charges { charges, .. } = plan(&c, Some(&identity("x")), &calls) else {
+        let Bill::Charges { charges, .. } = bill(&c, Some(&identity("x")), &calls) else {
             panic!()
         };
         assert_eq!(charges.len(), 1);
@@ -327,7 +345,7 @@ limits:
         let calls = facts(
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}}]"#,
         );
-        let Plan::Charges { charges, .. } = plan(&c, Some(&identity("x")), &calls) else {
+        let Bill::Charges { charges, .. } = bill(&c, Some(&identity("x")), &calls) else {
             panic!()
         };
         let keys: Vec<_> = charges
@@ -343,18 +361,18 @@ limits:
         let calls =
             facts(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}"#);
         let c = config(RECIPE_KEYS);
-        let Plan::Charges { agent_id, charges } = plan(&c, None, &calls) else {
+        let Bill::Charges { agent_id, charges } = bill(&c, None, &calls) else {
             panic!()
         };
         assert_eq!(agent_id, ANONYMOUS);
         assert_eq!(charges[0].key, ANONYMOUS);
         // An empty agent id is no identity either.
         assert!(
-            matches!(plan(&c, Some(&identity("")), &calls), Plan::Charges { agent_id, .. } if agent_id == ANONYMOUS)
+            matches!(bill(&c, Some(&identity("")), &calls), Bill::Charges { agent_id, .. } if agent_id == ANONYMOUS)
         );
         let deny = config(&format!("{RECIPE_KEYS}onMissingIdentity: deny\n"));
-        assert_eq!(plan(&deny, None, &calls), Plan::MissingIdentity);
+        assert_eq!(bill(&deny, None, &calls), Bill::MissingIdentity);
         let list = facts(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
-        assert_eq!(plan(&deny, None, &list), Plan::Unlimited);
+        assert_eq!(bill(&deny, None, &list), Bill::Unlimited);
     }
 }

@@ -11,16 +11,17 @@
 //! Envoy 1.40 configures a singleton service twice (the base VM and its
 //! main-thread clone both get a root context, both tick). Exactly one must
 //! deliver, so the last sender to start claims leadership in shared data
-//! (`gw_audit.sender`); a sender that finds it lost the lead hands its
-//! waiting events back to the queue, finishes its batch in flight and goes
-//! quiet.
+//! (`gw_audit.sender`, rule: `gw_core::audit::delivery::still_leading`); a
+//! sender that finds it lost the lead hands its waiting events back to the
+//! queue, finishes its batch in flight and goes quiet. What a POST carries,
+//! the batching policy and the tick period are `gw_core::audit::delivery`'s.
 
 use crate::metrics::SenderMetrics;
-use crate::QUEUE_NAME;
-use gw_core::audit::batch::{encode_json_batch, BatchPolicy, BatchSender, Outcome};
+use gw_core::audit::batch::{BatchSender, Outcome};
 use gw_core::audit::config::{Destination, DestinationType};
-use gw_core::audit::otlp;
+use gw_core::audit::delivery::still_leading;
 use gw_core::audit::outbox::frame_events;
+use gw_core::audit::outbox::QUEUE_NAME;
 use gw_host::clock::now_ms;
 use gw_host::port::Host;
 use proxy_wasm::types::MapType;
@@ -42,22 +43,8 @@ pub struct Sender {
     metrics: SenderMetrics,
 }
 
-fn policy(d: &Destination) -> BatchPolicy {
-    BatchPolicy {
-        batch_size: d.batch_size,
-        flush_interval_ms: d.flush_interval_ms,
-        max_buffered: d.max_buffered_events,
-        initial_backoff_ms: d.initial_backoff_ms,
-        max_backoff_ms: d.max_backoff_ms,
-    }
-}
-
-/// Tick often enough to honour the flush interval and the first backoff.
 fn tick_period(d: &Destination) -> Duration {
-    let ms = (d.flush_interval_ms / 5)
-        .min(d.initial_backoff_ms / 2)
-        .clamp(10, 1000);
-    Duration::from_millis(ms)
+    Duration::from_millis(d.tick_period_ms())
 }
 
 impl Sender {
@@ -79,9 +66,9 @@ impl Sender {
                 DestinationType::Http => "JSON batches of",
                 DestinationType::Otlp => "OTLP logs of",
             },
-            destination.cluster,
-            destination.authority,
-            destination.path,
+            destination.upstream.cluster,
+            destination.upstream.authority,
+            destination.upstream.path,
             destination.batch_size,
             destination.flush_interval_ms,
             destination.max_buffered_events
@@ -99,7 +86,7 @@ impl Sender {
         Some(Self {
             token,
             leading: true,
-            batches: BatchSender::new(policy(&destination), seed),
+            batches: BatchSender::new(destination.batch_policy(), seed),
             destination,
             queue_id,
             pending: None,
@@ -108,7 +95,7 @@ impl Sender {
     }
 
     pub fn reconfigure(&mut self, h: &mut dyn Host, destination: Destination) {
-        self.batches.set_policy(policy(&destination));
+        self.batches.set_policy(destination.batch_policy());
         if let Err(status) = h.set_tick_period(tick_period(&destination)) {
             log::warn!("audit sender: cannot set tick period: {status:?}");
         }
@@ -137,10 +124,7 @@ impl Sender {
     /// (back to the queue, for the leader) when it does not.
     fn check_leader(&mut self, h: &mut dyn Host) -> bool {
         let current = h.shared_data(LEADER_KEY).ok().and_then(|(value, _)| value);
-        let leading = match current {
-            Some(value) => value == self.token.as_bytes(),
-            None => true,
-        };
+        let leading = still_leading(current.as_deref(), &self.token);
         if self.leading && !leading {
             log::info!("audit sender: another sender took over; handing events over");
         }
@@ -188,28 +172,14 @@ impl Sender {
             return;
         };
         let token = batch.token;
-        let body = match d.kind {
-            DestinationType::Http => encode_json_batch(&batch.events),
-            DestinationType::Otlp => otlp::encode_logs(&batch.events, &d.service_name, now),
-        };
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", "POST"),
-            (":path", &d.path),
-            (":authority", &d.authority),
-            ("content-type", "application/json"),
-            ("user-agent", "gw-audit/0.1"),
-        ];
-        headers.extend(d.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let timeout = Duration::from_millis(d.timeout_ms);
-        match h.dispatch_http_call(&d.cluster, &headers, Some(&body), timeout) {
+        let body = d.encode(&batch.events, now);
+        let (cluster, timeout) = (&d.upstream.cluster, d.upstream.timeout());
+        match h.dispatch_http_call(cluster, &d.post_headers(), Some(&body), timeout) {
             Ok(call) => self.pending = Some((call, token)),
             Err(status) => {
                 // Unknown cluster (BadArgument) or no capacity: a failed
                 // attempt like any other, retried after the backoff.
-                log::warn!(
-                    "audit sender: cannot POST to cluster {}: {status:?}",
-                    d.cluster
-                );
+                log::warn!("audit sender: cannot POST to cluster {cluster}: {status:?}");
                 self.batches.complete(token, Outcome::Retry, now);
             }
         }

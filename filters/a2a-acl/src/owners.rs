@@ -17,14 +17,14 @@ use std::time::Duration;
 const CAS_ATTEMPTS: usize = 8;
 
 /// How often the root sends recorded owners to Redis (when configured).
-pub(crate) const OUTBOX_TICK: Duration = Duration::from_millis(50);
+pub const OUTBOX_TICK: Duration = Duration::from_millis(50);
 /// Owners waiting for the next tick, per worker; beyond this they stay
 /// local (counted in the log), so a store that is down cannot grow memory.
 const OUTBOX_MAX: usize = 10_000;
 
 /// Owners recorded by this worker's requests, sent by the root on its
 /// next tick (owned by the root, shared with its filters).
-pub(crate) type Outbox = Rc<RefCell<Vec<String>>>;
+pub type Outbox = Rc<RefCell<Vec<String>>>;
 
 pub(crate) fn outbox_push(outbox: &Outbox, body: String) {
     let mut o = outbox.borrow_mut();
@@ -37,7 +37,7 @@ pub(crate) fn outbox_push(outbox: &Outbox, body: String) {
 
 /// On the root's tick: send the recorded owners to Redis (`SET NX`; the
 /// answers are not needed: NX keeps the first owner whatever happens).
-pub(crate) fn flush_outbox(h: &mut dyn Host, config: &ToolAclConfig, outbox: &Outbox) {
+pub fn flush_outbox(h: &mut dyn Host, config: &ToolAclConfig, outbox: &Outbox) {
     let Some(store) = config.a2a.as_ref().and_then(|a| a.isolation.redis.as_ref()) else {
         return;
     };
@@ -73,16 +73,12 @@ pub(crate) fn record_local(h: &mut dyn Host, acl: &A2aAcl, task: &str, owner: &s
 
 /// One webdis call; its token, or `None` when it cannot be sent.
 pub(crate) fn dispatch(h: &mut dyn Host, store: &OwnerStore, body: String) -> Option<u32> {
+    let upstream = &store.upstream;
     h.dispatch_http_call(
-        &store.cluster,
-        &[
-            (":method", "POST"),
-            (":path", "/"),
-            (":authority", &store.authority),
-            ("content-type", "text/plain"),
-        ],
+        &upstream.cluster,
+        &upstream.post_headers("text/plain"),
         Some(body.as_bytes()),
-        Duration::from_millis(u64::from(store.timeout_ms)),
+        upstream.timeout(),
     )
     .ok()
 }

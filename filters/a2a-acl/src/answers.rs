@@ -1,10 +1,10 @@
-//! The answer side of the A2A stage (`a2a.rs`): task ids of send and
+//! The answer side of the A2A stage (`stage.rs`): task ids of send and
 //! stream answers (JSON and SSE) recorded as the caller's, `ListTasks`
 //! answers cut to the caller's tasks, and a list the gateway cannot read
 //! replaced by an error (never passed unfiltered). See `docs/a2a.md`.
 
-use crate::a2a::A2aStage;
-use crate::a2a_owners::{outbox_push, record_local};
+use crate::owners::{outbox_push, record_local};
+use crate::stage::A2aStage;
 use gw_core::a2a_acl::request::ListView;
 use gw_core::a2a_acl::tasks::{self, Shard};
 use gw_core::protocol::a2a;
@@ -33,7 +33,7 @@ pub(crate) enum Answer {
 }
 
 impl A2aStage {
-    pub(crate) fn on_response_headers(&mut self, h: &mut dyn Host) -> Action {
+    pub fn on_response_headers(&mut self, h: &mut dyn Host) -> Action {
         if self.plan.record_owner.is_none() && self.plan.list_owner.is_none() {
             return Action::Continue;
         }
@@ -72,7 +72,7 @@ impl A2aStage {
         Action::Continue
     }
 
-    pub(crate) fn on_response_body(
+    pub fn on_response_body(
         &mut self,
         h: &mut dyn Host,
         body_size: usize,
