@@ -13,6 +13,8 @@ HTTP filter list (and the audit sender service) differs:
   replay-wasm       the fixture making exactly the host calls of our chain for
                     one tools/call (filters/noop/traces/tools_call.trace), no
                     policy: chain-1-module - replay-wasm is our own Wasm code
+  replay+sender     replay-wasm plus the audit sender service, fed the recorded
+                    event in frames as the audit stage feeds it
   envoy-native      envoy.filters.http.mcp (REJECT_NO_MCP) + rbac on its
                     metadata (envoy.filters.http.mcp / params.name) +
                     local_ratelimit (filter_enabled + filter_enforced), router
@@ -257,12 +259,22 @@ def replay(hold_only: bool = False) -> Callable[[dict[str, Any]], None]:
     return patch
 
 
+def replay_with_sender(cfg: dict[str, Any]) -> None:
+    """Patch: the shipped one-module config's audit sender service (its
+    bootstrap extension, gateway.wasm on the main thread) kept, and the
+    fixture replaying TRACE in place of the chain, handing the recorded
+    audit event to that sender in frames of the shipped batch size."""
+    to_one_module(cfg)
+    hcm(cfg)["http_filters"] = [*noop_wasm(1, TRACE.read_text()), router()]
+
+
 SCENARIOS: dict[str, dict[str, Any]] = {
     "bare": {"patch": only_envoy([])},
     "noop-wasm": {"patch": only_envoy(noop_wasm(1))},
     "4x-noop-wasm": {"patch": only_envoy(noop_wasm(4))},
     "hold-wasm": {"patch": replay(hold_only=True)},
     "replay-wasm": {"patch": replay(), "replay": True},
+    "replay+sender": {"patch": replay_with_sender, "replay": True, "audit": True},
     "envoy-native": {"patch": only_envoy(native_filters(api_key=False))},
     "envoy-native+key": {"native_key": True},
     "audit": {"patch": keep_ours(("gw.audit",)), "audit": True},
@@ -338,7 +350,8 @@ def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path)
     if spec.get("native_key"):
         kw["patch"] = only_envoy(native_filters(api_key=True, agents=agents))
     kw["filter_configs"] = {}
-    if agents and name not in ("bare", "noop-wasm", "4x-noop-wasm", "hold-wasm", "replay-wasm", "envoy-native"):
+    if agents and name not in ("bare", "noop-wasm", "4x-noop-wasm", "hold-wasm", "replay-wasm", "replay+sender",
+                               "envoy-native"):
         kw["filter_configs"]["gw_identity"] = identity_with_agents(agents)
     if spec.get("chain") and not agents:
         kw["filter_configs"]["gw_rate_limit"] = raised_rate_limit()

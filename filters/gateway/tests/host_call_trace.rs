@@ -286,6 +286,15 @@ fn record(host: &mut MemoryHost, root: &dyn gw_host::filter::FilterRoot, id: u32
             ("content-length", &RESULT.len().to_string()),
         ],
     );
+    // what Envoy answers at log time (int64 little-endian, a string)
+    r.host.properties.insert(
+        vec!["response".into(), "code".into()],
+        200u64.to_le_bytes().to_vec(),
+    );
+    r.host.properties.insert(
+        vec!["response".into(), "code_details".into()],
+        b"via_upstream".to_vec(),
+    );
     on!("response_headers", 3, f.response_headers(&mut r, 3, false));
     r.host
         .set_body(BufferType::HttpResponseBody, RESULT.as_bytes());
@@ -318,12 +327,36 @@ fn the_replay_fixture_trace_is_the_chains_host_calls() {
     // the first request defines metric ids and creates the rate-limit slot
     record(&mut host, root.as_ref(), 2);
     let lines = record(&mut host, root.as_ref(), 3);
+    // The audit event of that request, as the worker's outbox hands it to
+    // the sender (one frame per batch): the replay with the sender
+    // (replay-wasm+sender) sends the same bytes.
+    root.done(&mut host);
+    let mut event = String::new();
+    while let Some(frame) = host.dequeue(1).unwrap() {
+        let frame = String::from_utf8(frame).unwrap();
+        event = frame.lines().last().unwrap().to_string();
+    }
+    assert!(
+        event.starts_with('{') && event.contains("read_config"),
+        "{event}"
+    );
+    let config = shipped_configuration();
+    let batch: usize = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("batchSize:"))
+        .expect("audit batchSize in the shipped configuration")
+        .trim()
+        .parse()
+        .unwrap();
     let header =
         "# The host calls of one proxied tools/call through the shipped one-module chain\n\
                   # (envoy/one-module/gateway.yaml), recorded on the in-memory host by\n\
                   # filters/gateway/tests/host_call_trace.rs (GW_WRITE_TRACE=1 rewrites it).\n\
                   # Replayed by filters/noop (scripts/bench_chain.py replay-wasm).\n";
-    let text = format!("{header}{}\n", lines.join("\n"));
+    let text = format!(
+        "{header}{}\naudit_batch {batch} gw_gateway gw_audit_events\naudit_event {event}\n",
+        lines.join("\n")
+    );
     if std::env::var_os("GW_WRITE_TRACE").is_some() {
         std::fs::write(TRACE, &text).unwrap();
     }

@@ -36,6 +36,10 @@
 //! now
 //! increment_metric <name> <offset>
 //! record_metric <name> <value>
+//! audit_batch <n> <vm_id> <queue>           after each log callback, add
+//! audit_event <the event's JSON>            the event to a frame; every n
+//!                                           events, enqueue it for the audit
+//!                                           sender (as the audit stage does)
 //! ```
 //!
 //! Maps and buffers are proxy-wasm's numbers (0 request headers, 2
@@ -47,6 +51,7 @@
 use gw_host::port::{Abi, Host};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -112,6 +117,9 @@ struct Trace {
     /// false: `mode hold`, the actions without the calls.
     calls: bool,
     callbacks: HashMap<Callback, (Action, Vec<Op>)>,
+    /// Events per frame, the sender's vm_id and queue.
+    audit_batch: Option<(usize, String, String)>,
+    audit_event: Option<String>,
 }
 
 fn map(s: &str) -> Option<MapType> {
@@ -175,7 +183,7 @@ fn parse_op(words: &[&str]) -> Option<Op> {
 fn parse(text: &str) -> Result<Trace, String> {
     let mut trace = Trace {
         calls: true,
-        callbacks: HashMap::new(),
+        ..Trace::default()
     };
     let mut current: Option<Callback> = None;
     for (n, line) in text.lines().enumerate() {
@@ -186,6 +194,14 @@ fn parse(text: &str) -> Result<Trace, String> {
             [first, ..] if first.starts_with('#') => {}
             ["mode", "hold"] => trace.calls = false,
             ["mode", "replay"] => trace.calls = true,
+            ["audit_batch", n, vm_id, queue] => {
+                let n = n.parse().map_err(|_| bad())?;
+                trace.audit_batch = Some((n, vm_id.to_string(), queue.to_string()));
+            }
+            ["audit_event", ..] => {
+                let event = line.trim_start().trim_start_matches("audit_event").trim();
+                trace.audit_event = Some(event.to_string());
+            }
             ["on", name, _size, action] => {
                 let cb = Callback::parse(name).ok_or_else(bad)?;
                 let action = match *action {
@@ -205,6 +221,9 @@ fn parse(text: &str) -> Result<Trace, String> {
             }
         }
     }
+    if trace.audit_batch.is_some() != trace.audit_event.is_some() {
+        return Err("audit_batch and audit_event go together".to_string());
+    }
     Ok(trace)
 }
 
@@ -214,6 +233,40 @@ struct Replay {
     trace: Trace,
     metrics: HashMap<String, u32>,
     queue: Option<u32>,
+    /// The audit frame being filled (this worker's), its event count and
+    /// the sender's queue once resolved.
+    frame: RefCell<String>,
+    events: Cell<usize>,
+    audit_queue: Cell<Option<u32>>,
+}
+
+impl Replay {
+    /// What the audit stage does with its event at log time.
+    fn audit(&self, h: &mut dyn Host) {
+        let (Some((batch, vm_id, queue)), Some(event)) =
+            (&self.trace.audit_batch, &self.trace.audit_event)
+        else {
+            return;
+        };
+        let mut frame = self.frame.borrow_mut();
+        if !frame.is_empty() {
+            frame.push('\n');
+        }
+        frame.push_str(event);
+        self.events.set(self.events.get() + 1);
+        if self.events.get() < *batch {
+            return;
+        }
+        self.events.set(0);
+        let frame = std::mem::take(&mut *frame);
+        if self.audit_queue.get().is_none() {
+            self.audit_queue
+                .set(h.resolve_queue(vm_id, queue).ok().flatten());
+        }
+        if let Some(id) = self.audit_queue.get() {
+            let _ = h.enqueue(id, frame.as_bytes());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -297,6 +350,9 @@ impl NoopHttp {
         if replay.trace.calls {
             for op in ops {
                 self.call(&replay, op, size);
+            }
+            if cb == Callback::Log {
+                replay.audit(&mut Abi);
             }
         }
         *action
@@ -419,5 +475,11 @@ mod tests {
         assert!(parse("now\n").is_err(), "an op outside a callback");
         assert!(parse("on request_headers 1 pause\nfrobnicate 1\n").is_err());
         assert!(parse("on request_headers 1 maybe\n").is_err());
+        assert!(
+            parse("audit_batch 50 vm q\n").is_err(),
+            "a batch without its event"
+        );
+        let t = parse("audit_batch 2 vm q\naudit_event {\"a\": 1}\n").unwrap();
+        assert_eq!(t.audit_event.as_deref(), Some("{\"a\": 1}"));
     }
 }
