@@ -283,6 +283,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "+tool-acl": {"patch": keep_ours(("gw.audit", "gw.identity", "gw.tool_acl")), "audit": True},
     "chain": {"patch": None, "audit": True, "chain": True},
     "chain-1-module": {"patch": None, "audit": True, "chain": True, "one_module": True},
+    # one agent (the demo admin key) with every limit raised (RAISED_LIMIT),
+    # whatever --agents says: issue 13's busy agent, to pair with
+    # chain-1-module's many quiet ones in the same run
+    # chain-1-module from --before-wasm-dir (e.g. gateway.wasm built from an
+    # earlier commit), for a before/after pair in one interleaved run
+    "chain-1-module-before": {"patch": None, "audit": True, "chain": True, "one_module": True, "before": True},
+    "chain-1-module-busy": {"patch": None, "audit": True, "chain": True, "one_module": True, "busy": True},
 }
 
 
@@ -333,6 +340,8 @@ def callback_profile(stats: dict[str, str], requests: int) -> list[str]:
 
 def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path) -> dict[str, Any]:
     spec = SCENARIOS[name]
+    if spec.get("busy"):
+        lua = lua.with_name("post-busy.lua")
     up_port, up_admin = free_port(), free_port()
     audit = spec.get("audit", False)
     use_collector = audit and args.audit_sink == "collector"
@@ -344,9 +353,9 @@ def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path)
         "backends": ("audit",) if use_collector else (), "extra_upstreams": extra,
         "envoy_log_level": args.log_level, "component_log_level": f"wasm:{args.log_level}",
         "patch": spec.get("patch"),
-        "wasm_dir": args.wasm_dir,
+        "wasm_dir": args.before_wasm_dir if spec.get("before") else args.wasm_dir,
     }
-    agents = bench_agents(args.agents)
+    agents = [] if spec.get("busy") else bench_agents(args.agents)
     if spec.get("native_key"):
         kw["patch"] = only_envoy(native_filters(api_key=True, agents=agents))
     kw["filter_configs"] = {}
@@ -490,7 +499,11 @@ def main() -> int:
                          "rate limits apply as in production; 0: one agent and raised limits in 'chain'")
     ap.add_argument("--wasm-dir", type=Path, default=None,
                     help="where the filters' .wasm files are (default dist/wasm; `just bench-profile` uses dist/wasm-profile)")
+    ap.add_argument("--before-wasm-dir", type=Path, default=None,
+                    help="the .wasm files of scenario chain-1-module-before (a build of an earlier commit)")
     args = ap.parse_args()
+    if "chain-1-module-before" in (args.only or []) and not args.before_wasm_dir:
+        ap.error("chain-1-module-before needs --before-wasm-dir")
 
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install -y wrk (or re-run ./dev, which installs it)", file=sys.stderr)
@@ -501,6 +514,8 @@ def main() -> int:
     lua.write_text(WRK_LUA % {"path": "/mcp", "body": BODY, "headers": "\n".join(
         f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items()),
         "rotate": rotate_lua("x-agent-api-key", [key for _, key in bench_agents(args.agents)])})
+    (run_root / "post-busy.lua").write_text(WRK_LUA % {"path": "/mcp", "body": BODY, "headers": "\n".join(
+        f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items()), "rotate": ""})
 
     names = args.only or list(SCENARIOS)
     print(machine())
