@@ -150,6 +150,18 @@ impl Host for Composed<'_> {
         }
         self.host.header_pairs(map)
     }
+    fn header_text_pairs(&mut self, map: MapType) -> Result<Vec<(String, String)>, Status> {
+        if map == MapType::HttpRequestHeaders {
+            // from the kept copy, one conversion (no clone of it first)
+            return self.request_headers().map(|headers| {
+                headers
+                    .iter()
+                    .map(|(n, v)| (crate::port::lossy(n), crate::port::lossy(v)))
+                    .collect()
+            });
+        }
+        self.host.header_text_pairs(map)
+    }
     fn header_value(&mut self, map: MapType, name: &str) -> Result<Option<Bytes>, Status> {
         if map == MapType::HttpRequestHeaders {
             return self.request_headers().map(|headers| {
