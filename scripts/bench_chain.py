@@ -7,6 +7,14 @@ core) on the listener, TLS and route settings of envoy/gateway.yaml; only the
 HTTP filter list (and the audit sender service) differs:
 
   bare              router only
+  noop-wasm         the empty Wasm filter (filters/noop), 4x-noop-wasm: four
+  hold-wasm         the fixture with our chain's callbacks and actions (the
+                    request held until its body has ended) but no host call
+  replay-wasm       the fixture making exactly the host calls of our chain for
+                    one tools/call (filters/noop/traces/tools_call.trace), no
+                    policy: chain-1-module - replay-wasm is our own Wasm code
+  replay+sender     replay-wasm plus the audit sender service, fed the recorded
+                    event in frames as the audit stage feeds it
   envoy-native      envoy.filters.http.mcp (REJECT_NO_MCP) + rbac on its
                     metadata (envoy.filters.http.mcp / params.name) +
                     local_ratelimit (filter_enabled + filter_enforced), router
@@ -216,21 +224,57 @@ def raised_rate_limit() -> str:
     return "\n".join(out) + "\n"
 
 
-def noop_wasm(count: int) -> list[dict[str, Any]]:
-    """`count` empty proxy-wasm filters (filters/noop), each its own VM like
-    ours: the fixed cost of a Wasm filter per request on this Envoy."""
-    return [{"name": f"bench.noop_{i}", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-        "config": {"name": f"noop_{i}", "root_id": f"noop_{i}", "vm_config": {
+def noop_wasm(count: int, configuration: str = "") -> list[dict[str, Any]]:
+    """`count` proxy-wasm filters of the fixture (filters/noop), each its own
+    VM like ours. Without configuration they are empty: the fixed cost of a
+    Wasm filter per request on this Envoy; with a trace they replay our
+    chain's host calls (TRACE)."""
+    out = []
+    for i in range(count):
+        config: dict[str, Any] = {"name": f"noop_{i}", "root_id": f"noop_{i}", "vm_config": {
             "vm_id": f"noop_{i}", "runtime": "envoy.wasm.runtime.v8",
-            "code": {"local": {"filename": str(NOOP_WASM)}}}, "failure_policy": "FAIL_CLOSED"}}}
-        for i in range(count)]
+            "code": {"local": {"filename": str(NOOP_WASM)}}}, "failure_policy": "FAIL_CLOSED"}
+        if configuration:
+            # as ours: body callbacks run while the headers are held
+            config["allow_on_headers_stop_iteration"] = True
+            config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                       "value": configuration}
+        out.append({"name": f"bench.noop_{i}", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}})
+    return out
+
+
+# The host calls of one proxied tools/call through the shipped one-module
+# chain, in order with their sizes (written by
+# filters/gateway/tests/host_call_trace.rs from the in-memory host).
+TRACE = ROOT / "filters" / "noop" / "traces" / "tools_call.trace"
+
+
+def replay(hold_only: bool = False) -> Callable[[dict[str, Any]], None]:
+    """Patch: the fixture replaying TRACE ('mode hold': our callbacks and
+    actions, the request held until its body ends, but no host call)."""
+    def patch(cfg: dict[str, Any]) -> None:
+        text = ("mode hold\n" if hold_only else "") + TRACE.read_text()
+        only_envoy(noop_wasm(1, text))(cfg)
+    return patch
+
+
+def replay_with_sender(cfg: dict[str, Any]) -> None:
+    """Patch: the shipped one-module config's audit sender service (its
+    bootstrap extension, gateway.wasm on the main thread) kept, and the
+    fixture replaying TRACE in place of the chain, handing the recorded
+    audit event to that sender in frames of the shipped batch size."""
+    to_one_module(cfg)
+    hcm(cfg)["http_filters"] = [*noop_wasm(1, TRACE.read_text()), router()]
 
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "bare": {"patch": only_envoy([])},
     "noop-wasm": {"patch": only_envoy(noop_wasm(1))},
     "4x-noop-wasm": {"patch": only_envoy(noop_wasm(4))},
+    "hold-wasm": {"patch": replay(hold_only=True)},
+    "replay-wasm": {"patch": replay(), "replay": True},
+    "replay+sender": {"patch": replay_with_sender, "replay": True, "audit": True},
     "envoy-native": {"patch": only_envoy(native_filters(api_key=False))},
     "envoy-native+key": {"native_key": True},
     "audit": {"patch": keep_ours(("gw.audit",)), "audit": True},
@@ -239,6 +283,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "+tool-acl": {"patch": keep_ours(("gw.audit", "gw.identity", "gw.tool_acl")), "audit": True},
     "chain": {"patch": None, "audit": True, "chain": True},
     "chain-1-module": {"patch": None, "audit": True, "chain": True, "one_module": True},
+    # one agent (the demo admin key) with every limit raised (RAISED_LIMIT),
+    # whatever --agents says: issue 13's busy agent, to pair with
+    # chain-1-module's many quiet ones in the same run
+    # chain-1-module from --before-wasm-dir (e.g. gateway.wasm built from an
+    # earlier commit), for a before/after pair in one interleaved run
+    "chain-1-module-before": {"patch": None, "audit": True, "chain": True, "one_module": True, "before": True},
+    "chain-1-module-busy": {"patch": None, "audit": True, "chain": True, "one_module": True, "busy": True},
 }
 
 
@@ -289,6 +340,8 @@ def callback_profile(stats: dict[str, str], requests: int) -> list[str]:
 
 def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path) -> dict[str, Any]:
     spec = SCENARIOS[name]
+    if spec.get("busy"):
+        lua = lua.with_name("post-busy.lua")
     up_port, up_admin = free_port(), free_port()
     audit = spec.get("audit", False)
     use_collector = audit and args.audit_sink == "collector"
@@ -300,20 +353,19 @@ def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path)
         "backends": ("audit",) if use_collector else (), "extra_upstreams": extra,
         "envoy_log_level": args.log_level, "component_log_level": f"wasm:{args.log_level}",
         "patch": spec.get("patch"),
-        "wasm_dir": args.wasm_dir,
+        "wasm_dir": args.before_wasm_dir if spec.get("before") else args.wasm_dir,
         # each scenario names its filters: never the harness's default deployment
         "deployment": "one" if spec.get("one_module") else "four",
     }
-    agents = bench_agents(args.agents)
+    agents = [] if spec.get("busy") else bench_agents(args.agents)
     if spec.get("native_key"):
         kw["patch"] = only_envoy(native_filters(api_key=True, agents=agents))
     kw["filter_configs"] = {}
-    if agents and name not in ("bare", "noop-wasm", "4x-noop-wasm", "envoy-native"):
+    if agents and name not in ("bare", "noop-wasm", "4x-noop-wasm", "hold-wasm", "replay-wasm", "replay+sender",
+                               "envoy-native"):
         kw["filter_configs"]["gw_identity"] = identity_with_agents(agents)
     if spec.get("chain") and not agents:
         kw["filter_configs"]["gw_rate_limit"] = raised_rate_limit()
-    if spec.get("one_module"):
-        kw["patch"] = to_one_module
     s = Stack(**kw)
     up_cfg = run_root / name / "upstream.yaml"
     up_cfg.parent.mkdir(parents=True, exist_ok=True)
@@ -347,6 +399,10 @@ def run_scenario(name: str, args: argparse.Namespace, run_root: Path, lua: Path)
         prof = wasm_stat(s, "^wasmcustom.gw.prof")
         if prof:
             res["profile"] = callback_profile(prof, res["rq"])
+        if spec.get("replay"):
+            # the fixture's last callback's counter: every request replayed the whole trace
+            st = wasm_stat(s, "^wasmcustom.gw.audit.events$")
+            res["replayed"] = int(st.get("wasmcustom.gw.audit.events", 0))
         if audit:
             time.sleep(0.5)
             st = wasm_stat(s, "^wasmcustom.gw.audit")
@@ -372,6 +428,58 @@ def machine() -> str:
             f"Linux {platform.release()}\nEnvoy {ver}\n{wrkv[0] if wrkv else 'wrk ?'}")
 
 
+def print_round(results: dict[str, dict[str, Any]]) -> None:
+    base = results.get("bare", {}).get("cpu_us")
+    hdr = f"{'scenario':18s} {'req/s':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'CPU µs/req':>10s} {'Δ vs bare':>9s} {'gw CPU':>6s} {'errors':>6s}"
+    print(hdr)
+    print("-" * len(hdr))
+    for name, r in results.items():
+        delta = f"{r['cpu_us'] - base:+9.1f}" if base is not None else f"{'-':>9s}"
+        print(f"{name:18s} {r['rps']:8.0f} {r['p50_us'] / 1000:7.2f} {r['p99_us'] / 1000:7.2f} "
+              f"{r['cpu_us']:10.1f} {delta} {r['cpu_util'] * 100:5.0f}% {r['errors']:6d}")
+    print()
+    for name, r in results.items():
+        extra = f"  audit: {r['audit']}" if "audit" in r else ""
+        if "replayed" in r:
+            extra += f"  traces replayed: {r['replayed']}"
+        print(f"{name:18s} load avg {r['load']}; downstream connections {r['cx']} for {r['rq']} requests "
+              f"(incl. warm-up){extra}")
+    for name, r in results.items():
+        if r.get("profile"):
+            print(f"\n{name}: time inside the filters' callbacks (self-timed, VM entry not included)")
+            print("\n".join("  " + line for line in r["profile"]))
+    if base is not None and "chain" in results:
+        d = results["chain"]["cpu_us"] - base
+        print(f"\nchain - bare = {d:+.1f} µs CPU/request (budget: ~25 µs)")
+    if base is not None and "chain-1-module" in results:
+        d = results["chain-1-module"]["cpu_us"] - base
+        print(f"chain-1-module - bare = {d:+.1f} µs CPU/request (budget: ~25 µs)")
+    print(flush=True)
+
+
+def print_medians(rounds: list[dict[str, dict[str, Any]]], names: list[str]) -> None:
+    """Per scenario: the median over rounds of req/s and of CPU over the
+    same round's bare (paired: each round ran every scenario back to back)."""
+    def median(xs: list[float]) -> float:
+        xs = sorted(xs)
+        n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+    print(f"medians over {len(rounds)} interleaved rounds (Δ: paired with the same round's bare):")
+    hdr = f"{'scenario':18s} {'req/s':>8s} {'CPU µs/req':>10s} {'Δ vs bare':>9s}  per-round Δ"
+    print(hdr)
+    print("-" * len(hdr))
+    for name in names:
+        rps = median([r[name]["rps"] for r in rounds])
+        cpu = median([r[name]["cpu_us"] for r in rounds])
+        if all("bare" in r for r in rounds):
+            ds = [r[name]["cpu_us"] - r["bare"]["cpu_us"] for r in rounds]
+            d = f"{median(ds):+9.1f}  " + " ".join(f"{x:+.1f}" for x in ds)
+        else:
+            d = f"{'-':>9s}"
+        print(f"{name:18s} {rps:8.0f} {cpu:10.1f} {d}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per measured run")
@@ -382,13 +490,20 @@ def main() -> int:
     ap.add_argument("--audit-sink", choices=("collector", "upstream"), default="collector",
                     help="where audit batches go: examples/audit_collector (default) or the upstream Envoy")
     ap.add_argument("--log-level", default="warn", help="gateway Envoy log level (access log is on regardless)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the scenarios this many times, interleaved (bare, A, B, bare, A, B, ...), "
+                         "and print medians of the paired differences")
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), default=None)
     ap.add_argument("--agents", type=int, default=2000,
                     help="distinct agents (static API keys, round robin per request) so that the shipped per-agent "
                          "rate limits apply as in production; 0: one agent and raised limits in 'chain'")
     ap.add_argument("--wasm-dir", type=Path, default=None,
                     help="where the filters' .wasm files are (default dist/wasm; `just bench-profile` uses dist/wasm-profile)")
+    ap.add_argument("--before-wasm-dir", type=Path, default=None,
+                    help="the .wasm files of scenario chain-1-module-before (a build of an earlier commit)")
     args = ap.parse_args()
+    if "chain-1-module-before" in (args.only or []) and not args.before_wasm_dir:
+        ap.error("chain-1-module-before needs --before-wasm-dir")
 
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install -y wrk (or re-run ./dev, which installs it)", file=sys.stderr)
@@ -399,8 +514,11 @@ def main() -> int:
     lua.write_text(WRK_LUA % {"path": "/mcp", "body": BODY, "headers": "\n".join(
         f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items()),
         "rotate": rotate_lua("x-agent-api-key", [key for _, key in bench_agents(args.agents)])})
+    (run_root / "post-busy.lua").write_text(WRK_LUA % {"path": "/mcp", "body": BODY, "headers": "\n".join(
+        f'wrk.headers["{k}"] = "{v}"' for k, v in HEADERS.items()), "rotate": ""})
 
-    names = args.only or list(SCENARIOS)
+    # chain-1-module-before only when there is an earlier build to run
+    names = args.only or [n for n in SCENARIOS if n != "chain-1-module-before" or args.before_wasm_dir]
     print(machine())
     print(f"load average at start: {loadavg()}")
     print(f"gateway Envoy --concurrency 1, log level {args.log_level} (access log to file on); upstream Envoy "
@@ -415,34 +533,18 @@ def main() -> int:
         print("one agent; 'chain' = envoy/gateway.yaml as shipped except every rate limit raised to "
               + ", ".join(f"{k} {v}" for k, v in RAISED_LIMIT.items()) + " (no request may be limited)\n", flush=True)
 
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        results[name] = run_scenario(name, args, run_root, lua)
-
-    base = results.get("bare", {}).get("cpu_us")
-    hdr = f"{'scenario':18s} {'req/s':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'CPU µs/req':>10s} {'Δ vs bare':>9s} {'gw CPU':>6s} {'errors':>6s}"
-    print(hdr)
-    print("-" * len(hdr))
-    for name, r in results.items():
-        delta = f"{r['cpu_us'] - base:+9.1f}" if base is not None else f"{'-':>9s}"
-        print(f"{name:18s} {r['rps']:8.0f} {r['p50_us'] / 1000:7.2f} {r['p99_us'] / 1000:7.2f} "
-              f"{r['cpu_us']:10.1f} {delta} {r['cpu_util'] * 100:5.0f}% {r['errors']:6d}")
-    print()
-    for name, r in results.items():
-        extra = f"  audit: {r['audit']}" if "audit" in r else ""
-        print(f"{name:18s} load avg {r['load']}; downstream connections {r['cx']} for {r['rq']} requests "
-              f"(incl. warm-up){extra}")
-    for name, r in results.items():
-        if r.get("profile"):
-            print(f"\n{name}: time inside the filters' callbacks (self-timed, VM entry not included)")
-            print("\n".join("  " + line for line in r["profile"]))
-    if base is not None and "chain" in results:
-        d = results["chain"]["cpu_us"] - base
-        print(f"\nchain - bare = {d:+.1f} µs CPU/request (budget: ~25 µs)")
-    if base is not None and "chain-1-module" in results:
-        d = results["chain-1-module"]["cpu_us"] - base
-        print(f"chain-1-module - bare = {d:+.1f} µs CPU/request (budget: ~25 µs)")
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for k in range(args.rounds):
+        results: dict[str, dict[str, Any]] = {}
+        for name in names:
+            print(f"round {k + 1}/{args.rounds}: running {name} ...", file=sys.stderr, flush=True)
+            results[name] = run_scenario(name, args, run_root, lua)
+        rounds.append(results)
+        if args.rounds > 1:
+            print(f"round {k + 1}:")
+        print_round(results)
+    if args.rounds > 1:
+        print_medians(rounds, names)
     return 0
 
 

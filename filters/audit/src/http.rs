@@ -381,10 +381,15 @@ impl Filter for AuditHttp {
                 .unwrap_or_default(),
         };
         let request = std::mem::take(&mut self.request);
-        let fallback_id = format!(
-            "{:x}-{}-{:x}",
-            request.start_unix_ms, shared.instance, self.context_id
-        );
+        // The event's id is Envoy's x-request-id; the fallback is only
+        // formatted when there is none (build_event ignores it otherwise).
+        let fallback_id = match request.request_id.as_deref() {
+            Some(id) if !id.is_empty() => String::new(),
+            _ => format!(
+                "{:x}-{}-{:x}",
+                request.start_unix_ms, shared.instance, self.context_id
+            ),
+        };
         let event = build_event(config, request, response, &fallback_id).to_json();
         shared.record(h, &event);
     }

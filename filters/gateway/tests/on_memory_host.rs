@@ -225,11 +225,19 @@ fn host_calls_of_a_typical_tools_call_are_pinned() {
         // callback, so audit's start time and identity's key-expiry check
         // share one read (now 4 -> 3); the request body is read once for
         // audit and the tool ACL in the same callback (buffer 3 -> 2).
+        // Round 3 cut three more, all in the response-headers callback:
+        // a response header value is read once per chain callback (audit
+        // and the tool ACL both ask for content-type), and the tool ACL
+        // reads content-encoding and :status only when the answer can be a
+        // list it filters or a stream (header_value 4 -> 1). (An empty
+        // end-of-stream body chunk is no longer read either: Envoy's
+        // second response-body callback, not driven here; see
+        // tests/host_call_trace.rs.)
         let expected: &[(&str, usize)] = &[
             ("add_header", 2),   // RateLimit-Policy, RateLimit
             ("buffer", 2),       // request body, response body
             ("header_pairs", 1), // the request headers, once
-            ("header_value", 4), // response :status / content-type ...
+            ("header_value", 1), // response content-type, once
             ("increment_metric", 10),
             ("now", 3),
             ("property", 3),        // response.code / code_details, decision
@@ -240,7 +248,7 @@ fn host_calls_of_a_typical_tools_call_are_pinned() {
         ];
         let got: Vec<(&str, usize)> = calls.iter().map(|(k, v)| (*k, *v)).collect();
         assert_eq!(got, expected, "host calls per tools/call changed");
-        assert_eq!(gw.host.total_calls(), 33);
+        assert_eq!(gw.host.total_calls(), 30);
     }
 }
 

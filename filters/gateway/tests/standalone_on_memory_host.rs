@@ -303,7 +303,9 @@ fn audit_records_one_event_per_request_with_its_outcome() {
 /// Host calls of one typical tools/call through the four filters as four
 /// modules (each alone on the host, no shared memo): the figure to set
 /// against the one-module chain's (on_memory_host.rs, 37). Pinned so that
-/// a change to it is made knowingly.
+/// a change to it is made knowingly. Round 3 of issue 13: 50 -> 48, the
+/// tool ACL reads a JSON tools/call answer's content-encoding and :status
+/// only when the answer can be a list it filters or a stream.
 #[test]
 fn host_calls_of_a_tools_call_through_four_modules_are_pinned() {
     let mut h = MemoryHost::new();
@@ -346,7 +348,7 @@ fn host_calls_of_a_tools_call_through_four_modules_are_pinned() {
         }
         if round == 1 {
             assert!(h.replies.is_empty(), "{:?}", h.replies);
-            assert_eq!(h.total_calls(), 50, "{:?}", h.calls());
+            assert_eq!(h.total_calls(), 48, "{:?}", h.calls());
         }
     }
 }

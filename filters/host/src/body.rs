@@ -36,6 +36,9 @@ fn count_inspection(h: &mut dyn Host, parsed: bool) {
 
 /// The buffered request body (call when `end_of_stream` is true).
 pub fn request_body(h: &mut dyn Host, body_size: usize) -> Vec<u8> {
+    if body_size == 0 {
+        return Vec::new(); // nothing to read: no host call for zero bytes
+    }
     h.buffer(BufferType::HttpRequestBody, 0, body_size)
         .ok()
         .flatten()

@@ -18,11 +18,8 @@ fn lossy(bytes: &[u8]) -> String {
 
 /// Every header of `map` as (name, value) pairs, in order.
 pub fn all(h: &mut dyn Host, map: MapType) -> Vec<(String, String)> {
-    match h.header_pairs(map) {
-        Ok(pairs) => pairs
-            .iter()
-            .map(|(name, value)| (lossy(name), lossy(value)))
-            .collect(),
+    match h.header_text_pairs(map) {
+        Ok(pairs) => pairs,
         Err(status) => {
             log::warn!("cannot read headers {map:?}: {status:?}");
             Vec::new()

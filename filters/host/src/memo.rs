@@ -24,7 +24,9 @@
 //! callback too: its stages run within microseconds of each other, and
 //! every stage then sees the same instant. So is a body: the stages that
 //! read the request (or response) body in one chain callback get one copy
-//! of it (forgotten when a stage rewrites it or the callback ends).
+//! of it (forgotten when a stage rewrites it or the callback ends), and a
+//! response header value (forgotten when a stage changes the response
+//! headers, replies, or the callback ends).
 //!
 //! What means something else when composed: a stage that resumes the
 //! request only lets the chain go on to the next stage (the chain resumes
@@ -52,6 +54,10 @@ pub struct RequestMemo {
     /// A request or response body read in the current chain callback:
     /// (buffer, start, max, what the host returned).
     body: Option<(BufferType, usize, usize, Option<Bytes>)>,
+    /// Response header values read in the current chain callback (name as
+    /// asked, what the host returned), forgotten when a stage changes the
+    /// response headers or the callback ends.
+    response_headers: Vec<(String, Option<Bytes>)>,
 }
 
 impl RequestMemo {
@@ -68,6 +74,7 @@ impl RequestMemo {
     pub fn callback_ended(&mut self, host: &mut dyn Host) {
         self.now = None;
         self.body = None;
+        self.response_headers.clear();
         for (id, offset) in self.metrics.drain(..) {
             let _ = host.increment_metric(id, offset);
         }
@@ -143,6 +150,18 @@ impl Host for Composed<'_> {
         }
         self.host.header_pairs(map)
     }
+    fn header_text_pairs(&mut self, map: MapType) -> Result<Vec<(String, String)>, Status> {
+        if map == MapType::HttpRequestHeaders {
+            // from the kept copy, one conversion (no clone of it first)
+            return self.request_headers().map(|headers| {
+                headers
+                    .iter()
+                    .map(|(n, v)| (crate::port::lossy(n), crate::port::lossy(v)))
+                    .collect()
+            });
+        }
+        self.host.header_text_pairs(map)
+    }
     fn header_value(&mut self, map: MapType, name: &str) -> Result<Option<Bytes>, Status> {
         if map == MapType::HttpRequestHeaders {
             return self.request_headers().map(|headers| {
@@ -152,17 +171,34 @@ impl Host for Composed<'_> {
                     .map(|(_, v)| v.clone())
             });
         }
+        if map == MapType::HttpResponseHeaders {
+            // several stages ask for the same one (content-type: the tool
+            // ACL's response plan, audit's captures) in one callback
+            let memo = &self.memo.response_headers;
+            if let Some((_, value)) = memo.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                return Ok(value.clone());
+            }
+            let value = self.host.header_value(map, name)?;
+            self.memo
+                .response_headers
+                .push((name.to_string(), value.clone()));
+            return Ok(value);
+        }
         self.host.header_value(map, name)
     }
     fn set_header(&mut self, map: MapType, name: &str, value: Option<&str>) -> Result<(), Status> {
-        if map == MapType::HttpRequestHeaders {
-            self.request_header_changed(name, value, false);
+        match map {
+            MapType::HttpRequestHeaders => self.request_header_changed(name, value, false),
+            MapType::HttpResponseHeaders => self.memo.response_headers.clear(),
+            _ => {}
         }
         self.host.set_header(map, name, value)
     }
     fn add_header(&mut self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
-        if map == MapType::HttpRequestHeaders {
-            self.request_header_changed(name, Some(value), true);
+        match map {
+            MapType::HttpRequestHeaders => self.request_header_changed(name, Some(value), true),
+            MapType::HttpResponseHeaders => self.memo.response_headers.clear(),
+            _ => {}
         }
         self.host.add_header(map, name, value)
     }
@@ -272,6 +308,8 @@ impl Host for Composed<'_> {
         body: &[u8],
     ) -> Result<(), Status> {
         self.effects.replied = true;
+        // the local reply's headers replace the response's
+        self.memo.response_headers.clear();
         self.host.send_reply(status, headers, body)
     }
     fn resume_request(&mut self) -> Result<(), Status> {
@@ -439,6 +477,48 @@ mod tests {
         host.set_body(BufferType::HttpRequestBody, b"hello world");
         assert_eq!(read(&mut host, &mut memo).as_deref(), Some(&b"hello"[..]));
         assert_eq!(host.calls().get("buffer"), Some(&3));
+    }
+
+    #[test]
+    fn a_response_header_is_read_once_per_chain_callback_until_changed() {
+        let mut host = MemoryHost::new();
+        host.set_headers(
+            MapType::HttpResponseHeaders,
+            &[(":status", "200"), ("content-type", "application/json")],
+        );
+        let mut memo = RequestMemo::default();
+        let read = |host: &mut MemoryHost, memo: &mut RequestMemo, name: &str| {
+            Composed::new(host, memo)
+                .header_value(MapType::HttpResponseHeaders, name)
+                .unwrap()
+        };
+        let json = Some(b"application/json".to_vec());
+        assert_eq!(read(&mut host, &mut memo, "content-type"), json);
+        assert_eq!(read(&mut host, &mut memo, "Content-Type"), json);
+        assert_eq!(read(&mut host, &mut memo, "content-encoding"), None);
+        assert_eq!(read(&mut host, &mut memo, "content-encoding"), None);
+        assert_eq!(host.calls().get("header_value"), Some(&2));
+        // a stage's change is what the next one reads
+        Composed::new(&mut host, &mut memo)
+            .set_header(
+                MapType::HttpResponseHeaders,
+                "content-type",
+                Some("text/plain"),
+            )
+            .unwrap();
+        let plain = Some(b"text/plain".to_vec());
+        assert_eq!(read(&mut host, &mut memo, "content-type"), plain);
+        Composed::new(&mut host, &mut memo)
+            .add_header(MapType::HttpResponseHeaders, "content-encoding", "gzip")
+            .unwrap();
+        let gzip = Some(b"gzip".to_vec());
+        assert_eq!(read(&mut host, &mut memo, "content-encoding"), gzip);
+        // and a new callback reads the headers as Envoy has them then
+        memo.callback_ended(&mut host);
+        host.set_headers(MapType::HttpResponseHeaders, &[("content-type", "x/y")]);
+        let xy = Some(b"x/y".to_vec());
+        assert_eq!(read(&mut host, &mut memo, "content-type"), xy);
+        assert_eq!(host.calls().get("header_value"), Some(&5));
     }
 
     #[test]

@@ -24,6 +24,16 @@ pub trait Host {
     // ---- header maps (request, response, trailers, callout response)
     /// Every pair of a header map.
     fn header_pairs(&mut self, map: MapType) -> Result<Vec<(Bytes, Bytes)>, Status>;
+    /// Every pair of a header map as text (invalid UTF-8 replaced). The
+    /// default reads [`Host::header_pairs`]; the chain's memo answers from
+    /// the copy it keeps without cloning it first.
+    fn header_text_pairs(&mut self, map: MapType) -> Result<Vec<(String, String)>, Status> {
+        Ok(self
+            .header_pairs(map)?
+            .iter()
+            .map(|(n, v)| (lossy(n), lossy(v)))
+            .collect())
+    }
     /// One header's value (the first when repeated); `Ok(None)` when absent.
     fn header_value(&mut self, map: MapType, name: &str) -> Result<Option<Bytes>, Status>;
     /// Replace a header, or remove it with `None`.
@@ -106,6 +116,11 @@ pub trait Host {
     fn define_metric(&mut self, kind: MetricType, name: &str) -> Result<u32, Status>;
     fn increment_metric(&mut self, id: u32, offset: i64) -> Result<(), Status>;
     fn record_metric(&mut self, id: u32, value: u64) -> Result<(), Status>;
+}
+
+/// Bytes as text, invalid UTF-8 replaced.
+pub(crate) fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The real host: Envoy, through [`crate::abi`].

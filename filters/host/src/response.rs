@@ -32,6 +32,11 @@ pub fn status(h: &mut dyn Host) -> u32 {
 
 /// The response body bytes the current callback sees.
 pub fn body(h: &mut dyn Host, body_size: usize) -> Vec<u8> {
+    // An empty chunk (the end of a stream whose data already passed) has
+    // nothing to read: no host call for zero bytes.
+    if body_size == 0 {
+        return Vec::new();
+    }
     h.buffer(BufferType::HttpResponseBody, 0, body_size)
         .ok()
         .flatten()

@@ -347,14 +347,27 @@ impl Filter for ToolAclHttp {
         if !self.governed || config.filtered_lists().is_empty() {
             return Action::Continue;
         }
-        self.response_status = response::status(h);
         let content_type = response::header(h, "content-type");
-        let content_encoding = response::header(h, "content-encoding");
-        let plan = ResponsePlan::choose(
-            content_type.as_deref(),
-            content_encoding.as_deref(),
-            !self.list_ids.is_empty(),
-        );
+        let answers_lists = !self.list_ids.is_empty();
+        // Content-Encoding only matters to a stream or a list answer (see
+        // ResponsePlan::choose): a request with no list whose answer is no
+        // stream (a JSON tools/call result) passes whatever its encoding,
+        // so that header is read only when it can change the plan (one
+        // host call less per typical request, issue 13).
+        let mut plan = ResponsePlan::choose(content_type.as_deref(), None, answers_lists);
+        if answers_lists || plan != ResponsePlan::Pass {
+            let content_encoding = response::header(h, "content-encoding");
+            plan = ResponsePlan::choose(
+                content_type.as_deref(),
+                content_encoding.as_deref(),
+                answers_lists,
+            );
+        }
+        // The status is for the list filtering (a cached list answer must
+        // be a 200): read only when the answer is filtered.
+        if matches!(plan, ResponsePlan::Json | ResponsePlan::Sse(_)) {
+            self.response_status = response::status(h);
+        }
         match plan {
             ResponsePlan::Pass => {}
             ResponsePlan::Refuse => {

@@ -1,0 +1,112 @@
+//! Per-request cost of our own code for one proxied `tools/call`: the whole
+//! one-module chain as shipped (envoy/one-module/gateway.yaml) driven on the
+//! in-memory host, callback by callback as Envoy drives it for
+//! scripts/bench_chain.py (headers, body, empty end of stream, response
+//! likewise, log, done). The in-memory host's calls are cheap copies, so
+//! this is what runs inside the Wasm VM (natively compiled here), plus a
+//! little. Also prints the host calls per request. Asserts nothing.
+//!
+//! Run: `cargo run --release -p gw-gateway --example chain_on_memory_host`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use gw_host::filter::FilterRoot;
+use gw_host::memory::MemoryHost;
+use gw_host::port::Host;
+use proxy_wasm::types::{BufferType, MapType};
+use std::hint::black_box;
+use std::time::Instant;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+/// scripts/bench_chain.py BODY.
+const BODY: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_config","arguments":{"key":"region","path":"/etc/gateway/services/billing/config.yaml","fields":["region","zone","replicas","owner","tier"],"reason":"capacity review for the quarterly report, read-only access requested by agent"},"_meta":{"progressToken":"bench-0001"}}}"#;
+const RESULT: &str = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"region: eu-west-1"}],"isError":false}}"#;
+
+fn shipped_configuration() -> String {
+    let text = std::fs::read_to_string(format!("{ROOT}/envoy/one-module/gateway.yaml")).unwrap();
+    // the gw_gateway HTTP filter's configuration (not the sender's)
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    fn find(v: &serde_yaml_ng::Value) -> Option<String> {
+        match v {
+            serde_yaml_ng::Value::Mapping(m) => {
+                if let Some(c) = m.get("config") {
+                    if c.get("root_id").and_then(|r| r.as_str()) == Some("gw_gateway") {
+                        let text = c["configuration"]["value"].as_str().unwrap_or_default();
+                        if !text.contains("role: sender") {
+                            return Some(text.to_string());
+                        }
+                    }
+                }
+                m.values().find_map(find)
+            }
+            serde_yaml_ng::Value::Sequence(s) => s.iter().find_map(find),
+            _ => None,
+        }
+    }
+    find(&doc).unwrap()
+}
+
+fn request(host: &mut MemoryHost, root: &dyn FilterRoot, id: u32) {
+    let len = BODY.len().to_string();
+    host.set_headers(
+        MapType::HttpRequestHeaders,
+        &[
+            (":authority", "127.0.0.1"),
+            (":path", "/mcp"),
+            (":method", "POST"),
+            (":scheme", "https"),
+            ("content-length", &len),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("x-agent-api-key", "gw-demo-admin-1"),
+            ("x-forwarded-proto", "https"),
+            ("x-request-id", "4b3c2a1d-0000-4000-8000-000000000007"),
+        ],
+    );
+    host.set_body(BufferType::HttpRequestBody, BODY.as_bytes());
+    host.properties.clear();
+    host.set_headers(MapType::HttpResponseHeaders, &[]);
+    let mut f = root.new_filter(id);
+    f.request_headers(host, 10, false);
+    f.request_body(host, BODY.len(), false);
+    f.request_body(host, BODY.len(), true);
+    host.set_headers(
+        MapType::HttpResponseHeaders,
+        &[(":status", "200"), ("content-type", "application/json")],
+    );
+    f.response_headers(host, 2, false);
+    host.set_body(BufferType::HttpResponseBody, RESULT.as_bytes());
+    f.response_body(host, RESULT.len(), false);
+    host.set_body(BufferType::HttpResponseBody, b"");
+    f.response_body(host, 0, true);
+    f.log(host);
+    f.done(host);
+}
+
+fn main() {
+    let mut host = MemoryHost::new();
+    let queue = host.register_queue("gw_audit_events").unwrap();
+    let mut root = gw_gateway::new_filter_root();
+    assert!(root.configure(&mut host, shipped_configuration().as_bytes()));
+    let n: u32 = 20_000;
+    for round in 0..5 {
+        let start = Instant::now();
+        for i in 0..n {
+            // a minute apart every 60 requests: the demo key's 60/min limit
+            // never refuses (a refused request is not the typical one)
+            host.clock += std::time::Duration::from_millis(1_100);
+            request(&mut host, root.as_ref(), black_box(i + 2));
+            if i % 50 == 0 {
+                root.done(&mut host); // the worker's audit outbox
+                while host.dequeue(queue).ok().flatten().is_some() {}
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
+        if round == 0 {
+            host.reset_calls();
+            request(&mut host, root.as_ref(), 1);
+            println!("host calls per request: {}", host.total_calls());
+        }
+        println!("round {round}: {ns:8.0} ns per tools/call through the chain (in-memory host)");
+    }
+    let _ = black_box(host.metric("gw.rate_limit.admitted"));
+}
