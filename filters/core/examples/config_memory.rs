@@ -1,5 +1,5 @@
 //! Heap of one VM's configuration of the one module (`gateway.wasm`), on the
-//! host: the shipped `gw_gateway` configuration (envoy/one-module/gateway.yaml)
+//! host: the shipped `gw_gateway` configuration (envoy/gateway.yaml)
 //! plus N generated static agents, split into sections and each section
 //! loaded as the chain does at `on_configure`. Prints the peak heap while
 //! loading (a Wasm VM's linear memory grows to its peak and never shrinks)
@@ -44,10 +44,7 @@ static ALLOC: Counting = Counting;
 /// The `gw_gateway` filter's configuration text, with `agents` more static
 /// agents in its identity section's `apiKey` method.
 fn configuration(agents: usize) -> Result<String, String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../envoy/one-module/gateway.yaml"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../envoy/gateway.yaml");
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let marker = "name: gw_gateway";
     let at = text.find(marker).ok_or("no gw_gateway filter")?;

@@ -1,5 +1,5 @@
 //! Per-request cost of our own code for one proxied `tools/call`: the whole
-//! one-module chain as shipped (envoy/one-module/gateway.yaml) driven on the
+//! one-module chain as shipped (envoy/gateway.yaml) driven on the
 //! in-memory host, callback by callback as Envoy drives it for
 //! scripts/bench_chain.py (headers, body, empty end of stream, response
 //! likewise, log, done). The in-memory host's calls are cheap copies, so
@@ -16,34 +16,9 @@ use proxy_wasm::types::{BufferType, MapType};
 use std::hint::black_box;
 use std::time::Instant;
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-/// scripts/bench_chain.py BODY.
-const BODY: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_config","arguments":{"key":"region","path":"/etc/gateway/services/billing/config.yaml","fields":["region","zone","replicas","owner","tier"],"reason":"capacity review for the quarterly report, read-only access requested by agent"},"_meta":{"progressToken":"bench-0001"}}}"#;
-const RESULT: &str = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"region: eu-west-1"}],"isError":false}}"#;
-
-fn shipped_configuration() -> String {
-    let text = std::fs::read_to_string(format!("{ROOT}/envoy/one-module/gateway.yaml")).unwrap();
-    // the gw_gateway HTTP filter's configuration (not the sender's)
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
-    fn find(v: &serde_yaml_ng::Value) -> Option<String> {
-        match v {
-            serde_yaml_ng::Value::Mapping(m) => {
-                if let Some(c) = m.get("config") {
-                    if c.get("root_id").and_then(|r| r.as_str()) == Some("gw_gateway") {
-                        let text = c["configuration"]["value"].as_str().unwrap_or_default();
-                        if !text.contains("role: sender") {
-                            return Some(text.to_string());
-                        }
-                    }
-                }
-                m.values().find_map(find)
-            }
-            serde_yaml_ng::Value::Sequence(s) => s.iter().find_map(find),
-            _ => None,
-        }
-    }
-    find(&doc).unwrap()
-}
+#[path = "../tests/shipped/mod.rs"]
+mod shipped;
+use shipped::{shipped_configuration, BODY, RESULT};
 
 fn request(host: &mut MemoryHost, root: &dyn FilterRoot, id: u32) {
     let len = BODY.len().to_string();

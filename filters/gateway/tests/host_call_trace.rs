@@ -20,40 +20,12 @@ use gw_host::port::Host;
 use proxy_wasm::types::{Action, BufferType, Bytes, MapType, MetricType, Status};
 use std::time::{Duration, SystemTime};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+mod shipped;
+use shipped::{shipped_configuration, BODY, RESULT};
 const TRACE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../noop/traces/tools_call.trace"
 );
-
-/// The benchmark's request (scripts/bench_chain.py BODY), so that body and
-/// header sizes in the trace are those Envoy sees under load.
-const BODY: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_config","arguments":{"key":"region","path":"/etc/gateway/services/billing/config.yaml","fields":["region","zone","replicas","owner","tier"],"reason":"capacity review for the quarterly report, read-only access requested by agent"},"_meta":{"progressToken":"bench-0001"}}}"#;
-/// The bench upstream's answer (scripts/bench_audit.py upstream_config).
-const RESULT: &str = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"region: eu-west-1"}],"isError":false}}"#;
-
-fn shipped_configuration() -> String {
-    let text = std::fs::read_to_string(format!("{ROOT}/envoy/one-module/gateway.yaml")).unwrap();
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
-    fn find(v: &serde_yaml_ng::Value) -> Option<String> {
-        match v {
-            serde_yaml_ng::Value::Mapping(m) => {
-                if let Some(c) = m.get("config") {
-                    if c.get("root_id").and_then(|r| r.as_str()) == Some("gw_gateway") {
-                        let text = c["configuration"]["value"].as_str().unwrap_or_default();
-                        if !text.contains("role: sender") {
-                            return Some(text.to_string());
-                        }
-                    }
-                }
-                m.values().find_map(find)
-            }
-            serde_yaml_ng::Value::Sequence(s) => s.iter().find_map(find),
-            _ => None,
-        }
-    }
-    find(&doc).expect("a gw_gateway plugin in envoy/one-module/gateway.yaml")
-}
 
 /// The host, writing one trace line per call (format: filters/noop/src/lib.rs).
 struct Recorder<'a> {
@@ -350,7 +322,7 @@ fn the_replay_fixture_trace_is_the_chains_host_calls() {
         .unwrap();
     let header =
         "# The host calls of one proxied tools/call through the shipped one-module chain\n\
-                  # (envoy/one-module/gateway.yaml), recorded on the in-memory host by\n\
+                  # (envoy/gateway.yaml), recorded on the in-memory host by\n\
                   # filters/gateway/tests/host_call_trace.rs (GW_WRITE_TRACE=1 rewrites it).\n\
                   # Replayed by filters/noop (scripts/bench_chain.py replay-wasm).\n";
     let text = format!(

@@ -15,34 +15,10 @@ use gw_host::port::Host;
 use proxy_wasm::types::{Action, BufferType, MapType};
 use serde_json::Value;
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+mod shipped;
+use shipped::shipped_configuration;
 /// The identity filter's static demo key of agent admin-1 (docs/identity.md).
 const ADMIN_KEY: &str = "gw-demo-admin-1";
-
-/// The `gw_gateway` HTTP filter's configuration in the shipped one-module
-/// config (not the audit sender service's, which has the same root id).
-fn shipped_configuration() -> String {
-    let text = std::fs::read_to_string(format!("{ROOT}/envoy/gateway.yaml")).unwrap();
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
-    fn find(v: &serde_yaml_ng::Value) -> Option<String> {
-        match v {
-            serde_yaml_ng::Value::Mapping(m) => {
-                if let Some(c) = m.get("config") {
-                    if c.get("root_id").and_then(|r| r.as_str()) == Some("gw_gateway") {
-                        let text = c["configuration"]["value"].as_str().unwrap_or_default();
-                        if !text.contains("role: sender") {
-                            return Some(text.to_string());
-                        }
-                    }
-                }
-                m.values().find_map(find)
-            }
-            serde_yaml_ng::Value::Sequence(s) => s.iter().find_map(find),
-            _ => None,
-        }
-    }
-    find(&doc).expect("a gw_gateway plugin in envoy/gateway.yaml")
-}
 
 struct Gateway {
     host: MemoryHost,
