@@ -11,7 +11,7 @@ use gw_core::protocol::request_facts::RequestFacts;
 use gw_core::tool_acl::config::ToolAclConfig;
 use gw_core::tool_acl::denial::jsonrpc_error_response;
 use gw_core::tool_acl::legacy_sse;
-use gw_core::tool_acl::list_plan::{self, CacheCandidate, ResponsePlan};
+use gw_core::tool_acl::list_plan::{self, CacheCandidate, JsonChunk, ResponsePlan};
 use gw_core::tool_acl::rules::Agent;
 use gw_core::tool_acl::sse_rewrite::{self, RawEvent, SseRewriter};
 use gw_core::tool_acl::tools_list::{self, ReplyForm};
@@ -155,25 +155,27 @@ impl ListAnswers {
                 Action::Continue
             }
             ResponseMode::Json => {
-                if body_size > config.tools_list.max_response_bytes {
-                    self.response = if end_of_stream {
-                        ResponseMode::Pass
-                    } else {
-                        ResponseMode::Discard
-                    };
-                    let err =
-                        self.list_error("tools/list response too large for the gateway to filter");
-                    response::replace_body(h, body_size, err.as_bytes());
-                    return Action::Continue;
-                }
-                if !end_of_stream {
-                    return Action::Pause;
+                let max = config.tools_list.max_response_bytes;
+                match JsonChunk::of(body_size, max, end_of_stream) {
+                    JsonChunk::TooLarge { discard_rest } => {
+                        self.response = if discard_rest {
+                            ResponseMode::Discard
+                        } else {
+                            ResponseMode::Pass
+                        };
+                        let err = self
+                            .list_error("tools/list response too large for the gateway to filter");
+                        response::replace_body(h, body_size, err.as_bytes());
+                        return Action::Continue;
+                    }
+                    JsonChunk::Wait => return Action::Pause,
+                    JsonChunk::Filter => {}
                 }
                 self.response = ResponseMode::Pass;
                 let body = response::body(h, body_size);
                 let out = match self.filter_payload(h, config, who, &body) {
                     Some(rewritten) => rewritten,
-                    None if body.iter().all(u8::is_ascii_whitespace) => return Action::Continue,
+                    None if list_plan::unreadable_answer_passes(&body) => return Action::Continue,
                     None => {
                         self.list_error("tools/list response is not JSON the gateway can filter")
                     }
@@ -310,9 +312,9 @@ impl ListAnswers {
             self.counters.tools_hidden.add(h, filtered.removed as u64);
         }
         if let (Some(plan), Some(cache_config)) = (self.plan.take(), config.tools_list.cache) {
-            let ok_status = self.response_status == 200;
-            match filtered.unfiltered.iter().find(|(id, _)| *id == plan.id) {
-                Some((_, result)) if ok_status => {
+            let status = self.response_status;
+            match list_plan::stored_result(status, &plan.id, &filtered.unfiltered) {
+                Some(result) => {
                     let now = gw_host::clock::now_ms(h);
                     if cache::store(
                         h,
