@@ -11,12 +11,12 @@
 use crate::local_store::SharedSlots;
 use crate::metrics::Metrics;
 use gw_core::filter_state::decision;
-use gw_core::protocol::a2a;
 use gw_core::protocol::request_facts::RequestFacts;
 use gw_core::rate_limit::admission::{self, Admission};
 use gw_core::rate_limit::bill::{self, Bill, Charge, OperationCall};
 use gw_core::rate_limit::config::RateLimitConfig;
 use gw_core::rate_limit::headers;
+use gw_core::rate_limit::intake::{self, Unreadable};
 use gw_core::rate_limit::response;
 use gw_host::clock::now_ms;
 use gw_host::filter::Filter;
@@ -271,7 +271,10 @@ impl Filter for RateLimitHttp {
             return Action::Pause;
         }
         self.body_len = body_size;
-        if self.legacy_session.is_some() && denied_in_transit(h) {
+        let legacy = self.legacy_session.is_some();
+        if intake::denied_in_transit(legacy, || {
+            gw_host::state::get(h, gw_core::filter_state::DECISION)
+        }) {
             // The tool ACL denied this 2024-11-05 message and forwards a
             // ping in its place: a denied call does not use the tool's
             // window (on Streamable HTTP it never reaches this filter).
@@ -283,7 +286,7 @@ impl Filter for RateLimitHttp {
             Some(facts) => Ok((facts, None)),
             None => {
                 let body = gw_host::body::request_body(h, body_size);
-                if body.iter().all(u8::is_ascii_whitespace) {
+                if intake::billed_by_path(&body) {
                     let calls = OperationCall::from_request(&self.http_method, &self.path);
                     return self.enforce(h, calls);
                 }
@@ -299,7 +302,7 @@ impl Filter for RateLimitHttp {
             // Not JSON-RPC, and not where JSON-RPC is expected (another
             // upstream's POST): nothing here that we count; let it pass
             // untouched.
-            Err(_) if !a2a::jsonrpc_only(&self.path) => self.enforce(h, Vec::new()),
+            Err(_) if Unreadable::at(&self.path) == Unreadable::Pass => self.enforce(h, Vec::new()),
             Err(err) => {
                 // A body we cannot read strictly could hide a counted
                 // operation from us (duplicate keys, ...): refuse it.
@@ -322,11 +325,9 @@ impl Filter for RateLimitHttp {
         // A GET stream may be a 2024-11-05 session's, where our deferred
         // refusals are delivered (the watch stops after its first event
         // when it is not).
-        if !end_of_stream
-            && self.http_method == "GET"
-            && gw_host::response::header(h, "content-type")
-                .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
-        {
+        if intake::may_carry_deferred_refusals(&self.http_method, end_of_stream, || {
+            gw_host::response::header(h, "content-type")
+        }) {
             self.stream = Some(gw_host::legacy_sse::StreamWatch::new(LEGACY_PENDING_KEY));
         }
         for (name, value) in std::mem::take(&mut self.response_headers) {
@@ -341,11 +342,4 @@ impl Filter for RateLimitHttp {
         }
         Action::Continue
     }
-}
-
-/// The tool ACL already denied this request (filter state, set only by our
-/// filters).
-fn denied_in_transit(h: &mut dyn Host) -> bool {
-    gw_host::state::get(h, gw_core::filter_state::DECISION)
-        .is_some_and(|d| d == decision::TOOL_DENIED.as_bytes())
 }

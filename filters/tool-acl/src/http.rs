@@ -10,8 +10,8 @@
 //! Response: a JSON answer to a `tools/list` is buffered (bounded) and
 //! rewritten; every SSE stream under an MCP endpoint is rewritten event by
 //! event as it passes (tool lists filtered, `list_changed` seen).
+//! The answer side is `gw_tool_lists::ListAnswers`'s (`filters/tool-lists`).
 
-use crate::cache::{self, Plan};
 use crate::Metrics;
 use gw_a2a_acl::{A2aStage, Outbox};
 use gw_core::filter_state::decision;
@@ -20,33 +20,18 @@ use gw_core::protocol::request_facts::VerifiedIdentity;
 use gw_core::tool_acl::config::ToolAclConfig;
 use gw_core::tool_acl::denial::jsonrpc_error_response;
 use gw_core::tool_acl::legacy_sse;
-use gw_core::tool_acl::list_plan::ResponsePlan;
 use gw_core::tool_acl::request_guard::{self, Refusal};
-use gw_core::tool_acl::sse_rewrite::SseRewriter;
-use gw_core::tool_acl::tools_list::ReplyForm;
 use gw_core::tool_acl::versions::VersionRefusal;
 use gw_host::filter::Filter;
 use gw_host::port::Host;
-use gw_host::{reply, response, state};
+use gw_host::{reply, state};
+use gw_tool_lists::{IdentityMemo, ListAnswers, ListRequest};
 use proxy_wasm::types::Action;
 use serde_json::{json, Value};
 use std::rc::Rc;
 
 /// JSON-RPC "internal error", for responses the gateway cannot filter.
 pub(crate) use gw_core::protocol::jsonrpc::codes::INTERNAL_ERROR;
-
-pub(crate) enum ResponseMode {
-    Pass,
-    /// Buffer the whole JSON answer to a `tools/list` and rewrite it.
-    Json,
-    /// Rewrite SSE events as they pass.
-    Sse(Box<SseRewriter>),
-    /// The answer was replaced by an error: drop whatever else arrives.
-    Discard,
-    /// The answer cannot be filtered (compressed): its first body chunk
-    /// becomes an error, the rest is dropped.
-    Refuse,
-}
 
 pub(crate) struct ToolAclHttp {
     pub(crate) config: Option<Rc<ToolAclConfig>>,
@@ -58,25 +43,12 @@ pub(crate) struct ToolAclHttp {
     /// The recipe per-operation path's operation (`/mcp/tools/call`): picks
     /// the denial format in `auto` mode.
     pub(crate) path_operation: Option<Operation>,
-    pub(crate) identity: Option<Option<VerifiedIdentity>>,
-    /// Ids of the `tools/list` requests in this body (cache entries are
-    /// stored only for these).
-    pub(crate) list_ids: Vec<Value>,
-    pub(crate) plan: Option<Plan>,
-    pub(crate) response_status: u32,
-    /// The form of the upstream's answer (a cache entry remembers it).
-    pub(crate) response_form: ReplyForm,
-    pub(crate) response: ResponseMode,
-    /// Upstream cache key, resolved once.
-    pub(crate) shared_key: Option<Option<String>>,
+    pub(crate) identity: IdentityMemo,
+    /// The answer side: lists filtered, the cache (`gw_tool_lists`).
+    pub(crate) lists: ListAnswers,
     /// The 2024-11-05 transport's session, when this is a POST to its
     /// messages URL (`legacy_sse`): answers go to the GET stream.
     pub(crate) legacy_session: Option<String>,
-    /// The session of a 2024-11-05 GET stream, from its `endpoint` event.
-    pub(crate) stream_session: Option<String>,
-    /// The path of a request without a body (a GET stream), as the client
-    /// sent it: picks the `endpoint` event's prefix rewrite.
-    pub(crate) stream_path: String,
     /// Request headers the body phase needs (Envoy makes request headers
     /// readable only during `on_http_request_headers` once it continued).
     pub(crate) headers: RequestHeaders,
@@ -100,23 +72,17 @@ impl ToolAclHttp {
         metrics: Rc<Metrics>,
         outbox: Outbox,
     ) -> Self {
+        let lists = ListAnswers::new(metrics.lists());
         Self {
             config,
             metrics,
             governed: false,
             inspect_body: false,
             path_operation: None,
-            identity: None,
-            list_ids: Vec::new(),
-            plan: None,
-            response_status: 0,
-            response_form: ReplyForm::Json,
-            response: ResponseMode::Pass,
-            shared_key: None,
+            identity: IdentityMemo::default(),
+            lists,
             headers: RequestHeaders::default(),
             legacy_session: None,
-            stream_session: None,
-            stream_path: String::new(),
             a2a: None,
             outbox,
         }
@@ -124,20 +90,7 @@ impl ToolAclHttp {
 
     /// The verified identity from filter state (never from a header).
     pub(crate) fn identity(&mut self, h: &mut dyn Host) -> Option<&VerifiedIdentity> {
-        if self.identity.is_none() {
-            let found = state::verified_identity(h).filter(|i| !i.agent_id.is_empty());
-            if found.is_none() {
-                self.metrics.no_identity.inc(h);
-            }
-            self.identity = Some(found);
-        }
-        self.identity.as_ref().and_then(Option::as_ref)
-    }
-
-    pub(crate) fn shared_key(&mut self, h: &mut dyn Host) -> Option<String> {
-        self.shared_key
-            .get_or_insert_with(|| cache::upstream(h).map(|u| cache::shared_key(&u)))
-            .clone()
+        self.identity.get(h, self.metrics.no_identity)
     }
 
     pub(crate) fn refuse(&self, h: &mut dyn Host, refusal: &Refusal, id: Option<&Value>) -> Action {
@@ -253,7 +206,7 @@ impl Filter for ToolAclHttp {
         if end_of_stream {
             // No body (GET of the SSE stream, DELETE of a session): nothing
             // names a tool; the response side still filters SSE streams.
-            self.stream_path = path;
+            self.lists.set_stream_path(path);
             return Action::Continue;
         }
         if let Err(r) = request_guard::check_content_encoding(header("content-encoding").as_deref())
@@ -334,7 +287,17 @@ impl Filter for ToolAclHttp {
             return action;
         }
         self.metrics.allowed.inc(h);
-        self.prepare_tools_list(h, &config, &facts, parsed, &body)
+        // The last use of these headers: moved, not copied.
+        let request = ListRequest {
+            facts: &facts,
+            parsed,
+            body: &body,
+            protocol_version: self.headers.protocol_version.take(),
+            accept: self.headers.accept.take(),
+            legacy: self.legacy_session.is_some(),
+        };
+        let who = &mut self.identity;
+        self.lists.prepare(h, &config, who, request)
     }
 
     fn response_headers(&mut self, h: &mut dyn Host, _: usize, _end_of_stream: bool) -> Action {
@@ -347,49 +310,7 @@ impl Filter for ToolAclHttp {
         if !self.governed || config.filtered_lists().is_empty() {
             return Action::Continue;
         }
-        let content_type = response::header(h, "content-type");
-        let answers_lists = !self.list_ids.is_empty();
-        // Content-Encoding only matters to a stream or a list answer (see
-        // ResponsePlan::choose): a request with no list whose answer is no
-        // stream (a JSON tools/call result) passes whatever its encoding,
-        // so that header is read only when it can change the plan (one
-        // host call less per typical request, issue 13).
-        let mut plan = ResponsePlan::choose(content_type.as_deref(), None, answers_lists);
-        if answers_lists || plan != ResponsePlan::Pass {
-            let content_encoding = response::header(h, "content-encoding");
-            plan = ResponsePlan::choose(
-                content_type.as_deref(),
-                content_encoding.as_deref(),
-                answers_lists,
-            );
-        }
-        // The status is for the list filtering (a cached list answer must
-        // be a 200): read only when the answer is filtered.
-        if matches!(plan, ResponsePlan::Json | ResponsePlan::Sse(_)) {
-            self.response_status = response::status(h);
-        }
-        match plan {
-            ResponsePlan::Pass => {}
-            ResponsePlan::Refuse => {
-                self.response = ResponseMode::Refuse;
-                response::set_header(h, "content-encoding", None);
-                response::set_header(h, "content-length", None);
-                response::set_header(h, "content-type", Some("application/json"));
-            }
-            ResponsePlan::Sse(overflow) => {
-                self.response_form = ReplyForm::Sse;
-                self.response = ResponseMode::Sse(Box::new(SseRewriter::with_overflow(
-                    config.tools_list.max_response_bytes,
-                    overflow,
-                )));
-                response::set_header(h, "content-length", None);
-            }
-            ResponsePlan::Json => {
-                self.response = ResponseMode::Json;
-                response::set_header(h, "content-length", None);
-            }
-        }
-        Action::Continue
+        self.lists.on_response_headers(h, &config)
     }
 
     fn response_body(&mut self, h: &mut dyn Host, body_size: usize, end_of_stream: bool) -> Action {
@@ -399,53 +320,8 @@ impl Filter for ToolAclHttp {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
-        match &self.response {
-            ResponseMode::Pass => Action::Continue,
-            ResponseMode::Discard => {
-                response::replace_body(h, body_size, b"");
-                Action::Continue
-            }
-            ResponseMode::Refuse => {
-                self.response = ResponseMode::Discard;
-                let err = self.list_error("compressed response: the gateway cannot filter it");
-                response::replace_body(h, body_size, err.as_bytes());
-                Action::Continue
-            }
-            ResponseMode::Json => {
-                if body_size > config.tools_list.max_response_bytes {
-                    self.response = if end_of_stream {
-                        ResponseMode::Pass
-                    } else {
-                        ResponseMode::Discard
-                    };
-                    let err =
-                        self.list_error("tools/list response too large for the gateway to filter");
-                    response::replace_body(h, body_size, err.as_bytes());
-                    return Action::Continue;
-                }
-                if !end_of_stream {
-                    return Action::Pause;
-                }
-                self.response = ResponseMode::Pass;
-                let body = response::body(h, body_size);
-                let out = match self.filter_payload(h, &config, &body) {
-                    Some(rewritten) => rewritten,
-                    None if body.iter().all(u8::is_ascii_whitespace) => return Action::Continue,
-                    None => {
-                        self.list_error("tools/list response is not JSON the gateway can filter")
-                    }
-                };
-                response::replace_body(h, body_size, out.as_bytes());
-                Action::Continue
-            }
-            ResponseMode::Sse(_) => {
-                let chunk = response::body(h, body_size);
-                let out = self.rewrite_sse(h, &config, &chunk, end_of_stream);
-                if out != chunk {
-                    response::replace_body(h, body_size, &out);
-                }
-                Action::Continue
-            }
-        }
+        let who = &mut self.identity;
+        self.lists
+            .on_response_body(h, &config, who, body_size, end_of_stream)
     }
 }

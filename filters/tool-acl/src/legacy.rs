@@ -9,12 +9,8 @@ use gw_core::protocol::request_facts::RequestFacts;
 use gw_core::tool_acl::config::ToolAclConfig;
 use gw_core::tool_acl::legacy_sse;
 use gw_host::port::Host;
+use gw_tool_lists::LEGACY_PENDING_KEY;
 use proxy_wasm::types::Action;
-use serde_json::Value;
-
-/// Shared data: denials on the 2024-11-05 transport waiting for their
-/// stream (one bounded table for all sessions, `legacy_sse::MAX_PENDING`).
-const LEGACY_PENDING_KEY: &str = "gw_tool_acl.legacy_sse_pending.v1";
 
 impl ToolAclHttp {
     /// 2024-11-05 transport: the client reads answers only from its GET
@@ -36,11 +32,5 @@ impl ToolAclHttp {
         let answer = legacy_sse::denial_answer(reply_body, &id, config.denial.jsonrpc_code);
         gw_host::legacy_sse::defer_refusal(h, LEGACY_PENDING_KEY, session, &id, answer, body_len)
             .then_some(Action::Continue)
-    }
-
-    /// On a 2024-11-05 GET stream: the denial waiting for this answer, if any.
-    pub(crate) fn legacy_denial_for(&self, h: &mut dyn Host, data: &str) -> Option<Value> {
-        let session = self.stream_session.as_deref()?;
-        gw_host::legacy_sse::take_refusal(h, LEGACY_PENDING_KEY, session, data)
     }
 }

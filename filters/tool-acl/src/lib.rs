@@ -5,16 +5,15 @@
 //! `denial`, `request_guard`, `list_plan`, `tools_list`, `sse_rewrite`,
 //! `legacy_sse`); this crate only moves bytes between Envoy and those
 //! modules: `http` (the callbacks), `judge` (the request body's verdict),
-//! `lists` (list answers and their cache, `cache`), `legacy` (the
-//! 2024-11-05 transport's denials). Under `/a2a`, with an `a2a:` section,
-//! the A2A stage: its own adapter crate, `gw_a2a_acl` (`filters/a2a-acl`).
+//! `legacy` (the 2024-11-05 transport's denials). The answer side (list
+//! answers filtered, their cache) is its own adapter crate, `gw_tool_lists`
+//! (`filters/tool-lists`). Under `/a2a`, with an `a2a:` section, the A2A
+//! stage: its own adapter crate, `gw_a2a_acl` (`filters/a2a-acl`).
 //! See `docs/tool-acl.md` and `docs/a2a.md`.
 
-mod cache;
 mod http;
 mod judge;
 mod legacy;
-mod lists;
 mod metrics;
 
 use gw_core::tool_acl::config::{ToolAclConfig, ToolAclSpec};

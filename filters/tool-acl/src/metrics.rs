@@ -48,4 +48,17 @@ impl Metrics {
             denied: self.denied,
         }
     }
+
+    /// The counters the answer side (lists, their cache) counts in.
+    pub(crate) fn lists(&self) -> gw_tool_lists::Counters {
+        gw_tool_lists::Counters {
+            no_identity: self.no_identity,
+            list_filtered: self.list_filtered,
+            tools_hidden: self.tools_hidden,
+            cache_hit: self.cache_hit,
+            cache_miss: self.cache_miss,
+            cache_store: self.cache_store,
+            cache_invalidated: self.cache_invalidated,
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! - [`window_table`]: windows packed into bounded shared-data slots
 //! - [`admission`]: all-or-nothing admission of a request's charges, over any slot store with CAS
 //! - [`config`]: the recipe's `limits` / `rateLimitResponse` block
+//! - [`intake`]: which requests are skipped, billed by path, refused unread
 //! - [`bill`]: which windows (verified agent × operation) a request counts in
 //! - [`headers`]: IETF `RateLimit-Policy` / `RateLimit` fields
 //! - [`response`]: the 429 / JSON-RPC error reply of a limited request
@@ -15,6 +16,7 @@ pub mod admission;
 pub mod bill;
 pub mod config;
 pub mod headers;
+pub mod intake;
 pub mod redis;
 pub mod response;
 pub mod sliding_window;

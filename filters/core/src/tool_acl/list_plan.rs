@@ -138,9 +138,88 @@ impl ResponsePlan {
     }
 }
 
+/// The unfiltered result to store for a cache miss, among the results an
+/// answer carried: the one for the cached request's id, and only from a
+/// 200 (an error status or another event: keep waiting, store nothing).
+pub fn stored_result<'a>(
+    status: u32,
+    cached_id: &Value,
+    unfiltered: &'a [(Value, Value)],
+) -> Option<&'a Value> {
+    if status != 200 {
+        return None;
+    }
+    unfiltered
+        .iter()
+        .find(|(id, _)| id == cached_id)
+        .map(|(_, result)| result)
+}
+
+/// What becomes of a chunk of a JSON list answer (`ResponsePlan::Json`),
+/// which is buffered whole before it is filtered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonChunk {
+    /// Over `toolsList.maxResponseBytes`: replaced by an error, never passed
+    /// on unfiltered; `discard_rest` when more of the answer follows.
+    TooLarge { discard_rest: bool },
+    /// Not the end yet: keep buffering.
+    Wait,
+    /// The whole answer: filter it.
+    Filter,
+}
+
+impl JsonChunk {
+    pub fn of(buffered: usize, max_response_bytes: usize, end_of_stream: bool) -> Self {
+        if buffered > max_response_bytes {
+            JsonChunk::TooLarge {
+                discard_rest: !end_of_stream,
+            }
+        } else if !end_of_stream {
+            JsonChunk::Wait
+        } else {
+            JsonChunk::Filter
+        }
+    }
+}
+
+/// A list answer the gateway cannot read as JSON becomes an error, except
+/// an empty one (nothing can hide in it).
+pub fn unreadable_answer_passes(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn only_a_200_answer_to_the_cached_id_is_stored() {
+        let results = [(json!(1), json!({"tools": []})), (json!(2), json!({}))];
+        assert_eq!(
+            stored_result(200, &json!(1), &results),
+            Some(&json!({"tools": []}))
+        );
+        assert_eq!(stored_result(500, &json!(1), &results), None);
+        assert_eq!(stored_result(200, &json!(3), &results), None);
+    }
+
+    #[test]
+    fn json_answers_are_bounded_then_filtered_whole() {
+        assert_eq!(
+            JsonChunk::of(11, 10, false),
+            JsonChunk::TooLarge { discard_rest: true }
+        );
+        assert_eq!(
+            JsonChunk::of(11, 10, true),
+            JsonChunk::TooLarge {
+                discard_rest: false
+            }
+        );
+        assert_eq!(JsonChunk::of(10, 10, false), JsonChunk::Wait);
+        assert_eq!(JsonChunk::of(10, 10, true), JsonChunk::Filter);
+        assert!(unreadable_answer_passes(b" \r\n"));
+        assert!(!unreadable_answer_passes(b"<html>"));
+    }
+
     use super::*;
     use serde_json::json;
 
