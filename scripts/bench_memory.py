@@ -117,7 +117,9 @@ def run(gw: str, args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     else:
         extra["audit_collector"] = up_port
         kw["filter_configs"]["gw_identity"] = bc.identity_with_agents(agents)
-        kw["patch"] = compose(plaintext, bc.to_one_module if gw == "one-module" else None)
+        kw["patch"] = plaintext
+        # each run names its filters: never the harness's default deployment
+        kw["deployment"] = "one" if gw == "one-module" else "four"
     if args.release_free_memory:
         kw["patch"] = compose(kw["patch"], release_free_memory(args.release_free_memory))
     s = Stack(**kw)
