@@ -139,7 +139,7 @@ clean:
 lint:
     cargo fmt --all --check
     cargo clippy --target {{wasm_target}} --workspace -- -D warnings
-    cargo clippy -p gw-core -p gw-host -p gw-a2a-acl -p gw-rate-limit -p gw-tool-lists -p gw-audit-sender -p gw-gateway --all-targets -- -D warnings
+    cargo clippy -p gw-core -p gw-host -p gw-a2a-acl -p gw-rate-limit -p gw-rate-limit-store -p gw-tool-lists -p gw-audit-sender -p gw-gateway --all-targets -- -D warnings
     cargo clippy --target {{wasm_target}} -p gw-host --features profile -- -D warnings
 
 # Rust unit tests on the host (pure policy logic). Property tests explore new
@@ -149,7 +149,7 @@ lint:
 [group('test')]
 unit:
     if [ "${CI:-}" = true ]; then export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261126}"; fi; \
-    cargo test -p gw-core -p gw-host -p gw-a2a-acl -p gw-rate-limit -p gw-tool-lists -p gw-audit-sender -p gw-gateway
+    cargo test -p gw-core -p gw-host -p gw-a2a-acl -p gw-rate-limit -p gw-rate-limit-store -p gw-tool-lists -p gw-audit-sender -p gw-gateway
 
 # Only the Python end-to-end tests (rebuilds the wasm first).
 [group('test')]

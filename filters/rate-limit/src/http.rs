@@ -8,7 +8,6 @@
 //! resumes or answers it). Response headers: the RateLimit fields of an
 //! admitted request.
 
-use crate::local_store::SharedSlots;
 use crate::metrics::Metrics;
 use gw_core::filter_state::decision;
 use gw_core::protocol::request_facts::RequestFacts;
@@ -21,21 +20,13 @@ use gw_core::rate_limit::response;
 use gw_host::clock::now_ms;
 use gw_host::filter::Filter;
 use gw_host::port::Host;
+use gw_rate_limit_store::{RedisCall, SharedSlots};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 /// Shared data: refusals on the 2024-11-05 transport waiting for their GET
 /// stream (`gw_host::legacy_sse`; this VM's own table).
 const LEGACY_PENDING_KEY: &str = "gw_rate_limit.legacy_sse_pending.v1";
-
-/// A request waiting for Redis.
-pub(crate) struct Pending {
-    pub(crate) token: u32,
-    pub(crate) agent_id: String,
-    pub(crate) charges: Vec<Charge>,
-    pub(crate) nonce: String,
-    pub(crate) sent_script: bool,
-}
 
 /// Where the request is.
 #[derive(PartialEq, Eq)]
@@ -58,7 +49,8 @@ pub struct RateLimitHttp {
     /// header-map access from body callbacks, and the SDK panics on that).
     pub(crate) request_id: String,
     pub(crate) facts: Option<RequestFacts>,
-    pub(crate) pending: Option<Pending>,
+    /// The Redis call this request waits for.
+    pub(crate) pending: Option<RedisCall>,
     /// RateLimit fields to add to the upstream's response.
     pub(crate) response_headers: Vec<(String, String)>,
     /// The 2024-11-05 transport's session, when this is a POST to its
@@ -108,8 +100,9 @@ impl RateLimitHttp {
                 Action::Pause
             }
             Bill::Charges { agent_id, charges } => {
-                if self.config.redis.is_some() {
-                    self.ask_redis(h, agent_id, charges, false)
+                let config = Rc::clone(&self.config);
+                if let Some(store) = config.redis.as_ref() {
+                    self.ask_redis(h, store, agent_id, charges)
                 } else {
                     self.decide_locally(h, &agent_id, &charges)
                 }
@@ -126,7 +119,7 @@ impl RateLimitHttp {
         let now = now_ms(h);
         let mut slots = SharedSlots {
             host: &mut *h,
-            metrics: &self.metrics,
+            counters: self.metrics.slots(),
         };
         match admission::decide(&mut slots, &self.config, charges, now) {
             Ok(admission) => {

@@ -6,13 +6,13 @@
 //!   sweeps expired windows on a tick;
 //! - `http`: per-request state machine (headers → body → decision →
 //!   optional Redis callout → pass with RateLimit headers, or 429);
-//! - `redis_call`: the multi-replica store, one callout per request;
-//! - `local_store`: shared data as the slot store that
-//!   `gw_core::rate_limit::admission` decides over;
+//! - `redis_call`: the request's side of the multi-replica store (waits
+//!   for the one callout, then admits, refuses or applies `onUnavailable`);
+//! - the stores themselves (shared-data slots, the Redis callout) are the
+//!   crate `gw_rate_limit_store` (`filters/rate-limit-store`);
 //! - `metrics`: the filter's counters (`wasmcustom.gw.rate_limit.*`).
 
 mod http;
-mod local_store;
 mod metrics;
 mod redis_call;
 mod root;

@@ -3,6 +3,7 @@
 
 use gw_host::metrics::Counter;
 use gw_host::port::Host;
+use gw_rate_limit_store::SlotCounters;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Metrics {
@@ -36,6 +37,14 @@ impl Metrics {
             store_errors: define("store_errors"),
             redis_unavailable: define("redis_unavailable"),
             reclaimed: define("reclaimed"),
+        }
+    }
+
+    /// The counters the shared-data store adds to.
+    pub fn slots(&self) -> SlotCounters {
+        SlotCounters {
+            cas_retries: self.cas_retries,
+            store_errors: self.store_errors,
         }
     }
 }

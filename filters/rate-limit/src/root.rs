@@ -1,13 +1,13 @@
 //! Root: configuration, slot creation, background reclamation.
 
 use crate::http::RateLimitHttp;
-use crate::local_store::SharedSlots;
 use crate::metrics::Metrics;
 use gw_core::rate_limit::admission::{self, SweepCursor};
 use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
 use gw_host::clock::now_ms;
 use gw_host::filter::{Filter, FilterRoot, Unconfigured};
 use gw_host::port::Host;
+use gw_rate_limit_store::SharedSlots;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ impl FilterRoot for RateLimitRoot {
         if !config.limits.is_empty() {
             let mut slots = SharedSlots {
                 host: &mut *h,
-                metrics: &self.metrics,
+                counters: self.metrics.slots(),
             };
             match admission::ensure_slots(&mut slots, &config.local) {
                 Ok(created) if created > 0 => {
@@ -77,7 +77,7 @@ impl FilterRoot for RateLimitRoot {
         let now = now_ms(h);
         let mut slots = SharedSlots {
             host: &mut *h,
-            metrics: &self.metrics,
+            counters: self.metrics.slots(),
         };
         let reclaimed = self.sweep.tick(&mut slots, &config.local, now);
         self.metrics.reclaimed.add(h, reclaimed);

@@ -2,15 +2,25 @@
 //! `gw_core::rate_limit::admission`, which decides (all-or-nothing, CAS
 //! loops) over any [`SlotStore`]. This store only moves bytes and counts.
 
-use crate::metrics::Metrics;
 use gw_core::rate_limit::admission::{SlotStore, StoreEvent, WriteError};
+use gw_host::metrics::Counter;
 use gw_host::port::Host;
 use proxy_wasm::types::Status;
+
+/// The rate-limit filter's counters this store adds to
+/// (`wasmcustom.gw.rate_limit.{cas_retries,store_errors}`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SlotCounters {
+    /// Compare-and-swap retries (another worker wrote the slot first).
+    pub cas_retries: Counter,
+    /// Undecodable slots (reset).
+    pub store_errors: Counter,
+}
 
 /// Shared data as the window table's slots.
 pub struct SharedSlots<'a> {
     pub host: &'a mut dyn Host,
-    pub metrics: &'a Metrics,
+    pub counters: SlotCounters,
 }
 
 impl SlotStore for SharedSlots<'_> {
@@ -28,10 +38,10 @@ impl SlotStore for SharedSlots<'_> {
 
     fn note(&mut self, event: StoreEvent) {
         match event {
-            StoreEvent::CasRetry => self.metrics.cas_retries.inc(self.host),
+            StoreEvent::CasRetry => self.counters.cas_retries.inc(self.host),
             StoreEvent::SlotReset { key, problem } => {
                 log::warn!("rate_limit: slot {key} reset: {problem}");
-                self.metrics.store_errors.inc(self.host);
+                self.counters.store_errors.inc(self.host);
             }
             StoreEvent::MissingSlot { key } => {
                 log::warn!("rate_limit: creating missing slot {key}");
