@@ -2,7 +2,9 @@
 //! `gw_core::rate_limit::admission`, which decides (all-or-nothing, CAS
 //! loops) over any [`SlotStore`]. This store only moves bytes and counts.
 
-use gw_core::rate_limit::admission::{SlotStore, StoreEvent, WriteError};
+use gw_core::rate_limit::admission::{self, SlotStore, StoreEvent, SweepCursor, WriteError};
+use gw_core::rate_limit::config::LocalStore;
+use gw_host::clock::now_ms;
 use gw_host::metrics::Counter;
 use gw_host::port::Host;
 use proxy_wasm::types::Status;
@@ -47,5 +49,37 @@ impl SlotStore for SharedSlots<'_> {
                 log::warn!("rate_limit: creating missing slot {key}");
             }
         }
+    }
+}
+
+impl SharedSlots<'_> {
+    /// Create the table's missing slots (another VM of this Envoy may have
+    /// made them) and start this VM's share of the sweep.
+    pub fn open(
+        h: &mut dyn Host,
+        store: &LocalStore,
+        counters: SlotCounters,
+    ) -> Result<SweepCursor, String> {
+        let mut slots = SharedSlots {
+            host: &mut *h,
+            counters,
+        };
+        let created = admission::ensure_slots(&mut slots, store)?;
+        if created > 0 {
+            log::info!("rate_limit: created {created} shared-data slots");
+        }
+        Ok(SweepCursor::start(store, now_ms(h)))
+    }
+
+    /// One tick of this VM's sweep: the expired windows it dropped.
+    pub fn sweep(
+        h: &mut dyn Host,
+        cursor: &mut SweepCursor,
+        store: &LocalStore,
+        counters: SlotCounters,
+    ) -> u64 {
+        let now = now_ms(h);
+        let mut slots = SharedSlots { host: h, counters };
+        cursor.tick(&mut slots, store, now)
     }
 }

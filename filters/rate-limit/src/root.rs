@@ -2,9 +2,8 @@
 
 use crate::http::RateLimitHttp;
 use crate::metrics::Metrics;
-use gw_core::rate_limit::admission::{self, SweepCursor};
+use gw_core::rate_limit::admission::SweepCursor;
 use gw_core::rate_limit::config::{RateLimitConfig, RateLimitConfigSpec};
-use gw_host::clock::now_ms;
 use gw_host::filter::{Filter, FilterRoot, Unconfigured};
 use gw_host::port::Host;
 use gw_rate_limit_store::SharedSlots;
@@ -36,21 +35,13 @@ impl FilterRoot for RateLimitRoot {
         };
         self.metrics = Metrics::define(h);
         if !config.limits.is_empty() {
-            let mut slots = SharedSlots {
-                host: &mut *h,
-                counters: self.metrics.slots(),
-            };
-            match admission::ensure_slots(&mut slots, &config.local) {
-                Ok(created) if created > 0 => {
-                    log::info!("rate_limit: created {created} shared-data slots")
-                }
-                Ok(_) => {}
+            match SharedSlots::open(h, &config.local, self.metrics.slots()) {
+                Ok(sweep) => self.sweep = sweep,
                 Err(message) => {
                     log::error!("rate_limit: cannot create shared-data slots: {message}");
                     return false;
                 }
             }
-            self.sweep = SweepCursor::start(&config.local, now_ms(h));
             if let Err(status) = h.set_tick_period(TICK) {
                 log::warn!(
                     "rate_limit: no tick, expired windows are reclaimed only on writes: {status:?}"
@@ -74,12 +65,7 @@ impl FilterRoot for RateLimitRoot {
         let Some(config) = &self.config else {
             return;
         };
-        let now = now_ms(h);
-        let mut slots = SharedSlots {
-            host: &mut *h,
-            counters: self.metrics.slots(),
-        };
-        let reclaimed = self.sweep.tick(&mut slots, &config.local, now);
+        let reclaimed = SharedSlots::sweep(h, &mut self.sweep, &config.local, self.metrics.slots());
         self.metrics.reclaimed.add(h, reclaimed);
     }
 

@@ -262,6 +262,19 @@ fn the_local_windows_live_in_shared_data_slots() {
         post(&mut h, root.as_ref(), "agent-a", &call(71)).1,
         Action::Pause
     );
+
+    // Three minutes later the window has expired: a full pass of the
+    // sweep (one minute of ticks) drops it.
+    h.clock += std::time::Duration::from_secs(180);
+    let mut root = root;
+    for _ in 0..60 {
+        root.tick(&mut h);
+    }
+    assert_eq!(h.metric("gw.rate_limit.reclaimed"), 1);
+    assert_eq!(
+        post(&mut h, root.as_ref(), "agent-a", &call(72)).1,
+        Action::Continue
+    );
 }
 
 #[test]
