@@ -18,28 +18,10 @@ use std::time::Instant;
 
 #[path = "../tests/shipped/mod.rs"]
 mod shipped;
-use shipped::{shipped_configuration, BODY, RESULT};
+use shipped::{load_request, shipped_configuration, BODY, RESULT};
 
 fn request(host: &mut MemoryHost, root: &dyn FilterRoot, id: u32) {
-    let len = BODY.len().to_string();
-    host.set_headers(
-        MapType::HttpRequestHeaders,
-        &[
-            (":authority", "127.0.0.1"),
-            (":path", "/mcp"),
-            (":method", "POST"),
-            (":scheme", "https"),
-            ("content-length", &len),
-            ("content-type", "application/json"),
-            ("accept", "application/json, text/event-stream"),
-            ("x-agent-api-key", "gw-demo-admin-1"),
-            ("x-forwarded-proto", "https"),
-            ("x-request-id", "4b3c2a1d-0000-4000-8000-000000000007"),
-        ],
-    );
-    host.set_body(BufferType::HttpRequestBody, BODY.as_bytes());
-    host.properties.clear();
-    host.set_headers(MapType::HttpResponseHeaders, &[]);
+    load_request(host);
     let mut f = root.new_filter(id);
     f.request_headers(host, 10, false);
     f.request_body(host, BODY.len(), false);

@@ -21,7 +21,7 @@ use proxy_wasm::types::{Action, BufferType, Bytes, MapType, MetricType, Status};
 use std::time::{Duration, SystemTime};
 
 mod shipped;
-use shipped::{shipped_configuration, BODY, RESULT};
+use shipped::{load_request, shipped_configuration, BODY, RESULT};
 const TRACE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../noop/traces/tools_call.trace"
@@ -204,26 +204,7 @@ fn action(a: Action) -> &'static str {
 /// holds; nothing for the response, which it lets through chunk by
 /// chunk); then log and done.
 fn record(host: &mut MemoryHost, root: &dyn gw_host::filter::FilterRoot, id: u32) -> Vec<String> {
-    let len = BODY.len().to_string();
-    host.set_headers(
-        MapType::HttpRequestHeaders,
-        &[
-            (":authority", "127.0.0.1"),
-            (":path", "/mcp"),
-            (":method", "POST"),
-            (":scheme", "https"),
-            ("content-length", &len),
-            ("content-type", "application/json"),
-            ("accept", "application/json, text/event-stream"),
-            ("x-agent-api-key", "gw-demo-admin-1"),
-            ("x-forwarded-proto", "https"),
-            ("x-request-id", "4b3c2a1d-0000-4000-8000-000000000007"),
-        ],
-    );
-    host.set_body(BufferType::HttpRequestBody, BODY.as_bytes());
-    host.properties.clear();
-    host.set_headers(MapType::HttpResponseHeaders, &[]);
-    host.set_body(BufferType::HttpResponseBody, b"");
+    load_request(host);
     let mut f = root.new_filter(id);
     let mut r = Recorder {
         host,

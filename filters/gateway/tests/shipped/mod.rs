@@ -9,6 +9,9 @@
     clippy::panic
 )]
 
+use gw_host::memory::MemoryHost;
+use proxy_wasm::types::{BufferType, MapType};
+
 /// The `gw_gateway` HTTP filter's configuration in the shipped one-module
 /// config (not the audit sender service's, which has the same root id).
 pub fn shipped_configuration() -> String {
@@ -43,3 +46,29 @@ pub fn shipped_configuration() -> String {
 pub const BODY: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_config","arguments":{"key":"region","path":"/etc/gateway/services/billing/config.yaml","fields":["region","zone","replicas","owner","tier"],"reason":"capacity review for the quarterly report, read-only access requested by agent"},"_meta":{"progressToken":"bench-0001"}}}"#;
 /// The bench upstream's answer (scripts/bench_audit.py upstream_config).
 pub const RESULT: &str = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"region: eu-west-1"}],"isError":false}}"#;
+
+/// Load the benchmark's request into the host as Envoy presents it before
+/// the first callback (HTTP/1.1, content-length): its headers and body, no
+/// properties, no response yet.
+pub fn load_request(host: &mut MemoryHost) {
+    let len = BODY.len().to_string();
+    host.set_headers(
+        MapType::HttpRequestHeaders,
+        &[
+            (":authority", "127.0.0.1"),
+            (":path", "/mcp"),
+            (":method", "POST"),
+            (":scheme", "https"),
+            ("content-length", &len),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("x-agent-api-key", "gw-demo-admin-1"),
+            ("x-forwarded-proto", "https"),
+            ("x-request-id", "4b3c2a1d-0000-4000-8000-000000000007"),
+        ],
+    );
+    host.set_body(BufferType::HttpRequestBody, BODY.as_bytes());
+    host.properties.clear();
+    host.set_headers(MapType::HttpResponseHeaders, &[]);
+    host.set_body(BufferType::HttpResponseBody, b"");
+}
