@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_chain as bc  # noqa: E402
-from bench_report import check, compose, plaintext, write_lua  # noqa: E402
+from bench_report import add_bench_upstream, check, compose, plaintext, stack_kwargs, write_lua  # noqa: E402
 from gwstack import ROOT, WASM_DIR, Stack, free_port  # noqa: E402
 
 GATEWAYS = ("bare", "noop-wasm", "one-module", "four-modules")
@@ -105,11 +105,7 @@ def run(gw: str, args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     agents = bc.bench_agents(args.agents)
     up_port, up_admin = free_port(), free_port()
     extra: dict[str, Any] = {"mcp_upstream": up_port}
-    kw: dict[str, Any] = {
-        "config": "envoy/gateway.yaml", "workers": args.workers, "run_dir": run_dir,
-        "backends": (), "extra_upstreams": extra, "envoy_log_level": "warn",
-        "component_log_level": "wasm:warn", "wasm_dir": args.wasm_dir, "filter_configs": {},
-    }
+    kw = stack_kwargs(args, run_dir, extra)
     if gw == "bare":
         kw["patch"] = compose(bc.only_envoy([]), plaintext)
     elif gw == "noop-wasm":
@@ -123,13 +119,7 @@ def run(gw: str, args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     if args.release_free_memory:
         kw["patch"] = compose(kw["patch"], release_free_memory(args.release_free_memory))
     s = Stack(**kw)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    up_cfg = run_dir / "upstream.yaml"
-    up_cfg.write_text(json.dumps(bc.upstream_config(up_port, up_admin)))
-    from gwstack import envoy_binary
-    s.add_process("bench_upstream", [envoy_binary(), "-c", str(up_cfg), "--concurrency", "1",
-                                     "--disable-hot-restart", "--log-level", "warn"],
-                  ready_url=f"http://127.0.0.1:{up_admin}/ready")
+    add_bench_upstream(s, run_dir, up_port, up_admin)
     s.start()
     try:
         envoy = next(p for p in s.procs if p.name == "envoy")

@@ -125,6 +125,26 @@ def measure(pid: int, url: str, lua: Path, args: argparse.Namespace, warmup: int
 
 # ---------------------------------------------------------------- gateway runs
 
+def stack_kwargs(args: argparse.Namespace, run_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """The gateway Stack's arguments every run shares (bench_memory too): the shipped
+    config, no example backends, quiet logs; callers add patch, deployment, configs."""
+    return {
+        "config": "envoy/gateway.yaml", "workers": args.workers, "run_dir": run_dir,
+        "backends": (), "extra_upstreams": extra, "envoy_log_level": "warn",
+        "component_log_level": "wasm:warn", "wasm_dir": args.wasm_dir, "filter_configs": {},
+    }
+
+
+def add_bench_upstream(s: Stack, run_dir: Path, port: int, admin_port: int) -> None:
+    """The buffering upstream Envoy (bench_audit.upstream_config) as one of the stack's processes."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    up_cfg = run_dir / "upstream.yaml"
+    up_cfg.write_text(json.dumps(bc.upstream_config(port, admin_port)))
+    s.add_process("bench_upstream", [envoy_binary(), "-c", str(up_cfg), "--concurrency", "1",
+                                     "--disable-hot-restart", "--log-level", "warn"],
+                  ready_url=f"http://127.0.0.1:{admin_port}/ready")
+
+
 def gateway_run(gw: str, shape: str, transport: str, body: str, args: argparse.Namespace,
                 run_dir: Path) -> dict[str, Any]:
     """One gateway (fresh Envoy + buffering upstream Envoy) under one load."""
@@ -135,11 +155,7 @@ def gateway_run(gw: str, shape: str, transport: str, body: str, args: argparse.N
     if ours:
         extra["audit_collector"] = up_port  # audit batches to a sink that answers 200 at once
     tls = None if transport == "tls" else plaintext
-    kw: dict[str, Any] = {
-        "config": "envoy/gateway.yaml", "workers": args.workers, "run_dir": run_dir,
-        "backends": (), "extra_upstreams": extra, "envoy_log_level": "warn",
-        "component_log_level": "wasm:warn", "wasm_dir": args.wasm_dir, "filter_configs": {},
-    }
+    kw = stack_kwargs(args, run_dir, extra)
     if gw == "bare":
         kw["patch"] = compose(bc.only_envoy([]), tls)
     elif gw == "envoy-native":
@@ -149,15 +165,11 @@ def gateway_run(gw: str, shape: str, transport: str, body: str, args: argparse.N
             kw["filter_configs"]["gw_identity"] = bc.identity_with_agents(agents)
         else:
             kw["filter_configs"]["gw_rate_limit"] = bc.raised_rate_limit()
-        kw["patch"] = compose(tls, bc.to_one_module if gw == "one-module" else None)
+        kw["patch"] = tls
+        # each run names its filters: never the harness's default deployment
         kw["deployment"] = "one" if gw == "one-module" else "four"
     s = Stack(**kw)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    up_cfg = run_dir / "upstream.yaml"
-    up_cfg.write_text(json.dumps(bc.upstream_config(up_port, up_admin)))
-    s.add_process("bench_upstream", [envoy_binary(), "-c", str(up_cfg), "--concurrency", "1",
-                                     "--disable-hot-restart", "--log-level", "warn"],
-                  ready_url=f"http://127.0.0.1:{up_admin}/ready")
+    add_bench_upstream(s, run_dir, up_port, up_admin)
     scheme = "https" if transport == "tls" else "http"
     s.start()
     try:
